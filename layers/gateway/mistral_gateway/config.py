@@ -1,0 +1,70 @@
+"""Settings read once per container from the environment the template gives the function.
+
+Every knob has a default that works for `make serve`; template.yaml Parameters map onto these names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+
+DEFAULT_SERVER_URL = "https://api.mistral.ai"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    return raw in {"1", "true", "yes", "on"} if raw else default
+
+
+def _csv(name: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    secret_id: str
+    server_url: str = DEFAULT_SERVER_URL
+    cache_ttl_seconds: int = 86_400
+    # Total time we give one request before answering ourselves; API Gateway REST gives up at 29 s.
+    request_deadline_ms: int = 25_000
+    # Per-attempt ceiling for one upstream HTTP call (the deadline still wins).
+    upstream_timeout_ms: int = 20_000
+    upstream_max_attempts: int = 3
+    secret_max_age_seconds: int = 300
+    allowed_models: frozenset[str] = field(default_factory=frozenset)
+    # "caller": cache entries are scoped to the caller's API key id; "shared": one cache for all callers.
+    cache_scope: str = "caller"
+    # Debug only: when true, prompts and answers are written to the logs. Off by default.
+    log_prompts: bool = False
+    max_body_bytes: int = 1_048_576
+    aws_timeout_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            table_name=os.environ.get("CACHE_TABLE_NAME", "mistral-gateway-cache"),
+            secret_id=os.environ.get("MISTRAL_SECRET_ID", "mistral-gateway/api-key"),
+            server_url=(os.environ.get("MISTRAL_SERVER_URL", "").strip() or DEFAULT_SERVER_URL).rstrip("/"),
+            cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 86_400),
+            request_deadline_ms=min(_int("REQUEST_DEADLINE_MS", 25_000), 28_000),
+            upstream_timeout_ms=_int("UPSTREAM_TIMEOUT_MS", 20_000),
+            upstream_max_attempts=max(1, _int("UPSTREAM_MAX_ATTEMPTS", 3)),
+            secret_max_age_seconds=_int("SECRET_MAX_AGE_SECONDS", 300),
+            allowed_models=_csv("ALLOWED_MODELS"),
+            cache_scope=os.environ.get("CACHE_SCOPE", "caller").strip().lower() or "caller",
+            log_prompts=_bool("LOG_PROMPTS", False),
+            max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
+        )
+
+
+@cache
+def settings() -> Settings:
+    """The container's settings; tests call `settings.cache_clear()` after changing the environment."""
+    return Settings.from_env()

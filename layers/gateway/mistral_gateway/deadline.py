@@ -1,0 +1,28 @@
+"""How much time one request may still spend: the Lambda's remaining time and our own total deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# Time kept back to build and return our own answer after the last upstream attempt.
+RESPONSE_MARGIN_MS = 400
+
+
+@dataclass(frozen=True)
+class Deadline:
+    expires_at: float  # time.monotonic() seconds
+
+    @classmethod
+    def start(cls, budget_ms: int, lambda_context: Any = None) -> Deadline:
+        budget = float(budget_ms)
+        remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+        if callable(remaining):
+            with contextlib.suppress(TypeError, ValueError):
+                budget = min(budget, float(remaining()))
+        return cls(time.monotonic() + max(0.0, budget - RESPONSE_MARGIN_MS) / 1000)
+
+    def remaining_ms(self) -> float:
+        return max(0.0, (self.expires_at - time.monotonic()) * 1000)

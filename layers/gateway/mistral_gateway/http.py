@@ -1,0 +1,132 @@
+"""What the gateway reads from an HTTP request besides the route: the JSON body, the caller, Cache-Control."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from mistral_gateway.config import settings
+from mistral_gateway.deadline import Deadline
+from mistral_gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+MAX_CACHE_AGE_SECONDS = 30 * 86_400
+_JSON_MEDIA = re.compile(r"^\s*(application/([\w.+-]+\+)?json|text/plain)\s*(;.*)?$", re.IGNORECASE)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(raw: str | bytes | None, content_type: str | None, *, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or a 4xx GatewayError that says what is wrong with it."""
+    if content_type and not _JSON_MEDIA.match(content_type):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type.split(';')[0]!r}.")
+    if raw is None or raw == "" or raw == b"":
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The request body is {len(data)} bytes; the limit is {max_bytes}.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid UTF-8.") from None
+    try:
+        body = json.loads(text, parse_constant=_no_constants)
+    except ValueError as error:
+        raise InvalidRequest(f"The request body is not valid JSON: {error}.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+@dataclass(frozen=True)
+class CacheControl:
+    """The caller's Cache-Control: `no-cache` skips the lookup, `no-store` skips both, `max-age=N` bounds both."""
+
+    read: bool = True
+    store: bool = True
+    max_age: int | None = None
+
+    @classmethod
+    def parse(cls, header: str | None) -> CacheControl:
+        if not header:
+            return cls()
+        directives = {part.strip().lower() for part in header.split(",") if part.strip()}
+        max_age = None
+        for directive in directives:
+            name, _, value = directive.partition("=")
+            if name.strip() == "max-age":
+                try:
+                    max_age = max(0, min(MAX_CACHE_AGE_SECONDS, int(value.strip().strip('"'))))
+                except ValueError:
+                    raise InvalidRequest("Cache-Control max-age must be a whole number of seconds.") from None
+        no_store = "no-store" in directives
+        return cls(
+            read=not no_store and "no-cache" not in directives and max_age != 0, store=not no_store, max_age=max_age
+        )
+
+    @property
+    def bypassed(self) -> bool:
+        return not self.read
+
+
+def caller_id(event: dict[str, Any]) -> str | None:
+    """The caller's API key id: set by API Gateway (usage plans) or by our authorizer. Never the key itself."""
+    context = event.get("requestContext") or {}
+    authorizer = context.get("authorizer") or {}
+    for value in (
+        authorizer.get("apiKeyId"),
+        (context.get("identity") or {}).get("apiKeyId"),
+        authorizer.get("principalId"),
+    ):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def raw_body(event: dict[str, Any]) -> bytes | None:
+    """The body exactly as sent: API Gateway base64-encodes bodies it treats as binary."""
+    body = event.get("body")
+    if body is None:
+        return None
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("The request body is not valid base64.") from None
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    """Everything the service needs from one API Gateway event, parsed and checked."""
+
+    body: dict[str, Any]
+    caller: str | None
+    control: CacheControl
+    deadline: Deadline
+
+    @classmethod
+    def from_event(cls, event: Any, lambda_context: Any) -> GatewayRequest:
+        """`event` is Powertools' APIGatewayProxyEvent (headers are case-insensitive)."""
+        config = settings()
+        deadline = Deadline.start(config.request_deadline_ms, lambda_context)
+        headers = event.headers
+        control = CacheControl.parse(headers.get("cache-control"))
+        body = parse_json_body(raw_body(event.raw_event), headers.get("content-type"), max_bytes=config.max_body_bytes)
+        return cls(body=body, caller=caller_id(event.raw_event), control=control, deadline=deadline)
+
+
+def json_response(status: int, body: str, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer; the body is passed through as-is (never re-serialised)."""
+    return Response(status_code=status, content_type="application/json", body=body, headers=headers or {})
+
+
+def error_response(error: GatewayError) -> Response:
+    return json_response(error.status, json.dumps(error.body()), dict(error.headers))

@@ -1,0 +1,145 @@
+"""Pydantic models of the requests the gateway accepts, mirroring Mistral's API.
+
+The field set of `ChatCompletionRequest` equals the mistralai SDK's own request model (a test keeps them in
+step); on top of the SDK's types we enforce the ranges Mistral documents, so a bad value gets our 422
+before any upstream call. Unknown top-level fields are rejected, as Mistral does. These models are imported
+only on the miss path: a cache hit never pays for pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    # Nested objects Mistral keeps extending (content parts, tool schemas): accept extra keys, pass them on.
+    model_config = ConfigDict(extra="allow")
+
+
+class ContentPart(_Open):
+    type: StrictStr
+
+    @field_validator("type")
+    @classmethod
+    def _known_shape(cls, value: str) -> str:
+        if not value:
+            raise ValueError("content part type must not be empty")
+        return value
+
+
+Content = StrictStr | list[ContentPart]
+
+
+class FunctionCall(_Open):
+    name: StrictStr
+    arguments: StrictStr | dict[str, Any]
+
+
+class ToolCall(_Open):
+    id: StrictStr | None = None
+    type: StrictStr | None = "function"
+    function: FunctionCall
+    index: int | None = None
+
+
+class SystemMessage(_Strict):
+    role: Literal["system"]
+    content: Content
+
+
+class UserMessage(_Strict):
+    role: Literal["user"]
+    content: Content | None
+
+
+class AssistantMessage(_Strict):
+    role: Literal["assistant"]
+    content: Content | None = None
+    tool_calls: list[ToolCall] | None = None
+    prefix: StrictBool = False
+
+
+class ToolMessage(_Strict):
+    role: Literal["tool"]
+    content: Content | None
+    tool_call_id: StrictStr | None = None
+    name: StrictStr | None = None
+
+
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
+
+
+class Function(_Open):
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    description: StrictStr | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    strict: StrictBool | None = None
+
+
+class Tool(_Open):
+    type: StrictStr = "function"
+    function: Function | None = None
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"] = "function"
+    function: dict[str, Any]
+
+
+class ResponseFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+
+class Prediction(_Open):
+    type: Literal["content"] = "content"
+    content: StrictStr = ""
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Stop = StrictStr | list[StrictStr]
+
+
+class ChatCompletionRequest(_Strict):
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    messages: Annotated[list[Message], Field(min_length=1)]
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Probability | None = None
+    max_tokens: NonNegativeInt | None = None
+    stream: StrictBool = False
+    stop: Stop | None = None
+    random_seed: NonNegativeInt | None = None
+    metadata: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none", "any", "required"] | NamedToolChoice | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    min_tokens: NonNegativeInt | None = None
+    repetition_penalty: Annotated[float, Field(ge=0.0)] | None = None
+    top_k: NonNegativeInt | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    prompt_logprobs: StrictBool | None = None
+    top_prompt_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    prediction: Prediction | None = None
+    parallel_tool_calls: StrictBool | None = None
+    reasoning_effort: StrictStr | None = None
+    prompt_mode: StrictStr | None = None
+    guardrails: list[dict[str, Any]] | None = None
+    prompt_cache_key: StrictStr | None = None
+    service_tier: Literal["auto", "standard_only"] | None = None
+    safe_prompt: StrictBool | None = None
+
+    def sdk_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for the SDK's chat.complete/stream: only what the caller set, as plain data."""
+        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")

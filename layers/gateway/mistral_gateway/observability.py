@@ -1,0 +1,97 @@
+"""The one place that builds the Logger, Metrics and Tracer, and names every metric the code emits.
+
+Service name, namespace and log level come from the template's Globals (POWERTOOLS_* variables).
+The Tracer (and with it the X-Ray SDK, ~400 ms to import) is built on first use so that a cache hit
+never pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+logger = Logger(use_rfc3339=True)
+metrics = Metrics()
+
+# Metric names: the dashboard and alarms in template.yaml refer to these, and a test checks they match.
+CACHE_HIT = "CacheHit"
+CACHE_MISS = "CacheMiss"
+CACHE_BYPASS = "CacheBypass"
+CACHE_ERROR = "CacheError"
+CACHE_STORE_SKIPPED = "CacheStoreSkipped"
+UPSTREAM_CALLS = "UpstreamCalls"
+UPSTREAM_LATENCY = "UpstreamLatency"
+UPSTREAM_ERRORS = "UpstreamErrors"
+UPSTREAM_RETRIES = "UpstreamRetries"
+PROMPT_TOKENS = "PromptTokens"
+COMPLETION_TOKENS = "CompletionTokens"
+TOKENS_SERVED_FROM_CACHE = "TokensServedFromCache"
+SECRET_ERRORS = "SecretErrors"
+CLIENT_ERRORS = "ClientErrors"
+
+EMITTED_METRICS = frozenset(
+    {
+        CACHE_HIT,
+        CACHE_MISS,
+        CACHE_BYPASS,
+        CACHE_ERROR,
+        CACHE_STORE_SKIPPED,
+        UPSTREAM_CALLS,
+        UPSTREAM_LATENCY,
+        UPSTREAM_ERRORS,
+        UPSTREAM_RETRIES,
+        PROMPT_TOKENS,
+        COMPLETION_TOKENS,
+        TOKENS_SERVED_FROM_CACHE,
+        SECRET_ERRORS,
+        CLIENT_ERRORS,
+        "ColdStart",  # emitted by Powertools' capture_cold_start_metric
+    }
+)
+
+
+def count(name: str, value: float = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def milliseconds(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 2))
+
+
+def count_by(name: str, dimension: str, value_of_dimension: str, value: float = 1) -> None:
+    """A count with its own low-cardinality dimension (e.g. UpstreamErrors by kind)."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name=dimension, value=value_of_dimension)
+
+
+_tracer: Any = None
+
+
+def tracer() -> Any:
+    """The container's Tracer, built on first need (keeps the X-Ray SDK off the cache-hit path)."""
+    global _tracer
+    if _tracer is None:
+        from aws_lambda_powertools import Tracer
+
+        _tracer = Tracer()
+    return _tracer
+
+
+@contextlib.contextmanager
+def traced(name: str, *, lazy: bool = False) -> Iterator[None]:
+    """An X-Ray subsegment around a block; with lazy=True only when the Tracer is already built."""
+    if lazy and _tracer is None:
+        yield
+        return
+    with tracer().provider.in_subsegment(f"## {name}"):
+        yield

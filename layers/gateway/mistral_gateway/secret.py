@@ -1,0 +1,67 @@
+"""The Mistral API key, read from Secrets Manager at run time with Powertools Parameters.
+
+The value is cached per container for SECRET_MAX_AGE_SECONDS; `refresh=True` forces one re-read, which is
+what the upstream client does once after a 401 (the key was rotated). The secret may hold the bare key or
+a JSON object with an `api_key` (or `MISTRAL_API_KEY`) field.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from mistral_gateway import aws, observability
+from mistral_gateway.config import settings
+from mistral_gateway.errors import ServiceUnavailable
+from mistral_gateway.observability import logger
+
+
+@cache
+def _provider() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=aws.client("secretsmanager"))
+
+
+def mistral_api_key(*, refresh: bool = False) -> str:
+    config = settings()
+    try:
+        raw = _provider().get(config.secret_id, max_age=config.secret_max_age_seconds, force_fetch=refresh)
+    except Exception as error:
+        cause = error.__cause__ or error
+        code = getattr(cause, "response", {}).get("Error", {}).get("Code", type(cause).__name__)
+        # Operator-facing detail in the log; the caller gets a generic 503.
+        logger.error(
+            "cannot read the Mistral API key from Secrets Manager",
+            extra={"secret_id": config.secret_id, "error_code": code},
+        )
+        observability.count(observability.SECRET_ERRORS)
+        raise ServiceUnavailable("The gateway is not able to reach its upstream credentials.") from None
+    key = _extract(raw)
+    if not key:
+        logger.error("the Mistral API key secret is empty", extra={"secret_id": config.secret_id})
+        observability.count(observability.SECRET_ERRORS)
+        raise ServiceUnavailable("The gateway is not able to reach its upstream credentials.")
+    return key
+
+
+def _extract(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    text = str(raw or "").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return text
+        for field in ("api_key", "MISTRAL_API_KEY", "apiKey"):
+            if isinstance(data.get(field), str):
+                return str(data[field]).strip()
+        return ""
+    return text
+
+
+def reset() -> None:
+    """Forget the cached key and client (tests, or after changing the environment)."""
+    _provider.cache_clear()

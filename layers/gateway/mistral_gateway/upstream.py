@@ -1,0 +1,199 @@
+"""Calls to Mistral through the official SDK, with the gateway's one retry policy.
+
+The SDK client is built once per container and imported on first need (a cache hit never loads it). The
+SDK's own retries are off: they honour Retry-After without a cap, and a Lambda has a deadline. Instead every
+attempt gets a timeout that fits the time left, 429/5xx and connection errors are retried with jittered
+exponential backoff while the deadline allows, and a 401 triggers exactly one re-read of the secret (key
+rotation) and one more attempt. What cannot succeed in time becomes a GatewayError with a documented status.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar
+
+from mistral_gateway import observability, secret
+from mistral_gateway.config import settings
+from mistral_gateway.deadline import Deadline
+from mistral_gateway.errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from mistral_gateway.observability import logger
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+BASE_BACKOFF_MS = 200
+MAX_BACKOFF_MS = 4_000
+# No attempt is started with less than this left: it could not finish anyway.
+MIN_ATTEMPT_MS = 250
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    body: bytes  # Mistral's JSON exactly as received
+    data: dict[str, Any]
+
+    @property
+    def usage(self) -> dict[str, int]:
+        usage = self.data.get("usage") or {}
+        return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
+
+
+class _LastResponse(threading.local):
+    """The raw httpx response of this thread's latest SDK call, so answers pass through byte for byte."""
+
+    response: Any = None
+
+
+_last = _LastResponse()
+
+
+def _remember(response: Any) -> None:
+    _last.response = response
+
+
+@cache
+def _sdk() -> Any:
+    import httpx2
+    from mistralai.client import Mistral
+
+    http = httpx2.Client(event_hooks={"response": [_remember]}, follow_redirects=False)
+    return Mistral(
+        api_key=secret.mistral_api_key,  # a callable: read (from the Parameters cache) on every request
+        server_url=settings().server_url,
+        client=http,
+    )
+
+
+def reset() -> None:
+    """Drop the container's SDK client (tests change the upstream URL between cases)."""
+    _sdk.cache_clear()
+
+
+def chat(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
+    def attempt(timeout_ms: int) -> UpstreamAnswer:
+        _sdk().chat.complete(**arguments, timeout_ms=timeout_ms)
+        return _raw_answer()
+
+    return call(attempt, deadline, operation="chat")
+
+
+def _raw_answer() -> UpstreamAnswer:
+    response = _last.response
+    body = response.content
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise UpstreamError("Mistral returned an unexpected answer.")
+    return UpstreamAnswer(body=body, data=data)
+
+
+def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> T:
+    """Run `attempt(timeout_ms)` under the retry policy; raise a GatewayError when it cannot succeed."""
+    import httpx2
+    from mistralai.client import errors as sdk_errors
+
+    config = settings()
+    attempts = 0
+    refreshed_key = False
+    while True:
+        remaining = deadline.remaining_ms()
+        if remaining < MIN_ATTEMPT_MS:
+            _error_metric("deadline")
+            raise UpstreamTimeout("Mistral did not answer within the gateway's deadline.")
+        attempts += 1
+        timeout_ms = int(min(config.upstream_timeout_ms, remaining))
+        started = time.perf_counter()
+        retry_after_ms: float | None = None
+        try:
+            observability.count(observability.UPSTREAM_CALLS)
+            with observability.traced(f"mistral.{operation}"):
+                result = attempt(timeout_ms)
+            observability.milliseconds(observability.UPSTREAM_LATENCY, (time.perf_counter() - started) * 1000)
+            return result
+        except sdk_errors.ResponseValidationError:
+            _error_metric("garbage")
+            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
+        except sdk_errors.MistralError as error:
+            status = error.status_code
+            if status == 401 and not refreshed_key:
+                # The key may have been rotated: re-read it once, try once more.
+                refreshed_key = True
+                attempts -= 1
+                logger.warning("Mistral rejected the API key; re-reading the secret once")
+                secret.mistral_api_key(refresh=True)
+                continue
+            if status not in RETRYABLE_STATUSES:
+                raise _rejected(error, status) from None
+            if status == 429:
+                retry_after_ms = _retry_after_ms(error.headers)
+            failure: GatewayError = _final_error(error, status, retry_after_ms)
+            kind = "rate_limited" if status == 429 else "server_error"
+        except httpx2.TimeoutException:
+            kind = "timeout"
+            failure = UpstreamTimeout("Mistral did not answer in time.")
+        except (httpx2.TransportError, httpx2.StreamError):
+            kind = "connection"
+            failure = UpstreamError("The gateway could not reach Mistral.")
+        except ValueError:  # the body was not JSON after all
+            _error_metric("garbage")
+            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
+
+        _error_metric(kind)
+        wait_ms = _backoff_ms(attempts, retry_after_ms)
+        if attempts >= config.upstream_max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
+            raise failure
+        observability.count(observability.UPSTREAM_RETRIES)
+        logger.info("retrying Mistral", extra={"attempt": attempts, "reason": kind, "wait_ms": round(wait_ms)})
+        time.sleep(wait_ms / 1000)
+
+
+def _backoff_ms(attempts: int, retry_after_ms: float | None) -> float:
+    exponential = min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** (attempts - 1))
+    jittered = random.uniform(exponential / 2, exponential)
+    return max(jittered, retry_after_ms or 0.0)
+
+
+def _retry_after_ms(headers: Any) -> float | None:
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"])
+        if headers.get("retry-after"):
+            return float(headers["retry-after"]) * 1000
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def _final_error(error: Any, status: int, retry_after_ms: float | None) -> GatewayError:
+    if status == 429:
+        seconds = int((retry_after_ms or 1000) / 1000 + 0.999)
+        return RateLimited("Mistral is rate-limiting this gateway; retry later.", retry_after_seconds=seconds)
+    return UpstreamError(f"Mistral failed with status {status}.")
+
+
+def _rejected(error: Any, status: int) -> GatewayError:
+    """Mistral refused the request itself: relay its status and body (never cached)."""
+    _error_metric("auth" if status in (401, 403) else "rejected")
+    if status in (401, 403):
+        logger.error("Mistral rejects the gateway's API key; update the secret", extra={"status": status})
+        return UpstreamError("The gateway's Mistral credentials were rejected.")
+    try:
+        body = json.loads(error.body) if error.body else None
+    except ValueError:
+        body = None
+    return UpstreamRejected(status, body, "Mistral rejected the request.")
+
+
+def _error_metric(kind: str) -> None:
+    observability.count_by(observability.UPSTREAM_ERRORS, "kind", kind)
