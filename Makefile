@@ -1,0 +1,51 @@
+# The two commands a newcomer needs: `make serve` (run it locally) and `make test`. Both build the
+# virtual environment themselves on first use; nothing else has to be installed (no Docker, no AWS account).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help serve test lint typecheck format bench build invoke moto clean
+
+help:
+	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
+	@echo "make test    lint + the whole test suite"
+	@echo "make bench   cold start, overhead, memory, size and cost benchmark"
+	@echo "make invoke EVENT=events/chat.json   one API Gateway event through the handler"
+	@echo "make moto    a moto server with the template's table and secret (for sam local)"
+	@echo "make build   sam build (arm64, Python 3.13) and check the artifact"
+
+$(STAMP): requirements-dev.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11+ is needed (found $$($(PYTHON) --version))"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/python -m gateway_dev.serve --port $(PORT)
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+invoke: $(STAMP)
+	$(BIN)/python -m gateway_dev.invoke $(EVENT)
+
+moto: $(STAMP)
+	$(BIN)/python -m gateway_dev.moto_server
+
+clean:
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache

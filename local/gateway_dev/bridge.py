@@ -1,0 +1,175 @@
+"""A WSGI app that serves template.yaml's API routes by invoking the functions' handlers in-process.
+
+This is what `sam local start-api` does, without Docker: each HTTP request becomes an API Gateway REST proxy
+event for the function whose `Api` event matches (method, path), the handler runs in this process (one
+warm "container" per function), and its proxy result becomes the HTTP response. Caller keys are checked the
+way the cloud's authorizer does (Bearer or x-api-key), before any function work.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib.util
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from gateway_dev.apigw import proxy_event, proxy_result
+from gateway_dev.template import ApiRoute, Template
+
+# Routes any caller may use without a key (the cloud marks them the same way in template.yaml).
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    timeout_seconds: float = 29.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+
+
+@dataclass
+class LocalFunction:
+    logical_id: str
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+    memory_mb: int
+    timeout_seconds: float
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        context = LambdaContext(
+            function_name=self.logical_id,
+            memory_limit_in_mb=self.memory_mb,
+            timeout_seconds=self.timeout_seconds,
+            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{self.logical_id}",
+        )
+        return self.handler(event, context)
+
+
+def load_function(template: Template, logical_id: str) -> LocalFunction:
+    """Import a function's handler module from its CodeUri, as Lambda would (the layer is installed)."""
+    code_dir, module_name, function_name = template.code_location(logical_id)
+    unique_name = f"_local_function_{logical_id}_{module_name}"
+    module = sys.modules.get(unique_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(unique_name, code_dir / f"{module_name}.py")
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load {code_dir / module_name}.py for {logical_id}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique_name] = module
+        spec.loader.exec_module(module)
+    return LocalFunction(
+        logical_id=logical_id,
+        handler=getattr(module, function_name),
+        memory_mb=int(template.function_setting(logical_id, "MemorySize") or 128),
+        timeout_seconds=float(template.function_setting(logical_id, "Timeout") or 3),
+    )
+
+
+def handler_module(template: Template, logical_id: str) -> ModuleType:
+    _code_dir, module_name, _ = template.code_location(logical_id)
+    return sys.modules[f"_local_function_{logical_id}_{module_name}"]
+
+
+class ApiBridge:
+    """WSGI application: HTTP in, API Gateway proxy event to the matching function, HTTP out."""
+
+    def __init__(self, template: Template, *, stage: str = "prod", api_keys: dict[str, str] | None = None):
+        self.template = template
+        self.stage = stage
+        self.routes: list[ApiRoute] = template.routes()
+        self.api_keys = dict(api_keys or {})  # key -> key id
+        self.functions: dict[str, LocalFunction] = {}
+
+    def function(self, logical_id: str) -> LocalFunction:
+        if logical_id not in self.functions:
+            self.functions[logical_id] = load_function(self.template, logical_id)
+        return self.functions[logical_id]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.handle(request)
+        return response(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        # Like a real stage URL, /<stage>/... works too (SDKs configured with the deployed URL shape).
+        if path == f"/{self.stage}" or path.startswith(f"/{self.stage}/"):
+            path = path[len(self.stage) + 1 :] or "/"
+        route = self._route(request.method, path)
+        if route is None:
+            if any(r.pattern.match(path) for r in self.routes):
+                return _error(405, f"Method {request.method} is not allowed on {path}.")
+            return _error(404, f"No route for {request.method} {path}.", "invalid_request_error")
+        api_key_id = None
+        if self.api_keys and path not in PUBLIC_PATHS:
+            api_key_id, failure = self._authenticate(request)
+            if failure is not None:
+                return failure
+        event = proxy_event(
+            request.method,
+            path,
+            resource=route.path,
+            path_parameters=_path_parameters(route, path),
+            query_string=request.query_string.decode("latin-1"),
+            headers=list(request.headers.items()),
+            body=request.get_data(),
+            stage=self.stage,
+            api_key_id=api_key_id,
+            source_ip=request.remote_addr or "127.0.0.1",
+        )
+        status, headers, body = proxy_result(self.function(route.function).invoke(event))
+        return Response(body, status=status, headers=headers)
+
+    def _route(self, method: str, path: str) -> ApiRoute | None:
+        # Exact paths win over templated ones, as in API Gateway.
+        matching = [route for route in self.routes if route.matches(method, path)]
+        matching.sort(key=lambda route: "{" in route.path)
+        return matching[0] if matching else None
+
+    def _authenticate(self, request: Request) -> tuple[str | None, Response | None]:
+        presented = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization", "")
+        if not presented and authorization.lower().startswith("bearer "):
+            presented = authorization[7:].strip()
+        if not presented:
+            return None, _error(
+                401,
+                "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                "authentication_error",
+            )
+        for key, key_id in self.api_keys.items():
+            if hmac.compare_digest(key.encode(), presented.encode()):
+                return key_id, None
+        return None, _error(403, "The API key is not valid.", "permission_error")
+
+
+def _path_parameters(route: ApiRoute, path: str) -> dict[str, str] | None:
+    names = [part[1:-1].rstrip("+") for part in route.path.split("/") if part.startswith("{")]
+    if not names:
+        return None
+    values = [
+        part
+        for template_part, part in zip(route.path.split("/"), path.split("/"), strict=False)
+        if template_part.startswith("{")
+    ]
+    return dict(zip(names, values, strict=False))
+
+
+def _error(status: int, message: str, error_type: str = "invalid_request_error") -> Response:
+    body = {"object": "error", "message": message, "type": error_type, "param": None, "code": None}
+    return Response(json.dumps(body), status=status, content_type="application/json")

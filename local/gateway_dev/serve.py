@@ -1,0 +1,161 @@
+"""`make serve`: the whole gateway on one machine, no Docker, no AWS account, no Mistral key needed.
+
+- routes and function environments come from template.yaml (see bridge.py / template.py);
+- DynamoDB and Secrets Manager are an in-process moto server, with the template's table and secret, reached
+  through AWS_ENDPOINT_URL like any AWS endpoint;
+- the upstream is Mistral when MISTRAL_API_KEY is set (or MISTRAL_SERVER_URL, e.g. a local vLLM/Ollama),
+  otherwise the bundled Mistral emulator, labelled as such in the banner and in a response header;
+- callers authenticate with GATEWAY_API_KEY (generated and printed when not set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from gateway_dev.template import Template
+
+LOCAL_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class LocalStack:
+    """Everything `make serve` runs, started and stopped together."""
+
+    template: Template
+    moto_url: str
+    upstream: str  # "emulator" | "mistral" | "custom"
+    upstream_url: str
+    api_key: str
+    stoppers: list[Any]
+
+    def stop(self) -> None:
+        for stop in reversed(self.stoppers):
+            with contextlib.suppress(Exception):
+                stop()
+
+
+def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    return f"http://{bound_host}:{bound_port}", server.stop
+
+
+def start_local(
+    *, mistral_api_key: str | None, server_url: str | None, api_key: str | None, moto_url: str | None = None
+) -> LocalStack:
+    """Start moto (unless given), the resources, and the upstream; set the functions' environment."""
+    stoppers: list[Any] = []
+    for name, value in LOCAL_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    if moto_url is None:
+        moto_url, stop_moto = start_moto()
+        stoppers.append(stop_moto)
+    os.environ["AWS_ENDPOINT_URL"] = moto_url
+
+    template = Template()
+    if mistral_api_key:
+        upstream = "custom" if server_url else "mistral"
+        upstream_url = server_url or template.parameters["MistralServerUrl"]
+        stored_key = mistral_api_key
+    elif server_url:
+        upstream, upstream_url, stored_key = "custom", server_url, "no-key"
+    else:
+        from gateway_dev.emulator import MistralEmulator
+
+        stored_key = "emulator-key-" + secrets.token_hex(8)
+        emulator = MistralEmulator(api_key=stored_key).start()
+        stoppers.append(emulator.stop)
+        upstream, upstream_url = "emulator", emulator.url
+
+    from gateway_dev.resources import create_resources
+
+    create_resources(template, mistral_api_key=stored_key)
+    for logical_id in template.resources_of_type("AWS::Serverless::Function"):
+        os.environ.update(template.function_environment(logical_id))
+    os.environ["MISTRAL_SERVER_URL"] = upstream_url
+    return LocalStack(template, moto_url, upstream, upstream_url, api_key or "", stoppers)
+
+
+def banner(stack: LocalStack, url: str) -> str:
+    upstream = {
+        "emulator": f"Mistral EMULATOR at {stack.upstream_url} (deterministic fake answers, not a model;"
+        " set MISTRAL_API_KEY to use Mistral)",
+        "mistral": f"Mistral API at {stack.upstream_url} (real calls, billed to your key)",
+        "custom": f"custom upstream at {stack.upstream_url}",
+    }[stack.upstream]
+    env = os.environ
+    return f"""
+  Mistral gateway (local) is up: {url}
+  caller key  : {stack.api_key}   (Authorization: Bearer <key>  or  x-api-key: <key>)
+  upstream    : {upstream}
+  AWS (moto)  : {stack.moto_url}   table {env.get("CACHE_TABLE_NAME")}, secret {env.get("MISTRAL_SECRET_ID")}
+
+  curl {url}/v1/chat/completions -H 'Authorization: Bearer {stack.api_key}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"model": "mistral-small-latest", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  python -c "from mistralai.client import Mistral; c = Mistral(api_key='{stack.api_key}', server_url='{url}'); \\
+print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 'content': 'Hello'}}]))"
+
+  Logs below are the function's own JSON lines (what CloudWatch gets). Ctrl-C stops everything.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the gateway locally without Docker.")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument("--stage", default="prod")
+    args = parser.parse_args(argv)
+
+    from werkzeug.serving import make_server
+
+    from gateway_dev.bridge import ApiBridge
+
+    api_key = os.environ.get("GATEWAY_API_KEY") or "local-" + secrets.token_urlsafe(18)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the function logs each request itself
+    try:
+        server = make_server(args.host, args.port, None, threaded=True)  # type: ignore[arg-type]
+    except OSError as error:
+        print(
+            f"error: cannot listen on {args.host}:{args.port} ({error.strerror}). "
+            f"Is another server running? Try PORT=3001 make serve.",
+            file=sys.stderr,
+        )
+        return 1
+    stack = start_local(
+        mistral_api_key=os.environ.get("MISTRAL_API_KEY"),
+        server_url=os.environ.get("MISTRAL_SERVER_URL"),
+        api_key=api_key,
+    )
+    bridge = ApiBridge(stack.template, stage=args.stage, api_keys={api_key: "local-caller"})
+    server.app = bridge  # type: ignore[attr-defined]
+    url = f"http://{args.host}:{server.server_port}"
+    print(banner(stack, url), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping", file=sys.stderr)
+    finally:
+        server.server_close()
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
