@@ -1,0 +1,206 @@
+"""Shared fixtures: moto-backed AWS built from template.yaml, the Mistral emulator on 127.0.0.1, the handler.
+
+The network is closed for the whole run: only loopback and Unix sockets may connect.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+TEST_MISTRAL_KEY = "test-mistral-key-0123456789"
+
+# Credentials and region for boto3 before anything imports it; never real ones.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("MISTRAL_API_KEY", None)
+
+from gateway_dev.template import Template  # noqa: E402
+
+TEMPLATE = Template()
+# The function's environment exactly as the template gives it (Globals + its own variables).
+os.environ.update(TEMPLATE.function_environment("ApiFunction"))
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(sock: socket.socket, address: Any) -> Any:
+    if sock.family == socket.AF_UNIX or (
+        isinstance(address, tuple) and str(address[0]) in {"127.0.0.1", "::1", "localhost"}
+    ):
+        return _real_connect(sock, address)
+    raise RuntimeError(f"tests must not touch the network (connect to {address!r})")
+
+
+socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def template() -> Template:
+    return TEMPLATE
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Any]:
+    from gateway_dev.emulator import MistralEmulator
+
+    server = MistralEmulator(api_key=TEST_MISTRAL_KEY).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server: Any) -> Iterator[Any]:
+    emulator_server.reset()
+    emulator_server.api_key = TEST_MISTRAL_KEY
+    yield emulator_server
+    emulator_server.reset()
+
+
+@pytest.fixture
+def aws(template: Template) -> Iterator[Any]:
+    """DynamoDB and Secrets Manager in moto, with the table and secret the template defines."""
+    from moto import mock_aws
+
+    from gateway_dev.resources import create_resources
+
+    with mock_aws():
+        yield create_resources(template, mistral_api_key=TEST_MISTRAL_KEY)
+
+
+def reset_gateway_state() -> None:
+    """Forget everything a warm container keeps: settings, clients, cached secret, metrics, cold start flag."""
+    from aws_lambda_powertools.metrics.provider import cold_start
+    from aws_lambda_powertools.utilities import parameters
+
+    from mistral_gateway import aws, config, secret, service, upstream
+    from mistral_gateway.observability import metrics
+
+    config.settings.cache_clear()
+    aws.client.cache_clear()
+    secret.reset()
+    upstream.reset()
+    service.response_cache.cache_clear()
+    parameters.clear_caches()
+    metrics.clear_metrics()
+    cold_start.reset_cold_start_flag()
+
+
+@dataclass
+class ProxyResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+class Gateway:
+    """The API function as API Gateway drives it: proxy events in, proxy results out."""
+
+    def __init__(self, template: Template, logs: io.StringIO) -> None:
+        from gateway_dev.bridge import load_function
+
+        self.template = template
+        self.function = load_function(template, "ApiFunction")
+        self.logs = logs
+        self.last_result: dict[str, Any] = {}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        raw: bytes | str | None = None,
+        api_key_id: str | None = None,
+    ) -> ProxyResponse:
+        from gateway_dev.apigw import proxy_event, proxy_result
+
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        route = next((r for r in self.template.routes() if r.matches(method, path)), None)
+        event = proxy_event(
+            method,
+            path,
+            resource=route.path if route else path,
+            headers=list(all_headers.items()),
+            body=payload,
+            api_key_id=api_key_id,
+        )
+        self.last_result = self.function.invoke(event)
+        status, header_list, response_body = proxy_result(self.last_result)
+        return ProxyResponse(status, dict(header_list), response_body)
+
+    def chat(self, body: dict[str, Any], **kwargs: Any) -> ProxyResponse:
+        return self.request("POST", "/v1/chat/completions", body, **kwargs)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs.getvalue().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    """The API handler wired to moto and the emulator, with a fresh container state."""
+    from mistral_gateway.observability import logger
+
+    monkeypatch.setenv("MISTRAL_SERVER_URL", emulator.url)
+    reset_gateway_state()
+    logs = io.StringIO()
+    handler = logger.registered_handler
+    previous = handler.setStream(logs)  # type: ignore[attr-defined]
+    try:
+        yield Gateway(template, logs)
+    finally:
+        handler.setStream(previous)  # type: ignore[attr-defined]
+        reset_gateway_state()
+
+
+@pytest.fixture
+def http_gateway(gateway: Gateway, template: Template) -> Iterator[str]:
+    """The API served over HTTP on 127.0.0.1 (the local runner's bridge), for tests that use real SDKs."""
+    from werkzeug.serving import make_server
+
+    from gateway_dev.bridge import ApiBridge
+
+    server = make_server("127.0.0.1", 0, ApiBridge(template), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def chat_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
+    return {"model": "mistral-small-latest", "messages": [{"role": "user", "content": text}], **fields}
+
+
+@pytest.fixture(name="chat_body")
+def chat_body_fixture() -> Any:
+    """Builds a minimal valid chat request: chat_body("text", temperature=0.2)."""
+    return chat_body

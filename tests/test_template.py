@@ -1,0 +1,129 @@
+"""template.yaml: valid, and holding every resource, name and permission the code relies on."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from gateway_dev.template import Template
+from mistral_gateway.config import Settings
+
+# Environment variables the code reads (config.Settings.from_env) -> the template must set them.
+SETTINGS_VARIABLES = {
+    "CACHE_TABLE_NAME",
+    "MISTRAL_SECRET_ID",
+    "MISTRAL_SERVER_URL",
+    "ALLOWED_MODELS",
+    "CACHE_TTL_SECONDS",
+    "CACHE_SCOPE",
+    "REQUEST_DEADLINE_MS",
+    "UPSTREAM_TIMEOUT_MS",
+    "UPSTREAM_MAX_ATTEMPTS",
+    "MAX_BODY_BYTES",
+    "LOG_PROMPTS",
+}
+
+
+def test_cfn_lint_finds_nothing(template: Template) -> None:
+    from cfnlint.api import lint_file
+
+    matches = lint_file(template.path)
+    assert [str(match) for match in matches] == []
+
+
+def test_the_api_function_runs_python_3_13_on_arm64_with_the_layer(template: Template) -> None:
+    assert template.function_setting("ApiFunction", "Runtime") == "python3.13"
+    assert template.function_setting("ApiFunction", "Architectures") == ["arm64"]
+    layer = template.resources["GatewayLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert template.resources["ApiFunction"]["Properties"]["Layers"] == [{"Ref": "GatewayLayer"}]
+
+
+def test_the_function_gets_every_setting_the_code_reads(template: Template) -> None:
+    env = template.function_environment("ApiFunction")
+    assert set(env) >= SETTINGS_VARIABLES
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"):
+        assert env[name]
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"  # events carry caller keys
+    # The key itself never travels in the environment: only the secret's id does.
+    assert not any("API_KEY" in name for name in env)
+
+
+def test_template_defaults_match_the_codes_defaults(template: Template) -> None:
+    defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+    params = template.parameters
+    assert int(params["CacheTtlSeconds"]) == defaults["cache_ttl_seconds"]
+    assert int(params["RequestDeadlineMs"]) == defaults["request_deadline_ms"]
+    assert int(params["UpstreamTimeoutMs"]) == defaults["upstream_timeout_ms"]
+    assert int(params["UpstreamMaxAttempts"]) == defaults["upstream_max_attempts"]
+    assert int(params["MaxBodyBytes"]) == defaults["max_body_bytes"]
+    assert params["MistralServerUrl"] == defaults["server_url"]
+    # The deadline leaves time under API Gateway's 29 s and the function's own timeout.
+    assert int(params["RequestDeadlineMs"]) < 29_000
+    assert int(template.function_setting("ApiFunction", "Timeout")) * 1000 > int(params["RequestDeadlineMs"])
+
+
+def test_the_cache_table_is_what_the_cache_code_uses(template: Template) -> None:
+    props = template.properties("CacheTable")
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+    assert Template(parameters={"EnablePointInTimeRecovery": "true"}).properties("CacheTable")[
+        "PointInTimeRecoverySpecification"
+    ] == {"PointInTimeRecoveryEnabled": True}
+
+
+def _statements(template: Template) -> list[dict[str, Any]]:
+    policies = template.resources["ApiFunction"]["Properties"]["Policies"]
+    return [statement for policy in policies for statement in policy["Statement"]]
+
+
+def test_permissions_are_least_privilege(template: Template) -> None:
+    statements = _statements(template)
+    actions = {
+        action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions == {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem"}
+    for statement in statements:
+        assert statement["Resource"] != "*"
+    by_sid = {s["Sid"]: s for s in statements}
+    assert by_sid["UseTheAnswerCache"]["Resource"] == {"Fn::GetAtt": ["CacheTable", "Arn"]}
+    assert by_sid["ReadTheMistralKey"]["Resource"] == {
+        "Fn::If": ["CreateSecret", {"Ref": "MistralApiKeySecret"}, {"Ref": "ExistingSecretArn"}]
+    }
+
+
+@pytest.mark.parametrize(("existing", "created"), [("", True), ("arn:aws:secretsmanager:r:1:secret:k", False)])
+def test_the_secret_is_created_or_taken_by_arn(existing: str, created: bool) -> None:
+    template = Template(parameters={"ExistingSecretArn": existing})
+    assert template.is_created("MistralApiKeySecret") is created
+    secret_id = template.function_environment("ApiFunction")["MISTRAL_SECRET_ID"]
+    assert secret_id == ("mistral-gateway/mistral-api-key" if created else existing)
+
+
+def test_every_route_the_code_serves_is_an_api_event(template: Template) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_template_check_app", template.path.parent / "functions/api/app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    served = module.app._static_routes + module.app._dynamic_routes
+    template_routes = [r for r in template.routes() if r.function == "ApiFunction"]
+    sample = {r: re.sub(r"\{[^}]+\}", "x", r.path) for r in template_routes}
+    for route in served:
+        assert any(r.method == route.method and route.rule.match(sample[r]) for r in template_routes), route.rule
+    for route in template_routes:
+        assert any(s.method == route.method and s.rule.match(sample[route]) for s in served), route
+
+
+def test_outputs_give_the_url_table_and_secret(template: Template) -> None:
+    outputs = template.document["Outputs"]
+    assert {"ApiUrl", "CacheTableName", "MistralSecretArn"} <= set(outputs)
