@@ -46,6 +46,10 @@ def create_resources(template: Template, *, mistral_api_key: str | None = None, 
         props = template.properties(logical_id)
         name = template.physical_name(logical_id)
         create = {key: props[key] for key in TABLE_PROPERTIES_FOR_CREATE if key in props}
+        if "SSESpecification" in create:  # CloudFormation says SSEEnabled where the API says Enabled
+            sse = dict(create["SSESpecification"])
+            sse["Enabled"] = sse.pop("SSEEnabled", False)
+            create["SSESpecification"] = sse
         with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
             dynamodb.create_table(TableName=name, **create)
         ttl = props.get("TimeToLiveSpecification")
