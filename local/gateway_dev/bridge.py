@@ -88,8 +88,16 @@ def handler_module(template: Template, logical_id: str) -> ModuleType:
 class ApiBridge:
     """WSGI application: HTTP in, API Gateway proxy event to the matching function, HTTP out."""
 
-    def __init__(self, template: Template, *, stage: str = "prod", api_keys: dict[str, str] | None = None):
+    def __init__(
+        self,
+        template: Template,
+        *,
+        stage: str = "prod",
+        api_keys: dict[str, str] | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ):
         self.template = template
+        self.extra_headers = dict(extra_headers or {})  # e.g. marks answers that come from the emulator
         self.stage = stage
         self.routes: list[ApiRoute] = template.routes()
         self.api_keys = dict(api_keys or {})  # key -> key id
@@ -133,7 +141,7 @@ class ApiBridge:
             source_ip=request.remote_addr or "127.0.0.1",
         )
         status, headers, body = proxy_result(self.function(route.function).invoke(event))
-        return Response(body, status=status, headers=headers)
+        return Response(body, status=status, headers=headers + list(self.extra_headers.items()))
 
     def _route(self, method: str, path: str) -> ApiRoute | None:
         # Exact paths win over templated ones, as in API Gateway.

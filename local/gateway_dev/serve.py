@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         server_url=os.environ.get("MISTRAL_SERVER_URL"),
         api_key=api_key,
     )
-    bridge = ApiBridge(stack.template, stage=args.stage, api_keys={api_key: "local-caller"})
+    labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
+    bridge = ApiBridge(stack.template, stage=args.stage, api_keys={api_key: "local-caller"}, extra_headers=labels)
     server.app = bridge  # type: ignore[attr-defined]
     url = f"http://{args.host}:{server.server_port}"
     print(banner(stack, url), flush=True)

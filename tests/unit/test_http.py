@@ -21,7 +21,7 @@ from mistral_gateway.http import CacheControl, caller_id, parse_json_body, raw_b
         (b'"text"', "application/json", 400, "JSON object"),
         (b'{"a": NaN}', "application/json", 400, "not valid JSON"),
         (b"\xff\xfe{}", "application/json", 400, "UTF-8"),
-        (b"{}", "application/x-www-form-urlencoded", 415, "application/json"),
+        (b"{}", "application/xml", 415, "application/json"),
         (b"{}", "multipart/form-data; boundary=x", 415, "application/json"),
         (b'{"x": "' + b"a" * 2000 + b'"}', "application/json", 413, "limit"),
     ],

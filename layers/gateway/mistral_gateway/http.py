@@ -16,7 +16,11 @@ from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_CACHE_AGE_SECONDS = 30 * 86_400
-_JSON_MEDIA = re.compile(r"^\s*(application/([\w.+-]+\+)?json|text/plain)\s*(;.*)?$", re.IGNORECASE)
+# JSON media types, plus text/plain and curl's default form type (`curl -d` without -H): the body is still
+# parsed as JSON, and anything that is not JSON gets a 400 saying so.
+_JSON_MEDIA = re.compile(
+    r"^\s*(application/([\w.+-]+\+)?json|text/plain|application/x-www-form-urlencoded)\s*(;.*)?$", re.IGNORECASE
+)
 
 
 def _no_constants(name: str) -> Any:

@@ -82,8 +82,10 @@ def reset() -> None:
 
 
 def chat(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
+    client = _sdk()  # built (and imported) before the clock starts: UpstreamLatency is Mistral's time only
+
     def attempt(timeout_ms: int) -> UpstreamAnswer:
-        _sdk().chat.complete(**arguments, timeout_ms=timeout_ms)
+        client.chat.complete(**arguments, timeout_ms=timeout_ms)
         return _raw_answer()
 
     return call(attempt, deadline, operation="chat")
