@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help serve test lint typecheck format bench build invoke moto clean
+.PHONY: help serve test lint typecheck format bench build invoke moto openapi clean
 
 help:
 	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
@@ -43,6 +43,9 @@ format: $(STAMP)
 
 invoke: $(STAMP)
 	$(BIN)/python -m gateway_dev.invoke $(EVENT)
+
+openapi: $(STAMP)
+	$(BIN)/python -m gateway_dev.openapi_export
 
 moto: $(STAMP)
 	$(BIN)/python -m gateway_dev.moto_server

@@ -127,3 +127,21 @@ def test_every_route_the_code_serves_is_an_api_event(template: Template) -> None
 def test_outputs_give_the_url_table_and_secret(template: Template) -> None:
     outputs = template.document["Outputs"]
     assert {"ApiUrl", "CacheTableName", "MistralSecretArn"} <= set(outputs)
+
+
+def test_caller_keys_go_through_the_authorizer_and_a_usage_plan(template: Template) -> None:
+    api = template.properties("GatewayApi")
+    assert api["ApiKeySourceType"] == "AUTHORIZER"
+    auth = api["Auth"]
+    assert auth["DefaultAuthorizer"] == "CallerKeyAuthorizer" and auth["ApiKeyRequired"] is True
+    authorizer = auth["Authorizers"]["CallerKeyAuthorizer"]
+    assert authorizer["FunctionPayloadType"] == "REQUEST"
+    assert int(authorizer["Identity"]["ReauthorizeEvery"]) == 300
+    plan = auth["UsagePlan"]
+    assert plan["CreateUsagePlan"] == "PER_API"
+    assert {"RateLimit", "BurstLimit"} <= set(plan["Throttle"]) and plan["Quota"]["Period"] == "DAY"
+
+
+def test_only_health_and_docs_are_public(template: Template) -> None:
+    public = {route.path for route in template.routes() if route.public}
+    assert public == {"/health", "/openapi.json", "/docs"}

@@ -5,6 +5,7 @@ A request goes: lambda_handler -> route -> mistral_gateway.service -> (cache, up
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,19 +15,78 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mistral_gateway import observability, service
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
-from mistral_gateway.http import GatewayRequest, error_response, json_response
+from mistral_gateway.health import check_health
+from mistral_gateway.http import GatewayRequest, answer_response, error_response, json_response
 from mistral_gateway.observability import logger, metrics
+from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
 
 app = APIGatewayRestResolver()
 
 
-@app.post("/v1/chat/completions")
-def chat_completions() -> Response:
+@app.post(
+    "/v1/chat/completions",
+    summary="Chat completion",
+    tags=["Mistral API"],
+    responses=ERROR_RESPONSES,
+    description="Mistral's chat completion; `stream: true` answers with a complete SSE body.",
+)
+def chat_completions() -> Response[str]:
     request = GatewayRequest.from_event(app.current_event, app.lambda_context)
-    answer = service.chat_completion(
-        request.body, caller=request.caller, control=request.control, deadline=request.deadline
-    )
-    return json_response(200, answer.body, {"X-Cache": answer.cache_status, **answer.headers})
+    return answer_response(service.chat_completion(request.body, **request.context))
+
+
+@app.post(
+    "/v1/fim/completions", summary="Fill-in-the-middle completion", tags=["Mistral API"], responses=ERROR_RESPONSES
+)
+def fim_completions() -> Response[str]:
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    return answer_response(service.fim_completion(request.body, **request.context))
+
+
+@app.post(
+    "/v1/embeddings",
+    summary="Embeddings",
+    tags=["Mistral API"],
+    responses=ERROR_RESPONSES,
+    description="`encoding_format: base64` gives little-endian float32 vectors, as the OpenAI SDK expects.",
+)
+def create_embeddings() -> Response[str]:
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    return answer_response(service.embeddings(request.body, **request.context))
+
+
+@app.get("/v1/models", summary="List models", tags=["Mistral API"], responses=ERROR_RESPONSES)
+def models() -> Response[str]:
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context, with_body=False)
+    return answer_response(service.list_models(**request.context))
+
+
+@app.post(
+    "/v1/batch/chat/completions",
+    summary="Several chat completions in one call",
+    tags=["Gateway"],
+    responses=ERROR_RESPONSES,
+    description='`{"requests": [chat requests]}` answered in order, each with its own status and cache.',
+)
+def batch_chat_completions() -> Response[str]:
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    return answer_response(service.batch_chat(request.body, **request.context))
+
+
+@app.get("/health", summary="Whether the secret and the cache table are reachable", tags=["Gateway"])
+def health() -> Response[str]:
+    status, report = check_health()
+    return json_response(status, json.dumps(report))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> Response[str]:
+    return json_response(200, openapi_json(app))
+
+
+@app.get("/docs", include_in_schema=False)
+def docs() -> Response[str]:
+    return Response(status_code=200, content_type="text/html", body=swagger_html(app))
 
 
 @app.exception_handler(GatewayError)

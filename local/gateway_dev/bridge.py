@@ -24,9 +24,6 @@ from werkzeug.wrappers import Request, Response
 from gateway_dev.apigw import proxy_event, proxy_result
 from gateway_dev.template import ApiRoute, Template
 
-# Routes any caller may use without a key (the cloud marks them the same way in template.yaml).
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
-
 
 @dataclass
 class LambdaContext:
@@ -124,7 +121,7 @@ class ApiBridge:
                 return _error(405, f"Method {request.method} is not allowed on {path}.")
             return _error(404, f"No route for {request.method} {path}.", "invalid_request_error")
         api_key_id = None
-        if self.api_keys and path not in PUBLIC_PATHS:
+        if self.api_keys and not route.public:  # public routes are marked `Authorizer: NONE` in the template
             api_key_id, failure = self._authenticate(request)
             if failure is not None:
                 return failure

@@ -45,6 +45,7 @@ class ApiRoute:
     function: str  # logical id
     method: str  # upper case; ANY matches every method
     path: str  # API Gateway resource path, e.g. /v1/models/{model_id}
+    public: bool = False  # Auth: Authorizer: NONE -> no caller key needed
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -122,7 +123,8 @@ class Template:
             for event in resource.get("Properties", {}).get("Events", {}).values():
                 if event.get("Type") == "Api":
                     props = event["Properties"]
-                    routes.append(ApiRoute(function, str(props["Method"]).upper(), str(props["Path"])))
+                    public = (props.get("Auth") or {}).get("Authorizer") == "NONE"
+                    routes.append(ApiRoute(function, str(props["Method"]).upper(), str(props["Path"]), public))
         return routes
 
     def function_environment(self, logical_id: str) -> dict[str, str]:

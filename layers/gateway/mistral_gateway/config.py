@@ -45,6 +45,9 @@ class Settings:
     log_prompts: bool = False
     max_body_bytes: int = 1_048_576
     aws_timeout_seconds: float = 2.0
+    batch_max_items: int = 20
+    # Upstream calls a batch makes at once (Mistral's rate limits are per key, so keep this modest).
+    batch_concurrency: int = 4
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +64,8 @@ class Settings:
             cache_scope=os.environ.get("CACHE_SCOPE", "caller").strip().lower() or "caller",
             log_prompts=_bool("LOG_PROMPTS", False),
             max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
+            batch_max_items=max(1, _int("BATCH_MAX_ITEMS", 20)),
+            batch_concurrency=max(1, _int("BATCH_CONCURRENCY", 4)),
         )
 
 

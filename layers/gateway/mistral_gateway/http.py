@@ -117,19 +117,38 @@ class GatewayRequest:
     deadline: Deadline
 
     @classmethod
-    def from_event(cls, event: Any, lambda_context: Any) -> GatewayRequest:
+    def from_event(cls, event: Any, lambda_context: Any, *, with_body: bool = True) -> GatewayRequest:
         """`event` is Powertools' APIGatewayProxyEvent (headers are case-insensitive)."""
         config = settings()
         deadline = Deadline.start(config.request_deadline_ms, lambda_context)
         headers = event.headers
         control = CacheControl.parse(headers.get("cache-control"))
-        body = parse_json_body(raw_body(event.raw_event), headers.get("content-type"), max_bytes=config.max_body_bytes)
+        body: dict[str, Any] = {}
+        if with_body:
+            body = parse_json_body(
+                raw_body(event.raw_event), headers.get("content-type"), max_bytes=config.max_body_bytes
+            )
         return cls(body=body, caller=caller_id(event.raw_event), control=control, deadline=deadline)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The keyword arguments every service function takes."""
+        return {"caller": self.caller, "control": self.control, "deadline": self.deadline}
 
 
 def json_response(status: int, body: str, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer; the body is passed through as-is (never re-serialised)."""
     return Response(status_code=status, content_type="application/json", body=body, headers=headers or {})
+
+
+def answer_response(answer: Any) -> Response:
+    """A service Answer: its body untouched, its content type, and the X-Cache header."""
+    return Response(
+        status_code=answer.status,
+        content_type=answer.content_type,
+        body=answer.body,
+        headers={"X-Cache": answer.cache_status},
+    )
 
 
 def error_response(error: GatewayError) -> Response:

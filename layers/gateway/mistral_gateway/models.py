@@ -143,3 +143,45 @@ class ChatCompletionRequest(_Strict):
     def sdk_arguments(self) -> dict[str, Any]:
         """Keyword arguments for the SDK's chat.complete/stream: only what the caller set, as plain data."""
         return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")
+
+
+class FIMCompletionRequest(_Strict):
+    """Fill-in-the-middle (codestral): the SDK's FIMCompletionRequest with Mistral's ranges."""
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    prompt: StrictStr
+    suffix: StrictStr | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Probability | None = None
+    max_tokens: NonNegativeInt | None = None
+    min_tokens: NonNegativeInt | None = None
+    stream: StrictBool = False
+    stop: Stop | None = None
+    random_seed: NonNegativeInt | None = None
+    metadata: dict[str, Any] | None = None
+    prompt_cache_key: StrictStr | None = None
+
+    def sdk_arguments(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")
+
+
+class EmbeddingRequest(_Strict):
+    """Embeddings: `input` on the wire (the SDK's `inputs`), one text or a list of texts."""
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    metadata: dict[str, Any] | None = None
+    output_dimension: Annotated[int, Field(ge=1)] | None = None
+    output_dtype: Literal["float", "int8", "uint8", "binary", "ubinary"] | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+
+    @property
+    def converts_locally(self) -> bool:
+        """Float vectors are fetched as floats and base64-encoded here: one cache entry serves both encodings."""
+        return self.output_dtype in (None, "float")
+
+    def sdk_arguments(self) -> dict[str, Any]:
+        excluded = {"input", "encoding_format"} if self.converts_locally else {"input"}
+        arguments = self.model_dump(exclude_unset=True, exclude_none=True, exclude=excluded)
+        arguments["inputs"] = self.input
+        return arguments

@@ -8,6 +8,7 @@ never pays for it.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger(use_rfc3339=True)
 metrics = Metrics()
+# /health and /docs legitimately emit no metric; Powertools would warn on every such request.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 # Metric names: the dashboard and alarms in template.yaml refer to these, and a test checks they match.
 CACHE_HIT = "CacheHit"

@@ -1,4 +1,4 @@
-"""The request flow: cache lookup, then (on a miss) validation, the upstream call and the store.
+"""The request flow of every endpoint: cache lookup, then (on a miss) validation, the upstream call, the store.
 
 handler -> service -> (cache, upstream). Validation runs after the lookup on purpose: only validated
 requests are ever stored, and the key is computed over the raw body without coercion, so a body that would
@@ -7,26 +7,46 @@ fail validation can never be a hit; meanwhile a hit never loads pydantic or the 
 
 from __future__ import annotations
 
+import base64
+import json
+import struct
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from mistral_gateway import observability
+from mistral_gateway import dialect, observability, sse
 from mistral_gateway.cache import CachedAnswer, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
-from mistral_gateway.errors import InvalidRequest, RequestValidationFailed
+from mistral_gateway.errors import GatewayError, InvalidRequest, RequestValidationFailed
 from mistral_gateway.http import CacheControl
 from mistral_gateway.observability import logger
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+MODELS_TTL_SECONDS = 300
 
 
 @dataclass(frozen=True)
 class Answer:
     body: str
     cache_status: str  # HIT | MISS | BYPASS
-    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = JSON
+    usage: dict[str, int] = field(default_factory=dict)
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the upstream gave for a miss: the body to store and return, its usage, and whether to store it."""
+
+    body: bytes
+    usage: dict[str, int]
+    complete: bool
 
 
 @cache
@@ -49,14 +69,127 @@ def check_model(body: dict[str, Any]) -> None:
             param="model",
             code="model_not_allowed",
         )
+    if isinstance(model, str):
+        logger.append_keys(model=model)
+
+
+# --- endpoints -------------------------------------------------------------------------------------------
 
 
 def chat_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    body = dialect.mistral_chat(body)
     check_model(body)
-    if isinstance(body.get("model"), str):
-        logger.append_keys(model=body["model"])
+
+    def fetch() -> Fetched:
+        request = _validate("ChatCompletionRequest", body)
+        _log_prompt(body.get("messages"))
+        from mistral_gateway import upstream
+
+        return _completed(upstream.chat(request.sdk_arguments(), deadline))
+
+    answer = through_cache("chat", canonical_chat(body), caller, control, fetch)
+    return _as_stream(answer) if body.get("stream") is True else answer
+
+
+def fim_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    check_model(body)
+
+    def fetch() -> Fetched:
+        request = _validate("FIMCompletionRequest", body)
+        _log_prompt(body.get("prompt"))
+        from mistral_gateway import upstream
+
+        return _completed(upstream.fim(request.sdk_arguments(), deadline))
+
+    answer = through_cache("fim", canonical_chat(body), caller, control, fetch)
+    return _as_stream(answer) if body.get("stream") is True else answer
+
+
+def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    check_model(body)
+    canonical = {key: value for key, value in body.items() if value is not None}
+    if isinstance(canonical.get("input"), str):
+        canonical["input"] = [canonical["input"]]
+    local_encoding = canonical.get("output_dtype", "float") == "float"
+    if local_encoding and canonical.get("encoding_format") in ("float", "base64"):
+        del canonical["encoding_format"]  # one float entry serves both encodings
+    if isinstance(canonical.get("metadata"), dict):
+        del canonical["metadata"]  # a label, not part of the answer
+
+    def fetch() -> Fetched:
+        request = _validate("EmbeddingRequest", body)
+        from mistral_gateway import upstream
+
+        fetched = upstream.embeddings(request.sdk_arguments(), deadline)
+        return Fetched(fetched.body, fetched.usage, complete=bool(fetched.data.get("data")))
+
+    answer = through_cache("embeddings", canonical, caller, control, fetch)
+    if local_encoding and body.get("encoding_format") == "base64":
+        return _replace_body(answer, _base64_embeddings(answer.body))
+    return answer
+
+
+def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    """Mistral's model list (what the gateway's key can use), cached briefly, filtered by the allow-list."""
+
+    def fetch() -> Fetched:
+        from mistral_gateway import upstream
+
+        fetched = upstream.models(deadline)
+        return Fetched(fetched.body, {}, complete=isinstance(fetched.data.get("data"), list))
+
+    shared = CacheControl(read=control.read, store=control.store, max_age=control.max_age or MODELS_TTL_SECONDS)
+    answer = through_cache("models", {"path": "/v1/models"}, None, shared, fetch, scope="shared")
+    allowed = settings().allowed_models
+    if not allowed:
+        return answer
+    listing = json.loads(answer.body)
+    listing["data"] = [card for card in listing.get("data", []) if card.get("id") in allowed]
+    return _replace_body(answer, json.dumps(listing))
+
+
+def batch_chat(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    """Up to BATCH_MAX_ITEMS chat requests, answered in order, each with its own status and cache status."""
+    items = body.get("requests")
+    limit = settings().batch_max_items
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("`requests` must be a non-empty list of chat completion requests.", param="requests")
+    if len(items) > limit:
+        raise InvalidRequest(f"A batch holds at most {limit} requests; got {len(items)}.", param="requests")
+
+    def one(index: int, item: Any) -> dict[str, Any]:
+        try:
+            if not isinstance(item, dict):
+                raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
+            if item.get("stream") is True:
+                raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
+            answer = chat_completion(item, caller=caller, control=control, deadline=deadline)
+            return {"index": index, "status": 200, "cache": answer.cache_status, "body": json.loads(answer.body)}
+        except GatewayError as error:
+            return {"index": index, "status": error.status, "cache": None, "body": error.body()}
+
+    with ThreadPoolExecutor(max_workers=min(settings().batch_concurrency, len(items))) as pool:
+        results = list(pool.map(one, range(len(items)), items))
+    hits = sum(1 for result in results if result["cache"] == "HIT")
+    logger.append_keys(cache="BATCH", batch_items=len(results), batch_hits=hits)
+    summary = {"object": "batch.chat.completion", "data": results}
+    return Answer(body=json.dumps(summary), cache_status="BATCH")
+
+
+# --- the cache flow shared by every endpoint ---------------------------------------------------------------
+
+
+def through_cache(
+    kind: str,
+    canonical: Any,
+    caller: str | None,
+    control: CacheControl,
+    fetch: Callable[[], Fetched],
+    *,
+    scope: str | None = None,
+) -> Answer:
     config = settings()
-    key = cache_key("chat", cache_scope(caller), canonical_chat(body))
+    key = cache_key(kind, scope or cache_scope(caller), canonical)
     if control.read:
         cached = response_cache().get(key)
         if cached is not None and _usable(cached, control):
@@ -65,25 +198,19 @@ def chat_completion(body: dict[str, Any], *, caller: str | None, control: CacheC
     logger.append_keys(cache=status)
     observability.count(observability.CACHE_BYPASS if control.bypassed else observability.CACHE_MISS)
 
-    request = validate_chat(body)
+    fetched = fetch()
+    usage = fetched.usage
+    if usage:
+        observability.count(observability.PROMPT_TOKENS, usage["prompt_tokens"])
+        observability.count(observability.COMPLETION_TOKENS, usage["completion_tokens"])
+        logger.append_keys(**usage)
     if config.log_prompts:
-        logger.info("prompt (LOG_PROMPTS is on)", extra={"messages": body.get("messages")})
-
-    from mistral_gateway import upstream
-
-    answer = upstream.chat(request.sdk_arguments(), deadline)
-    usage = answer.usage
-    observability.count(observability.PROMPT_TOKENS, usage["prompt_tokens"])
-    observability.count(observability.COMPLETION_TOKENS, usage["completion_tokens"])
-    logger.append_keys(**usage)
-    if config.log_prompts:
-        logger.info("answer (LOG_PROMPTS is on)", extra={"answer": answer.data.get("choices")})
-
-    if control.store and is_complete(answer.data):
+        logger.info("answer (LOG_PROMPTS is on)", extra={"answer": fetched.body.decode(errors="replace")[:20_000]})
+    if control.store and fetched.complete:
         ttl = control.max_age if control.max_age is not None else config.cache_ttl_seconds
         if ttl > 0:
-            response_cache().put(key, answer.body, ttl_seconds=ttl, **usage)
-    return Answer(body=answer.body.decode(), cache_status=status)
+            response_cache().put(key, fetched.body, ttl_seconds=ttl, **_token_counts(usage))
+    return Answer(body=fetched.body.decode(), cache_status=status, usage=usage)
 
 
 def _usable(cached: CachedAnswer, control: CacheControl) -> bool:
@@ -94,10 +221,20 @@ def _usable(cached: CachedAnswer, control: CacheControl) -> bool:
 
 
 def _hit(cached: CachedAnswer) -> Answer:
-    logger.append_keys(cache="HIT", tokens_from_cache=cached.prompt_tokens + cached.completion_tokens)
+    tokens = cached.prompt_tokens + cached.completion_tokens
+    logger.append_keys(cache="HIT", tokens_from_cache=tokens)
     observability.count(observability.CACHE_HIT)
-    observability.count(observability.TOKENS_SERVED_FROM_CACHE, cached.prompt_tokens + cached.completion_tokens)
-    return Answer(body=cached.body.decode(), cache_status="HIT")
+    observability.count(observability.TOKENS_SERVED_FROM_CACHE, tokens)
+    usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
+    return Answer(body=cached.body.decode(), cache_status="HIT", usage=usage)
+
+
+def _token_counts(usage: dict[str, int]) -> dict[str, int]:
+    return {"prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0)}
+
+
+def _completed(fetched: Any) -> Fetched:
+    return Fetched(fetched.body, fetched.usage, complete=is_complete(fetched.data))
 
 
 def is_complete(data: dict[str, Any]) -> bool:
@@ -105,19 +242,47 @@ def is_complete(data: dict[str, Any]) -> bool:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         return False
-    return all(
-        isinstance(choice, dict) and choice.get("finish_reason") in {"stop", "length", "tool_calls", "model_length"}
-        for choice in choices
+    return all(isinstance(choice, dict) and choice.get("finish_reason") in sse.FINISHED for choice in choices)
+
+
+def _as_stream(answer: Answer) -> Answer:
+    return Answer(
+        body=sse.to_events(json.loads(answer.body)),
+        cache_status=answer.cache_status,
+        content_type=EVENT_STREAM,
+        usage=answer.usage,
     )
 
 
-def validate_chat(body: dict[str, Any]) -> Any:
+def _replace_body(answer: Answer, body: str) -> Answer:
+    return Answer(body=body, cache_status=answer.cache_status, content_type=answer.content_type, usage=answer.usage)
+
+
+def _base64_embeddings(body: str) -> str:
+    """What the OpenAI SDK asks for by default: each vector as base64 of little-endian float32."""
+    data = json.loads(body)
+    for item in data.get("data", []):
+        vector = item.get("embedding")
+        if isinstance(vector, list):
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return json.dumps(data)
+
+
+def _log_prompt(prompt: Any) -> None:
+    if settings().log_prompts:
+        logger.info("prompt (LOG_PROMPTS is on)", extra={"prompt": prompt})
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+def _validate(model_name: str, body: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
-    from mistral_gateway.models import ChatCompletionRequest
+    from mistral_gateway import models
 
     try:
-        return ChatCompletionRequest.model_validate(body)
+        return getattr(models, model_name).model_validate(body)
     except ValidationError as error:
         raise validation_failed(error) from None
 

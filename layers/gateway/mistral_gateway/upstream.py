@@ -91,6 +91,36 @@ def chat(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
     return call(attempt, deadline, operation="chat")
 
 
+def fim(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
+    client = _sdk()
+
+    def attempt(timeout_ms: int) -> UpstreamAnswer:
+        client.fim.complete(**arguments, timeout_ms=timeout_ms)
+        return _raw_answer()
+
+    return call(attempt, deadline, operation="fim")
+
+
+def embeddings(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
+    client = _sdk()
+
+    def attempt(timeout_ms: int) -> UpstreamAnswer:
+        client.embeddings.create(**arguments, timeout_ms=timeout_ms)
+        return _raw_answer()
+
+    return call(attempt, deadline, operation="embeddings")
+
+
+def models(deadline: Deadline) -> UpstreamAnswer:
+    client = _sdk()
+
+    def attempt(timeout_ms: int) -> UpstreamAnswer:
+        client.models.list(timeout_ms=timeout_ms)
+        return _raw_answer()
+
+    return call(attempt, deadline, operation="models")
+
+
 def _raw_answer() -> UpstreamAnswer:
     response = _last.response
     body = response.content

@@ -1,0 +1,120 @@
+"""The API's OpenAPI document, generated from the routes (Powertools) and our request models (pydantic).
+
+Powertools derives paths, summaries and responses from the route decorators. Request bodies are validated
+by our own models on the miss path rather than by Powertools (see docs/decisions.md), so their schemas are
+added here from those same models. Everything is built on the first request for it (never on the chat path)
+and kept for the container's life.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mistral_gateway import __version__
+
+TITLE = "Mistral-compatible gateway"
+DESCRIPTION = (
+    "Mistral's API behind API Gateway, with a DynamoDB answer cache. Point the Mistral SDK's `server_url` (or the "
+    "OpenAI SDK's `base_url` + `/v1`) here. Every answer carries `X-Cache: HIT | MISS | BYPASS`; send "
+    "`Cache-Control: no-cache | no-store | max-age=N` to steer the cache."
+)
+
+ERROR_RESPONSES: dict[int, Any] = {
+    400: {"description": "The body is not JSON, or not allowed (Mistral-style error object)"},
+    401: {"description": "Missing caller key"},
+    403: {"description": "Invalid caller key"},
+    413: {"description": "The body is larger than the gateway accepts"},
+    422: {"description": "The body is not a valid request; `message` names the field, `detail` lists all"},
+    429: {"description": "Rate limited (caller quota or Mistral); see Retry-After"},
+    502: {"description": "Mistral failed, answered garbage, or rejected the gateway's key"},
+    503: {"description": "The gateway cannot read its Mistral key"},
+    504: {"description": "Mistral did not answer within the deadline"},
+}
+
+# Route -> the model its JSON body must satisfy (the same models the service validates with).
+REQUEST_MODELS = {
+    "/v1/chat/completions": "ChatCompletionRequest",
+    "/v1/fim/completions": "FIMCompletionRequest",
+    "/v1/embeddings": "EmbeddingRequest",
+    "/v1/batch/chat/completions": "BatchChatRequest",
+}
+
+_documents: dict[str, str] = {}
+
+
+def document(app: Any, server_url: str) -> dict[str, Any]:
+    from aws_lambda_powertools.event_handler.openapi.models import Server
+
+    schema = app.get_openapi_json_schema(
+        title=TITLE,
+        version=__version__,
+        description=DESCRIPTION,
+        servers=[Server(url=server_url)],
+        security_schemes={
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        },
+        security=[{"bearer": []}, {"apiKey": []}],
+    )
+    spec: dict[str, Any] = json.loads(schema)
+    _add_request_bodies(spec)
+    for path in ("/health",):  # public routes need no caller key
+        for operation in spec["paths"].get(path, {}).values():
+            operation["security"] = []
+    return spec
+
+
+def _add_request_bodies(spec: dict[str, Any]) -> None:
+    from pydantic import BaseModel, Field
+    from pydantic.json_schema import models_json_schema
+
+    from mistral_gateway import models
+
+    class BatchChatRequest(BaseModel):
+        requests: list[models.ChatCompletionRequest] = Field(min_length=1)  # type: ignore[name-defined]
+
+    classes: dict[str, type[BaseModel]] = {
+        name: getattr(models, name) for name in REQUEST_MODELS.values() if hasattr(models, name)
+    }
+    classes["BatchChatRequest"] = BatchChatRequest
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in classes.values()], ref_template="#/components/schemas/{model}"
+    )
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
+    for path, model_name in REQUEST_MODELS.items():
+        operation = spec["paths"].get(path, {}).get("post")
+        if operation is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model_name}"}}},
+            }
+
+
+def openapi_json(app: Any) -> str:
+    server_url = _stage_url(app)
+    if server_url not in _documents:
+        _documents[server_url] = json.dumps(document(app, server_url), indent=2, sort_keys=True)
+    return _documents[server_url]
+
+
+def swagger_html(app: Any) -> str:
+    from pathlib import Path
+
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    # The UI bundle is inlined (no CDN): /docs works offline and under `make serve`.
+    assets = Path(swagger_ui.__file__).parent
+    return generate_swagger_html(
+        openapi_json(app).replace("</", "<\\/"),
+        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        "",
+        None,
+    )
+
+
+def _stage_url(app: Any) -> str:
+    stage = (app.current_event.raw_event.get("requestContext") or {}).get("stage")
+    return f"/{stage}" if stage and stage != "$default" else "/"

@@ -1,0 +1,108 @@
+"""Server-sent events for `"stream": true`, built from (and back into) one complete answer.
+
+Python Lambdas cannot stream through API Gateway yet, so a streamed request gets the whole answer as one
+valid SSE body: `data: {chunk}` events and `data: [DONE]`, which both the Mistral and the OpenAI SDK parse.
+The cache holds the complete answer; `to_events` replays it as a stream, and `assemble` turns a stream back
+into a complete answer, so one entry serves both forms. When incremental streaming lands (docs/streaming.md),
+the same two functions sit on either side of the pass-through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+DONE = "data: [DONE]\n\n"
+FINISHED = frozenset({"stop", "length", "tool_calls", "model_length"})
+
+
+def _event(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+def to_events(completion: dict[str, Any]) -> str:
+    """A complete chat/FIM answer as an SSE body: role, content and tool calls, finish reason + usage, DONE."""
+    head = {
+        "id": completion.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created", 0),
+        "model": completion.get("model", ""),
+    }
+    choices = completion.get("choices") or []
+
+    def chunk(deltas: list[dict[str, Any]], finish: list[str | None], **extra: Any) -> str:
+        return _event(
+            {
+                **head,
+                "choices": [
+                    {"index": choice.get("index", i), "delta": deltas[i], "finish_reason": finish[i]}
+                    for i, choice in enumerate(choices)
+                ],
+                **extra,
+            }
+        )
+
+    none: list[str | None] = [None] * len(choices)
+    events = [chunk([{"role": "assistant", "content": ""} for _ in choices], none)]
+    bodies = []
+    for choice in choices:
+        message = choice.get("message") or {}
+        delta: dict[str, Any] = {"content": message.get("content") or ""}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+        bodies.append(delta)
+    events.append(chunk(bodies, none))
+    extra = {"usage": completion["usage"]} if completion.get("usage") else {}
+    events.append(chunk([{"content": ""} for _ in choices], [c.get("finish_reason") for c in choices], **extra))
+    return "".join(events) + DONE
+
+
+def assemble(chunks: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """Stream chunks back into one complete answer; None unless every choice saw its finish reason."""
+    head: dict[str, Any] = {}
+    choices: dict[int, dict[str, Any]] = {}
+    usage = None
+    for data in chunks:
+        head = head or {key: data.get(key) for key in ("id", "created", "model")}
+        usage = data.get("usage") or usage
+        for part in data.get("choices") or []:
+            index = int(part.get("index", 0))
+            choice = choices.setdefault(index, {"content": [], "tool_calls": {}, "finish_reason": None})
+            delta = part.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                choice["content"].append(delta["content"])
+            for position, call in enumerate(delta.get("tool_calls") or []):
+                slot = choice["tool_calls"].setdefault(call.get("index", position), {"function": {}})
+                slot.update({key: value for key, value in call.items() if key not in ("function", "index")})
+                function = call.get("function") or {}
+                slot["function"]["name"] = function.get("name") or slot["function"].get("name")
+                slot["function"]["arguments"] = slot["function"].get("arguments", "") + (
+                    function.get("arguments") or ""
+                )
+            if part.get("finish_reason"):
+                choice["finish_reason"] = part["finish_reason"]
+    if not choices or any(choice["finish_reason"] not in FINISHED for choice in choices.values()):
+        return None
+    return {
+        **head,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": index,
+                "message": {
+                    "role": "assistant",
+                    "content": "".join(choice["content"]),
+                    "tool_calls": [choice["tool_calls"][k] for k in sorted(choice["tool_calls"])] or None,
+                },
+                "finish_reason": choice["finish_reason"],
+            }
+            for index, choice in sorted(choices.items())
+        ],
+        "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def error_event(body: dict[str, Any]) -> str:
+    """A final event for an error after the stream has started (incremental mode): both SDKs surface it."""
+    return _event({"error": body, **body})

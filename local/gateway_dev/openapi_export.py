@@ -1,0 +1,28 @@
+"""`make openapi`: write docs/openapi.json from the code (the same document GET /openapi.json serves)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from gateway_dev.apigw import proxy_event
+from gateway_dev.bridge import handler_module, load_function
+from gateway_dev.template import ROOT, Template
+
+
+def main() -> int:
+    template = Template()
+    load_function(template, "ApiFunction")
+    module = handler_module(template, "ApiFunction")
+    module.app.resolve(proxy_event("GET", "/openapi.json"), None)  # sets the current event (stage "prod")
+    from mistral_gateway.openapi import document
+
+    spec = document(module.app, "/prod")
+    path = ROOT / "docs" / "openapi.json"
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path.relative_to(ROOT)} ({len(spec['paths'])} paths)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
