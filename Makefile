@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help serve test lint typecheck format bench build invoke moto openapi clean
+.PHONY: help serve test lint typecheck format bench build invoke moto openapi events clean
 
 help:
 	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
@@ -42,7 +42,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 invoke: $(STAMP)
-	$(BIN)/python -m gateway_dev.invoke $(EVENT)
+	$(BIN)/python -m gateway_dev.invoke $(EVENT) --times $(or $(TIMES),1)
+
+events: $(STAMP)
+	$(BIN)/python -m gateway_dev.events
 
 openapi: $(STAMP)
 	$(BIN)/python -m gateway_dev.openapi_export

@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         server_url=os.environ.get("MISTRAL_SERVER_URL"),
         api_key=None,
         moto_url=local_url,
+        emulator_host=args.host,  # containers must reach the emulator too
     )
-    upstream = stack.upstream_url.replace("127.0.0.1", CONTAINER_HOST)
+    upstream = stack.upstream_url.replace("127.0.0.1", CONTAINER_HOST).replace("0.0.0.0", CONTAINER_HOST)
     variables = {
         "AWS_ENDPOINT_URL": f"http://{CONTAINER_HOST}:{args.port}",
         "AWS_ACCESS_KEY_ID": "local",
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(env, indent=2) + "\n")
     print(f"moto server on {moto_url} (table and secret from template.yaml); upstream {stack.upstream_url}")
-    print(f"now: sam build && sam local start-api --env-vars {path}")
+    print(f"now: sam build && sam local start-api --env-vars {path} --add-host host.docker.internal:host-gateway")
     try:
         while True:
             time.sleep(3600)

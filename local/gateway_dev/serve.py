@@ -15,6 +15,8 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +58,12 @@ def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
 
 
 def start_local(
-    *, mistral_api_key: str | None, server_url: str | None, api_key: str | None, moto_url: str | None = None
+    *,
+    mistral_api_key: str | None,
+    server_url: str | None,
+    api_key: str | None,
+    moto_url: str | None = None,
+    emulator_host: str = "127.0.0.1",
 ) -> LocalStack:
     """Start moto (unless given), the resources, and the upstream; set the functions' environment."""
     stoppers: list[Any] = []
@@ -78,7 +85,7 @@ def start_local(
         from gateway_dev.emulator import MistralEmulator
 
         stored_key = "emulator-key-" + secrets.token_hex(8)
-        emulator = MistralEmulator(api_key=stored_key).start()
+        emulator = MistralEmulator(api_key=stored_key, host=emulator_host).start()
         stoppers.append(emulator.stop)
         upstream, upstream_url = "emulator", emulator.url
 
@@ -116,6 +123,22 @@ print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 
 """
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will; TIME_WAIT is fine
+        probe.bind((host, port))
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop cleanly, even when started from a shell that made SIGINT ignored (`cmd &`)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the gateway locally without Docker.")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -130,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     api_key = os.environ.get("GATEWAY_API_KEY") or "local-" + secrets.token_urlsafe(18)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the function logs each request itself
     try:
+        _check_port_free(args.host, args.port)  # werkzeug would print its own message and exit
         server = make_server(args.host, args.port, None, threaded=True)  # type: ignore[arg-type]
     except OSError as error:
         print(
@@ -148,13 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     server.app = bridge  # type: ignore[attr-defined]
     url = f"http://{args.host}:{server.server_port}"
     print(banner(stack, url), flush=True)
+    _stop_on_signals()
     try:
-        server.serve_forever()
+        server.serve_forever()  # werkzeug returns (swallowing KeyboardInterrupt) on Ctrl-C
     except KeyboardInterrupt:
-        print("\nstopping", file=sys.stderr)
+        pass
     finally:
         server.server_close()
         stack.stop()
+        print("\nstopped: API, moto and upstream emulator are down", file=sys.stderr, flush=True)
     return 0
 
 
