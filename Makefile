@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 3000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help serve test lint typecheck format bench build invoke moto openapi events clean
+.PHONY: help serve test lint typecheck format bench build invoke moto openapi events chat clean
 
 help:
 	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench   cold start, overhead, memory, size and cost benchmark"
 	@echo "make invoke EVENT=events/chat.json   one API Gateway event through the handler"
 	@echo "make moto    a moto server with the template's table and secret (for sam local)"
+	@echo "make chat    a terminal chatbot against make serve (URL=... for a deployed gateway)"
 	@echo "make build   sam build (arm64, Python 3.13) and check the artifact"
 
 $(STAMP): requirements-dev.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt
@@ -43,6 +44,9 @@ format: $(STAMP)
 
 invoke: $(STAMP)
 	$(BIN)/python -m gateway_dev.invoke $(EVENT) --times $(or $(TIMES),1)
+
+chat: $(STAMP)
+	$(BIN)/python -m gateway_dev.cli chat --url $(or $(URL),http://127.0.0.1:$(PORT))
 
 events: $(STAMP)
 	$(BIN)/python -m gateway_dev.events

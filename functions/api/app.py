@@ -79,12 +79,12 @@ def health() -> Response[str]:
     return json_response(status, json.dumps(report))
 
 
-@app.get("/openapi.json", include_in_schema=False)
+@app.get("/openapi.json", summary="This OpenAPI document", tags=["Gateway"])
 def openapi() -> Response[str]:
     return json_response(200, openapi_json(app))
 
 
-@app.get("/docs", include_in_schema=False)
+@app.get("/docs", summary="Swagger UI for this API", tags=["Gateway"])
 def docs() -> Response[str]:
     return Response(status_code=200, content_type="text/html", body=swagger_html(app))
 
