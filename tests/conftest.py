@@ -113,6 +113,10 @@ class ProxyResponse:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
     def header(self, name: str) -> str | None:
         for key, value in self.headers.items():
             if key.lower() == name.lower():
@@ -154,8 +158,9 @@ class Gateway:
             body=payload,
             api_key_id=api_key_id,
         )
-        self.last_result = self.function.invoke(event)
-        status, header_list, response_body = proxy_result(self.last_result)
+        result = self.function.invoke(event)  # a local: tests call this from several threads at once
+        self.last_result = result
+        status, header_list, response_body = proxy_result(result)
         return ProxyResponse(status, dict(header_list), response_body)
 
     def chat(self, body: dict[str, Any], **kwargs: Any) -> ProxyResponse:
@@ -204,3 +209,25 @@ def chat_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
 def chat_body_fixture() -> Any:
     """Builds a minimal valid chat request: chat_body("text", temperature=0.2)."""
     return chat_body
+
+
+def sum_emf_metrics(stdout: str) -> dict[str, float]:
+    """Every EMF metric in the captured stdout, summed by name."""
+    emitted: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                emitted[metric["Name"]] = emitted.get(metric["Name"], 0) + (
+                    sum(value) if isinstance(value, list) else value
+                )
+    return emitted
+
+
+@pytest.fixture
+def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Any:
+    """Call it to get the EMF metrics written to stdout since the test began (or the last call)."""
+    return lambda: sum_emf_metrics(capsys.readouterr().out)

@@ -90,7 +90,7 @@ def test_permissions_are_least_privilege(template: Template) -> None:
     actions = {
         action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
-    assert actions == {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem"}
+    assert actions == {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     for statement in statements:
         assert statement["Resource"] != "*"
     by_sid = {s["Sid"]: s for s in statements}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -353,19 +352,10 @@ def test_logs_say_what_happened_without_prompts_or_keys(gateway, emulator, chat_
         assert secret_text not in text
 
 
-def test_metrics_are_emitted_in_emf(gateway, emulator, chat_body, capsys) -> None:
+def test_metrics_are_emitted_in_emf(gateway, emulator, chat_body, emitted_metrics) -> None:
     gateway.chat(chat_body("metrics"))
     gateway.chat(chat_body("metrics"))
-    emitted: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        if '"_aws"' in line:
-            document = json.loads(line)
-            for directive in document["_aws"]["CloudWatchMetrics"]:
-                for metric in directive["Metrics"]:
-                    value = document[metric["Name"]]
-                    emitted[metric["Name"]] = emitted.get(metric["Name"], 0) + (
-                        sum(value) if isinstance(value, list) else value
-                    )
+    emitted = emitted_metrics()
     assert emitted["CacheMiss"] == 1 and emitted["CacheHit"] == 1
     assert emitted["UpstreamCalls"] == 1 and emitted["PromptTokens"] > 0
     assert emitted["TokensServedFromCache"] > 0 and emitted["ColdStart"] == 1

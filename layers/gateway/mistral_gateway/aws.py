@@ -17,10 +17,18 @@ def client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    timeout = settings().aws_timeout_seconds
+    # The cache fails open, so a slow DynamoDB should cost at most ~1 s; the secret is needed, so it gets more.
+    timeout = settings().cache_timeout_seconds if service == "dynamodb" else settings().aws_timeout_seconds
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
         retries={"max_attempts": 2, "mode": "standard"},
     )
     return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def error_code(error: BaseException) -> str:
+    """AWS's error code (`ThrottlingException`...) or, for network-level failures, the exception's name."""
+    response = getattr(error, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code) if code else type(error).__name__

@@ -1,15 +1,25 @@
 """The answer cache: one DynamoDB item per cache key, holding the complete answer, compressed.
 
+An item may also carry an in-flight lease (`lease_until`, `lease_owner`): the single-flight marker that
+tells identical concurrent requests that one of them is already asking Mistral. The lease lives on the
+entry itself, so claiming it keeps an expired answer in place (for stale-if-error), and the leader's final
+PutItem replaces the whole item, which ends the lease without another call.
+
+Freshness and deletion are separate: an answer is fresh until `fresh_until`; DynamoDB's TTL attribute
+`expires_at` is later by the stale-if-error window, so an expired answer can still be served when Mistral
+fails. DynamoDB deletes lazily (moto never does), so freshness is checked on every read.
+
 The cache fails open: any DynamoDB error is logged, counted and treated as a miss (or a skipped store),
-never as a failed request. DynamoDB deletes expired items lazily (moto never does), so expiry is checked
-on every read.
+never as a failed request.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from mistral_gateway import aws, observability
 from mistral_gateway.observability import logger
@@ -24,10 +34,27 @@ class CachedAnswer:
     prompt_tokens: int
     completion_tokens: int
     created_at: int
-    expires_at: int
+    fresh_until: int
 
     def is_fresh(self, now: float) -> bool:
-        return self.expires_at > now
+        return self.fresh_until > now
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one read found under a key: maybe an answer (fresh or not), maybe a live lease."""
+
+    answer: CachedAnswer | None
+    lease_until: float = 0.0
+
+    def leased(self, now: float) -> bool:
+        return self.lease_until > now
+
+
+@dataclass(frozen=True)
+class Lease:
+    key: str
+    owner: str
 
 
 @dataclass
@@ -36,28 +63,27 @@ class ResponseCache:
 
     def get(self, key: str) -> CachedAnswer | None:
         """The stored answer for `key` (fresh or not), or None when absent or unreadable."""
+        entry = self.read(key)
+        return entry.answer if entry else None
+
+    def read(self, key: str, *, consistent: bool = False) -> Entry | None:
+        """The whole entry (answer and lease), or None when absent or unreadable."""
         try:
             with observability.traced("cache.get", lazy=True):
-                item = aws.client("dynamodb").get_item(TableName=self.table_name, Key={"pk": {"S": key}}).get("Item")
+                item = (
+                    aws.client("dynamodb")
+                    .get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=consistent)
+                    .get("Item")
+                )
         except Exception as error:  # fail open: a sick cache must not fail the request
             self._failed("get", error)
             return None
-        if not item:
-            return None
-        try:
-            return CachedAnswer(
-                body=zlib.decompress(item["body"]["B"]),
-                prompt_tokens=int(item.get("prompt_tokens", {}).get("N", 0)),
-                completion_tokens=int(item.get("completion_tokens", {}).get("N", 0)),
-                created_at=int(item["created_at"]["N"]),
-                expires_at=int(item["expires_at"]["N"]),
-            )
-        except (KeyError, ValueError, zlib.error) as error:
-            self._failed("decode", error)
-            return None
+        return self._entry(item) if item else None
 
     def put(self, key: str, body: bytes, *, ttl_seconds: int, prompt_tokens: int, completion_tokens: int) -> bool:
-        """Store a complete, successful answer. Returns whether it was stored."""
+        """Store a complete, successful answer (ending any lease on the key). Returns whether it was stored."""
+        from mistral_gateway.config import settings
+
         compressed = zlib.compress(body, 6)
         if len(compressed) > MAX_STORED_BYTES:
             logger.warning("answer too large to cache", extra={"compressed_bytes": len(compressed)})
@@ -70,7 +96,8 @@ class ResponseCache:
             "prompt_tokens": {"N": str(prompt_tokens)},
             "completion_tokens": {"N": str(completion_tokens)},
             "created_at": {"N": str(now)},
-            "expires_at": {"N": str(now + ttl_seconds)},
+            "fresh_until": {"N": str(now + ttl_seconds)},
+            "expires_at": {"N": str(now + ttl_seconds + settings().stale_if_error_seconds)},
         }
         try:
             with observability.traced("cache.put", lazy=True):
@@ -80,8 +107,76 @@ class ResponseCache:
             return False
         return True
 
+    def claim(self, key: str, *, lease_seconds: float) -> tuple[Lease | None, Entry | None]:
+        """Try to become the one caller that asks Mistral for `key`.
+
+        Succeeds (returns a Lease) unless the entry holds a fresh answer or another live lease; then it
+        returns what blocked it, so the caller can serve the answer or wait. A failing cache returns
+        (None, None): the caller goes to Mistral on its own, as without single-flight.
+        """
+        now = time.time()
+        owner = secrets.token_hex(8)
+        lease_until = now + lease_seconds
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET lease_until = :until, lease_owner = :owner, "
+                "expires_at = if_not_exists(expires_at, :until_int)",
+                ConditionExpression="(attribute_not_exists(lease_until) OR lease_until < :now) "
+                "AND (attribute_not_exists(fresh_until) OR fresh_until <= :now)",
+                ExpressionAttributeValues={
+                    ":until": {"N": f"{lease_until:.3f}"},
+                    ":until_int": {"N": str(int(lease_until) + 60)},  # a dead leader's marker is cleaned up
+                    ":owner": {"S": owner},
+                    ":now": {"N": f"{now:.3f}"},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except Exception as error:
+            if aws.error_code(error) == "ConditionalCheckFailedException":
+                item = getattr(error, "response", {}).get("Item")
+                return None, self._entry(item) if item else self.read(key, consistent=True)
+            self._failed("claim", error)
+            return None, None
+        return Lease(key, owner), None
+
+    def release(self, lease: Lease) -> None:
+        """Give up a lease without storing an answer (the call failed), so waiters stop waiting."""
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": lease.key}},
+                UpdateExpression="REMOVE lease_until, lease_owner",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": lease.owner}},
+            )
+        except Exception as error:
+            if aws.error_code(error) != "ConditionalCheckFailedException":  # someone else's lease now: fine
+                self._failed("release", error)
+
+    def _entry(self, item: dict[str, Any]) -> Entry | None:
+        lease_until = float(item.get("lease_until", {}).get("N", 0))
+        if "body" not in item:  # only a lease so far
+            return Entry(None, lease_until)
+        try:
+            created_at = int(item["created_at"]["N"])
+            answer = CachedAnswer(
+                body=zlib.decompress(item["body"]["B"]),
+                prompt_tokens=int(item.get("prompt_tokens", {}).get("N", 0)),
+                completion_tokens=int(item.get("completion_tokens", {}).get("N", 0)),
+                created_at=created_at,
+                # Items written before fresh_until existed were fresh until their deletion time.
+                fresh_until=int(item.get("fresh_until", item.get("expires_at", {"N": created_at}))["N"]),
+            )
+        except (KeyError, ValueError, TypeError, zlib.error) as error:
+            self._failed("decode", error)
+            return None
+        return Entry(answer, lease_until)
+
     @staticmethod
     def _failed(operation: str, error: Exception) -> None:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
-        logger.warning("cache unavailable, failing open", extra={"operation": operation, "error_code": code})
+        logger.warning(
+            "cache unavailable, failing open", extra={"operation": operation, "error_code": aws.error_code(error)}
+        )
         observability.count(observability.CACHE_ERROR)

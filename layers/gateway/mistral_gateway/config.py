@@ -48,6 +48,14 @@ class Settings:
     batch_max_items: int = 20
     # Upstream calls a batch makes at once (Mistral's rate limits are per key, so keep this modest).
     batch_concurrency: int = 4
+    # An expired answer is kept (and may be served as STALE when Mistral fails) this much longer.
+    stale_if_error_seconds: int = 86_400
+    # Identical concurrent misses wait this long for the first one's answer (0 = off).
+    single_flight_wait_ms: int = 8_000
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_seconds: int = 30
+    # DynamoDB is on the hot path and normally answers in ~5 ms: give up fast and fail open.
+    cache_timeout_seconds: float = 0.5
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -66,6 +74,11 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
             batch_max_items=max(1, _int("BATCH_MAX_ITEMS", 20)),
             batch_concurrency=max(1, _int("BATCH_CONCURRENCY", 4)),
+            stale_if_error_seconds=max(0, _int("STALE_IF_ERROR_SECONDS", 86_400)),
+            single_flight_wait_ms=max(0, _int("SINGLE_FLIGHT_WAIT_MS", 8_000)),
+            circuit_failure_threshold=max(1, _int("CIRCUIT_FAILURE_THRESHOLD", 5)),
+            circuit_cooldown_seconds=max(1, _int("CIRCUIT_COOLDOWN_SECONDS", 30)),
+            cache_timeout_seconds=_int("CACHE_TIMEOUT_MS", 500) / 1000,
         )
 
 

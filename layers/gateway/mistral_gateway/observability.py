@@ -35,6 +35,11 @@ COMPLETION_TOKENS = "CompletionTokens"
 TOKENS_SERVED_FROM_CACHE = "TokensServedFromCache"
 SECRET_ERRORS = "SecretErrors"
 CLIENT_ERRORS = "ClientErrors"
+CACHE_STALE = "CacheStale"
+SINGLE_FLIGHT_WAITS = "SingleFlightWaits"
+CIRCUIT_OPENED = "CircuitOpened"
+CIRCUIT_HALF_OPEN = "CircuitHalfOpen"
+CIRCUIT_CLOSED = "CircuitClosed"
 
 EMITTED_METRICS = frozenset(
     {
@@ -52,6 +57,11 @@ EMITTED_METRICS = frozenset(
         TOKENS_SERVED_FROM_CACHE,
         SECRET_ERRORS,
         CLIENT_ERRORS,
+        CACHE_STALE,
+        SINGLE_FLIGHT_WAITS,
+        CIRCUIT_OPENED,
+        CIRCUIT_HALF_OPEN,
+        CIRCUIT_CLOSED,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )

@@ -16,6 +16,15 @@ from mistral_gateway.config import settings
 from mistral_gateway.errors import ServiceUnavailable
 from mistral_gateway.observability import logger
 
+# What an operator should check, by Secrets Manager error code.
+HINTS = {
+    "AccessDeniedException": "the function's role needs secretsmanager:GetSecretValue on this secret (and kms:Decrypt "
+    "if it uses a customer-managed key)",
+    "ResourceNotFoundException": "the secret does not exist: check ExistingSecretArn or redeploy the stack",
+    "DecryptionFailure": "Secrets Manager cannot decrypt the secret with its KMS key",
+    "default": "Secrets Manager did not answer; see error_code",
+}
+
 
 @cache
 def _provider() -> Any:
@@ -29,12 +38,11 @@ def mistral_api_key(*, refresh: bool = False) -> str:
     try:
         raw = _provider().get(config.secret_id, max_age=config.secret_max_age_seconds, force_fetch=refresh)
     except Exception as error:
-        cause = error.__cause__ or error
-        code = getattr(cause, "response", {}).get("Error", {}).get("Code", type(cause).__name__)
+        code = aws.error_code(error.__cause__ or error.__context__ or error)  # Powertools wraps boto's error
         # Operator-facing detail in the log; the caller gets a generic 503.
         logger.error(
             "cannot read the Mistral API key from Secrets Manager",
-            extra={"secret_id": config.secret_id, "error_code": code},
+            extra={"secret_id": config.secret_id, "error_code": code, "hint": HINTS.get(code, HINTS["default"])},
         )
         observability.count(observability.SECRET_ERRORS)
         raise ServiceUnavailable("The gateway is not able to reach its upstream credentials.") from None

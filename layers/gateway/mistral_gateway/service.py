@@ -18,11 +18,19 @@ from functools import cache
 from typing import Any
 
 from mistral_gateway import dialect, observability, sse
-from mistral_gateway.cache import CachedAnswer, ResponseCache
+from mistral_gateway.cache import CachedAnswer, Entry, Lease, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
-from mistral_gateway.errors import GatewayError, InvalidRequest, RequestValidationFailed
+from mistral_gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    RequestValidationFailed,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from mistral_gateway.http import CacheControl
 from mistral_gateway.observability import logger
 
@@ -34,7 +42,7 @@ MODELS_TTL_SECONDS = 300
 @dataclass(frozen=True)
 class Answer:
     body: str
-    cache_status: str  # HIT | MISS | BYPASS
+    cache_status: str  # HIT | MISS | BYPASS | STALE (| BATCH)
     content_type: str = JSON
     usage: dict[str, int] = field(default_factory=dict)
     status: int = 200
@@ -80,28 +88,28 @@ def chat_completion(body: dict[str, Any], *, caller: str | None, control: CacheC
     body = dialect.mistral_chat(body)
     check_model(body)
 
-    def fetch() -> Fetched:
+    def prepare() -> Fetch:
         request = _validate("ChatCompletionRequest", body)
         _log_prompt(body.get("messages"))
         from mistral_gateway import upstream
 
-        return _completed(upstream.chat(request.sdk_arguments(), deadline))
+        return lambda: _completed(upstream.chat(request.sdk_arguments(), deadline))
 
-    answer = through_cache("chat", canonical_chat(body), caller, control, fetch)
+    answer = through_cache("chat", canonical_chat(body), caller, control, prepare, deadline)
     return _as_stream(answer) if body.get("stream") is True else answer
 
 
 def fim_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
     check_model(body)
 
-    def fetch() -> Fetched:
+    def prepare() -> Fetch:
         request = _validate("FIMCompletionRequest", body)
         _log_prompt(body.get("prompt"))
         from mistral_gateway import upstream
 
-        return _completed(upstream.fim(request.sdk_arguments(), deadline))
+        return lambda: _completed(upstream.fim(request.sdk_arguments(), deadline))
 
-    answer = through_cache("fim", canonical_chat(body), caller, control, fetch)
+    answer = through_cache("fim", canonical_chat(body), caller, control, prepare, deadline)
     return _as_stream(answer) if body.get("stream") is True else answer
 
 
@@ -116,14 +124,17 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
     if isinstance(canonical.get("metadata"), dict):
         del canonical["metadata"]  # a label, not part of the answer
 
-    def fetch() -> Fetched:
+    def prepare() -> Fetch:
         request = _validate("EmbeddingRequest", body)
         from mistral_gateway import upstream
 
-        fetched = upstream.embeddings(request.sdk_arguments(), deadline)
-        return Fetched(fetched.body, fetched.usage, complete=bool(fetched.data.get("data")))
+        def fetch() -> Fetched:
+            fetched = upstream.embeddings(request.sdk_arguments(), deadline)
+            return Fetched(fetched.body, fetched.usage, complete=bool(fetched.data.get("data")))
 
-    answer = through_cache("embeddings", canonical, caller, control, fetch)
+        return fetch
+
+    answer = through_cache("embeddings", canonical, caller, control, prepare, deadline)
     if local_encoding and body.get("encoding_format") == "base64":
         return _replace_body(answer, _base64_embeddings(answer.body))
     return answer
@@ -139,7 +150,7 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
         return Fetched(fetched.body, {}, complete=isinstance(fetched.data.get("data"), list))
 
     shared = CacheControl(read=control.read, store=control.store, max_age=control.max_age or MODELS_TTL_SECONDS)
-    answer = through_cache("models", {"path": "/v1/models"}, None, shared, fetch, scope="shared")
+    answer = through_cache("models", {"path": "/v1/models"}, None, shared, lambda: fetch, deadline, scope="shared")
     allowed = settings().allowed_models
     if not allowed:
         return answer
@@ -178,39 +189,112 @@ def batch_chat(body: dict[str, Any], *, caller: str | None, control: CacheContro
 
 # --- the cache flow shared by every endpoint ---------------------------------------------------------------
 
+# What an endpoint hands the flow: `prepare()` validates the request (raising a 4xx) and returns the upstream
+# call; validation happens only on a miss, and before any write to the cache.
+Fetch = Callable[[], Fetched]
+# Failures of Mistral (not of the request) after which an expired answer is better than an error.
+STALE_ON = (UpstreamError, UpstreamTimeout, RateLimited, ServiceUnavailable)
+
 
 def through_cache(
     kind: str,
     canonical: Any,
     caller: str | None,
     control: CacheControl,
-    fetch: Callable[[], Fetched],
+    prepare: Callable[[], Fetch],
+    deadline: Deadline,
     *,
     scope: str | None = None,
 ) -> Answer:
     config = settings()
     key = cache_key(kind, scope or cache_scope(caller), canonical)
+    cache = response_cache()
+    ttl = control.max_age if control.max_age is not None else config.cache_ttl_seconds
+    stale: CachedAnswer | None = None
+    entry: Entry | None = None
     if control.read:
-        cached = response_cache().get(key)
-        if cached is not None and _usable(cached, control):
-            return _hit(cached)
+        entry = cache.read(key)
+        if entry is not None and entry.answer is not None:
+            if _usable(entry.answer, control):
+                return _hit(entry.answer)
+            stale = entry.answer
+
+    fetch = prepare()
+    lease: Lease | None = None
+    if control.read and control.store and ttl > 0 and config.single_flight_wait_ms > 0:
+        lease, coalesced = _single_flight(cache, key, entry, control, deadline)
+        if coalesced is not None:
+            return coalesced
+
     status = "BYPASS" if control.bypassed else "MISS"
     logger.append_keys(cache=status)
     observability.count(observability.CACHE_BYPASS if control.bypassed else observability.CACHE_MISS)
+    stored = False
+    try:
+        fetched = fetch()
+        _account(fetched)
+        if control.store and fetched.complete and ttl > 0:
+            stored = cache.put(key, fetched.body, ttl_seconds=ttl, **_token_counts(fetched.usage))
+    except STALE_ON as error:
+        if stale is not None and _within_stale_window(stale):
+            return _stale(stale, error)
+        raise
+    finally:
+        if lease is not None and not stored:
+            cache.release(lease)  # waiters stop waiting and ask Mistral themselves
+    return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage)
 
-    fetched = fetch()
+
+def _single_flight(
+    cache: ResponseCache, key: str, entry: Entry | None, control: CacheControl, deadline: Deadline
+) -> tuple[Lease | None, Answer | None]:
+    """Become the one caller that asks Mistral (a lease), or get the answer another caller fetched.
+
+    (None, None) means: ask Mistral without a lease (the cache is failing, or the other caller gave up).
+    """
+    blocked = entry
+    if entry is None or not entry.leased(time.time()):
+        lease, blocked = cache.claim(key, lease_seconds=deadline.remaining_ms() / 1000)
+        if lease is not None or blocked is None:
+            return lease, None
+    if blocked is None:
+        return None, None
+    if blocked.answer is not None and _usable(blocked.answer, control):
+        return None, _hit(blocked.answer)  # it landed between our read and our claim
+    if not blocked.leased(time.time()):
+        return None, None
+    return None, _wait_for_leader(cache, key, control, deadline)
+
+
+def _wait_for_leader(cache: ResponseCache, key: str, control: CacheControl, deadline: Deadline) -> Answer | None:
+    """Poll (consistent reads, backing off) for the leader's answer; None when it fails or takes too long."""
+    budget_ms = min(settings().single_flight_wait_ms, deadline.remaining_ms() / 2)
+    give_up = time.monotonic() + budget_ms / 1000
+    pause = 0.02
+    observability.count(observability.SINGLE_FLIGHT_WAITS)
+    while time.monotonic() + pause < give_up:
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+        entry = cache.read(key, consistent=True)
+        if entry is None:
+            return None
+        if entry.answer is not None and _usable(entry.answer, control):
+            logger.append_keys(single_flight="waited")
+            return _hit(entry.answer)
+        if not entry.leased(time.time()):
+            return None  # the leader failed (or stored nothing): ask Mistral ourselves
+    logger.info("single-flight wait timed out; calling Mistral", extra={"waited_ms": round(budget_ms)})
+    return None
+
+
+def _account(fetched: Fetched) -> None:
     usage = fetched.usage
     if usage:
         observability.count(observability.PROMPT_TOKENS, usage["prompt_tokens"])
         observability.count(observability.COMPLETION_TOKENS, usage["completion_tokens"])
         logger.append_keys(**usage)
-    if config.log_prompts:
+    if settings().log_prompts:
         logger.info("answer (LOG_PROMPTS is on)", extra={"answer": fetched.body.decode(errors="replace")[:20_000]})
-    if control.store and fetched.complete:
-        ttl = control.max_age if control.max_age is not None else config.cache_ttl_seconds
-        if ttl > 0:
-            response_cache().put(key, fetched.body, ttl_seconds=ttl, **_token_counts(usage))
-    return Answer(body=fetched.body.decode(), cache_status=status, usage=usage)
 
 
 def _usable(cached: CachedAnswer, control: CacheControl) -> bool:
@@ -218,6 +302,26 @@ def _usable(cached: CachedAnswer, control: CacheControl) -> bool:
     if not cached.is_fresh(now):
         return False
     return control.max_age is None or now - cached.created_at <= control.max_age
+
+
+def _within_stale_window(cached: CachedAnswer) -> bool:
+    window = settings().stale_if_error_seconds
+    return window > 0 and time.time() <= cached.fresh_until + window
+
+
+def _stale(cached: CachedAnswer, error: GatewayError) -> Answer:
+    logger.warning(
+        "Mistral failed; serving an expired answer (stale-if-error)",
+        extra={"error_type": error.error_type, "error_status": error.status, "stale_seconds": _age(cached)},
+    )
+    logger.append_keys(cache="STALE")
+    observability.count(observability.CACHE_STALE)
+    usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
+    return Answer(body=cached.body.decode(), cache_status="STALE", usage=usage)
+
+
+def _age(cached: CachedAnswer) -> int:
+    return int(time.time() - cached.fresh_until)
 
 
 def _hit(cached: CachedAnswer) -> Answer:

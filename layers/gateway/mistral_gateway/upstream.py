@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from mistral_gateway import observability, secret
+from mistral_gateway.circuit import CircuitBreaker
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import (
@@ -76,9 +77,16 @@ def _sdk() -> Any:
     )
 
 
+@cache
+def breaker() -> CircuitBreaker:
+    config = settings()
+    return CircuitBreaker(config.circuit_failure_threshold, config.circuit_cooldown_seconds)
+
+
 def reset() -> None:
-    """Drop the container's SDK client (tests change the upstream URL between cases)."""
+    """Drop the container's SDK client and circuit state (tests change the upstream between cases)."""
     _sdk.cache_clear()
+    breaker.cache_clear()
 
 
 def chat(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
@@ -136,6 +144,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
     from mistralai.client import errors as sdk_errors
 
     config = settings()
+    circuit = breaker()
     attempts = 0
     refreshed_key = False
     while True:
@@ -143,6 +152,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
         if remaining < MIN_ATTEMPT_MS:
             _error_metric("deadline")
             raise UpstreamTimeout("Mistral did not answer within the gateway's deadline.")
+        circuit.before_call()  # fails fast (503) while Mistral is known to be down
         attempts += 1
         timeout_ms = int(min(config.upstream_timeout_ms, remaining))
         started = time.perf_counter()
@@ -152,12 +162,16 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
             with observability.traced(f"mistral.{operation}"):
                 result = attempt(timeout_ms)
             observability.milliseconds(observability.UPSTREAM_LATENCY, (time.perf_counter() - started) * 1000)
+            circuit.succeeded()
             return result
         except sdk_errors.ResponseValidationError:
             _error_metric("garbage")
+            circuit.failed()
             raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
         except sdk_errors.MistralError as error:
             status = error.status_code
+            if status not in RETRYABLE_STATUSES:
+                circuit.settle()  # Mistral answered: it is up, whatever it thinks of this request
             if status == 401 and not refreshed_key:
                 # The key may have been rotated: re-read it once, try once more.
                 refreshed_key = True
@@ -179,9 +193,21 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
             failure = UpstreamError("The gateway could not reach Mistral.")
         except ValueError:  # the body was not JSON after all
             _error_metric("garbage")
+            circuit.failed()
             raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
+        except UpstreamError:  # raised while reading the answer: Mistral answered garbage
+            _error_metric("garbage")
+            circuit.failed()
+            raise
+        except BaseException:
+            circuit.settle()  # never leave a half-open trial slot taken
+            raise
 
         _error_metric(kind)
+        if kind == "rate_limited":
+            circuit.settle()
+        else:
+            circuit.failed()
         wait_ms = _backoff_ms(attempts, retry_after_ms)
         if attempts >= config.upstream_max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
             raise failure
