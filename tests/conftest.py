@@ -134,6 +134,7 @@ class Gateway:
         self.function = load_function(template, "ApiFunction")
         self.logs = logs
         self.last_result: dict[str, Any] = {}
+        self.canaries: set[str] = set()  # what this test sent that must never reach a log line
 
     def request(
         self,
@@ -149,6 +150,8 @@ class Gateway:
 
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        self.canaries |= {v for k, v in all_headers.items() if k.lower() in ("authorization", "x-api-key") and v}
+        self.canaries |= prompt_texts(body)
         route = next((r for r in self.template.routes() if r.matches(method, path)), None)
         event = proxy_event(
             method,
@@ -181,10 +184,39 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
     handler = logger.registered_handler
     previous = handler.setStream(logs)  # type: ignore[attr-defined]
     try:
-        yield Gateway(template, logs)
+        gateway = Gateway(template, logs)
+        yield gateway
+        audit_logs(gateway, emulator)
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
         reset_gateway_state()
+
+
+PROMPT_FIELDS = frozenset({"content", "prompt", "suffix", "input", "text", "arguments"})
+
+
+def prompt_texts(value: Any, field: str | None = None) -> set[str]:
+    """Every prompt-like string in a request body (long enough not to match by accident)."""
+    if isinstance(value, dict):
+        return set().union(*(prompt_texts(item, key) for key, item in value.items()))
+    if isinstance(value, list):
+        return set().union(*(prompt_texts(item, field) for item in value))
+    if isinstance(value, str) and field in PROMPT_FIELDS and len(value) >= 12:
+        return {value}
+    return set()
+
+
+def audit_logs(gateway: Gateway, emulator: Any) -> None:
+    """The log audit, after every test that drives the gateway: no key, caller key or prompt in any log line."""
+    if os.environ.get("LOG_PROMPTS", "").lower() == "true":
+        return  # the documented debug switch: prompts and answers are logged on purpose
+    canaries = {TEST_MISTRAL_KEY, emulator.api_key, *gateway.canaries}
+    for request in list(emulator.requests):  # what reached Mistral, including via HTTP and the SDKs
+        canaries |= prompt_texts(request.json)
+        canaries.add(request.headers.get("authorization", "").removeprefix("Bearer ").strip())
+    logs = gateway.logs.getvalue()
+    leaked = sorted(canary for canary in canaries if len(canary) >= 8 and canary in logs)
+    assert not leaked, f"secret or prompt text found in the logs: {[c[:40] for c in leaked]}"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mistral_gateway import observability, service
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.health import check_health
-from mistral_gateway.http import GatewayRequest, answer_response, error_response, json_response
+from mistral_gateway.http import GatewayRequest, answer_response, caller_id, error_response, json_response
 from mistral_gateway.observability import logger, metrics
 from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
 
@@ -126,6 +126,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "method": event.get("httpMethod"),
             "route": event.get("resource") or event.get("path"),
             "status": result.get("statusCode"),
+            "caller": caller_id(event),  # the API key's id (or its hash), never the key
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )

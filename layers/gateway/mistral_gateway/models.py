@@ -12,6 +12,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
+# Size caps (on top of MAX_BODY_BYTES): generous for real use, and each gets a 422 naming the field.
+MAX_MESSAGES = 2_048
+MAX_TEXT_CHARS = 500_000  # one message's text, one FIM prompt or suffix, one embedding input
+MAX_OUTPUT_TOKENS = 262_144  # the largest context of any Mistral model
+MAX_EMBEDDING_INPUTS = 2_048
+
+Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,7 +41,7 @@ class ContentPart(_Open):
         return value
 
 
-Content = StrictStr | list[ContentPart]
+Content = Text | Annotated[list[ContentPart], Field(max_length=MAX_MESSAGES)]
 
 
 class FunctionCall(_Open):
@@ -105,15 +113,16 @@ class Prediction(_Open):
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+TokenCount = Annotated[int, Field(ge=0, le=MAX_OUTPUT_TOKENS)]
 Stop = StrictStr | list[StrictStr]
 
 
 class ChatCompletionRequest(_Strict):
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    messages: Annotated[list[Message], Field(min_length=1)]
+    messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Probability | None = None
-    max_tokens: NonNegativeInt | None = None
+    max_tokens: TokenCount | None = None
     stream: StrictBool = False
     stop: Stop | None = None
     random_seed: NonNegativeInt | None = None
@@ -123,7 +132,7 @@ class ChatCompletionRequest(_Strict):
     tool_choice: Literal["auto", "none", "any", "required"] | NamedToolChoice | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    min_tokens: NonNegativeInt | None = None
+    min_tokens: TokenCount | None = None
     repetition_penalty: Annotated[float, Field(ge=0.0)] | None = None
     top_k: NonNegativeInt | None = None
     logprobs: StrictBool | None = None
@@ -149,12 +158,12 @@ class FIMCompletionRequest(_Strict):
     """Fill-in-the-middle (codestral): the SDK's FIMCompletionRequest with Mistral's ranges."""
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    prompt: StrictStr
-    suffix: StrictStr | None = None
+    prompt: Text
+    suffix: Text | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Probability | None = None
-    max_tokens: NonNegativeInt | None = None
-    min_tokens: NonNegativeInt | None = None
+    max_tokens: TokenCount | None = None
+    min_tokens: TokenCount | None = None
     stream: StrictBool = False
     stop: Stop | None = None
     random_seed: NonNegativeInt | None = None
@@ -169,7 +178,7 @@ class EmbeddingRequest(_Strict):
     """Embeddings: `input` on the wire (the SDK's `inputs`), one text or a list of texts."""
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
     metadata: dict[str, Any] | None = None
     output_dimension: Annotated[int, Field(ge=1)] | None = None
     output_dtype: Literal["float", "int8", "uint8", "binary", "ubinary"] | None = None

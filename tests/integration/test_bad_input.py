@@ -1,0 +1,174 @@
+"""Whatever a caller sends, a malformed request gets a 4xx Mistral-style JSON error: never a 5xx, never an
+upstream call, never a cache write. A table of known-bad requests, then a property-based generator."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+CHAT, FIM, EMBED, BATCH = "/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/batch/chat/completions"
+USER = [{"role": "user", "content": "hi"}]
+
+
+def chat(**fields: Any) -> dict[str, Any]:
+    return {"model": "mistral-small-latest", "messages": USER, **fields}
+
+
+# (method, path, body: JSON value, raw str/bytes, or None, extra headers, expected status)
+CASES: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
+    # unreadable bodies
+    "not json": ("POST", CHAT, "{not json", {}, 400),
+    "truncated json": ("POST", CHAT, '{"model": "m", "messages": [', {}, 400),
+    "json array": ("POST", CHAT, "[]", {}, 400),
+    "json string": ("POST", CHAT, '"hello"', {}, 400),
+    "json number": ("POST", CHAT, "42", {}, 400),
+    "json null": ("POST", CHAT, "null", {}, 400),
+    "empty body": ("POST", CHAT, "", {}, 400),
+    "bad utf-8": ("POST", CHAT, b'{"model": "m", "messages": [{"role": "user", "content": "\xff\xfe"}]}', {}, 400),
+    "nan literal": ("POST", CHAT, '{"model": "m", "messages": [], "temperature": NaN}', {}, 400),
+    "html content type": ("POST", CHAT, json.dumps(chat()), {"Content-Type": "text/html"}, 415),
+    "xml content type": ("POST", EMBED, "{}", {"Content-Type": "application/xml"}, 415),
+    # the chat request itself
+    "no model": ("POST", CHAT, {"messages": USER}, {}, 422),
+    "empty model": ("POST", CHAT, chat(model=""), {}, 422),
+    "model not a string": ("POST", CHAT, chat(model=7), {}, 422),
+    "no messages": ("POST", CHAT, {"model": "m"}, {}, 422),
+    "empty messages": ("POST", CHAT, chat(messages=[]), {}, 422),
+    "messages not a list": ("POST", CHAT, chat(messages="hi"), {}, 422),
+    "message not an object": ("POST", CHAT, chat(messages=["hi"]), {}, 422),
+    "unknown role": ("POST", CHAT, chat(messages=[{"role": "wizard", "content": "x"}]), {}, 422),
+    "missing role": ("POST", CHAT, chat(messages=[{"content": "x"}]), {}, 422),
+    "content a number": ("POST", CHAT, chat(messages=[{"role": "user", "content": 5}]), {}, 422),
+    "content part without type": ("POST", CHAT, chat(messages=[{"role": "user", "content": [{"text": "x"}]}]), {}, 422),
+    "system content null": ("POST", CHAT, chat(messages=[{"role": "system", "content": None}]), {}, 422),
+    "unknown message field": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x", "mood": 1}]), {}, 422),
+    "temperature too high": ("POST", CHAT, chat(temperature=2.5), {}, 422),
+    "temperature a string": ("POST", CHAT, chat(temperature="warm"), {}, 422),
+    "top_p above 1": ("POST", CHAT, chat(top_p=1.5), {}, 422),
+    "negative max_tokens": ("POST", CHAT, chat(max_tokens=-1), {}, 422),
+    "max_tokens too large": ("POST", CHAT, chat(max_tokens=10**9), {}, 422),
+    "max_tokens a float string": ("POST", CHAT, chat(max_tokens="ten"), {}, 422),
+    "negative seed": ("POST", CHAT, chat(random_seed=-3), {}, 422),
+    "n zero": ("POST", CHAT, chat(n=0), {}, 422),
+    "penalty out of range": ("POST", CHAT, chat(presence_penalty=5), {}, 422),
+    "stream not a bool": ("POST", CHAT, chat(stream="yes"), {}, 422),
+    "stop a number": ("POST", CHAT, chat(stop=3), {}, 422),
+    "unknown response format": ("POST", CHAT, chat(response_format={"type": "yaml"}), {}, 422),
+    "tool_choice unknown": ("POST", CHAT, chat(tool_choice="sometimes"), {}, 422),
+    "tool without name": ("POST", CHAT, chat(tools=[{"type": "function", "function": {"name": ""}}]), {}, 422),
+    "unknown top-level field": ("POST", CHAT, chat(colour="blue"), {}, 422),
+    "too many messages": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x"}] * 2_049), {}, 422),
+    "message text too long": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x" * 500_001}]), {}, 422),
+    "bad cache-control max-age": ("POST", CHAT, chat(), {"Cache-Control": "max-age=soon"}, 400),
+    # other endpoints
+    "fim without prompt": ("POST", FIM, {"model": "codestral-latest"}, {}, 422),
+    "fim prompt a list": ("POST", FIM, {"model": "codestral-latest", "prompt": ["a"]}, {}, 422),
+    "embeddings without input": ("POST", EMBED, {"model": "mistral-embed"}, {}, 422),
+    "embeddings empty list": ("POST", EMBED, {"model": "mistral-embed", "input": []}, {}, 422),
+    "embeddings of numbers": ("POST", EMBED, {"model": "mistral-embed", "input": [1, 2]}, {}, 422),
+    "embeddings bad encoding": (
+        "POST",
+        EMBED,
+        {"model": "mistral-embed", "input": "x", "encoding_format": "hex"},
+        {},
+        422,
+    ),
+    "batch without requests": ("POST", BATCH, {}, {}, 400),
+    "batch of nothing": ("POST", BATCH, {"requests": []}, {}, 400),
+    "batch too large": ("POST", BATCH, {"requests": [chat()] * 21}, {}, 400),
+    # routes and methods
+    "unknown route": ("GET", "/v1/unknown", None, {}, 404),
+    "wrong method on chat": ("GET", CHAT, None, {}, 405),
+    "wrong method on models": ("POST", "/v1/models", {}, {}, 405),
+    "delete on embeddings": ("DELETE", EMBED, None, {}, 405),
+}
+
+
+def send(gateway: Any, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+    if isinstance(body, str | bytes):
+        return gateway.request(method, path, raw=body, headers=headers)
+    return gateway.request(method, path, body, headers=headers)
+
+
+def assert_clean_4xx(response: Any, expected: int | None = None) -> None:
+    assert 400 <= response.status < 500, (response.status, response.body[:300])
+    if expected is not None:
+        assert response.status == expected, response.body[:300]
+    assert response.header("Content-Type") == "application/json"
+    error = response.json
+    assert error["object"] == "error" and isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+
+
+def no_cache_writes() -> bool:
+    import boto3
+
+    return boto3.client("dynamodb").scan(TableName="mistral-gateway-CacheTable")["Count"] == 0
+
+
+def test_the_table_has_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_malformed_request_is_a_clean_4xx(gateway: Any, emulator: Any, name: str) -> None:
+    method, path, body, headers, status = CASES[name]
+    response = send(gateway, method, path, body, headers)
+    assert_clean_4xx(response, status)
+    if status == 422:
+        assert response.json["param"], "a 422 names the offending field"
+    assert emulator.calls() == 0
+    assert no_cache_writes()
+
+
+def test_a_batch_with_bad_items_answers_each_with_its_own_4xx(gateway: Any, emulator: Any) -> None:
+    response = gateway.request("POST", BATCH, {"requests": ["nope", chat(temperature=9), chat(stream=True)]})
+    assert response.status == 200
+    assert [item["status"] for item in response.json["data"]] == [400, 422, 400]
+    assert emulator.calls() == 0
+
+
+# --- property-based: arbitrary JSON where a chat request is expected ---------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+# Bodies shaped like a chat request, with one or more fields replaced by junk.
+chat_fields = st.sampled_from(
+    ["model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "tools", "n"]
+)
+mangled_chats = st.builds(
+    lambda junk: {**chat(), **junk},
+    st.dictionaries(chat_fields, json_values, min_size=1, max_size=3),
+)
+mangled_messages = st.builds(
+    lambda message: chat(messages=[message]),
+    st.dictionaries(st.sampled_from(["role", "content", "tool_calls", "name", "prefix"]), json_values, max_size=3),
+)
+raw_bytes = st.binary(max_size=200)
+
+
+# derandomize: the same 60 examples on every run, so CI cannot flake; raise max_examples locally to explore.
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=json_values | mangled_chats | mangled_messages | raw_bytes)
+def test_arbitrary_bodies_never_cause_a_5xx_or_a_bad_upstream_call(gateway: Any, emulator: Any, body: Any) -> None:
+    before = emulator.calls()
+    raw = body if isinstance(body, bytes) else json.dumps(body)
+    response = gateway.request("POST", CHAT, raw=raw)
+    assert response.status < 500, response.body[:300]
+    if response.status == 200:
+        # Only a body that is a valid chat request may reach Mistral, and then it must be a real answer.
+        if response.header("Content-Type") == "text/event-stream":
+            assert response.text.rstrip().endswith("data: [DONE]")
+        else:
+            assert response.json["object"] == "chat.completion"
+        assert emulator.calls() - before <= 1
+    else:
+        assert_clean_4xx(response)
+        assert emulator.calls() == before
