@@ -79,8 +79,9 @@ def aws(template: Template) -> Iterator[Any]:
     """DynamoDB and Secrets Manager in moto, with the table and secret the template defines."""
     from moto import mock_aws
 
-    from gateway_dev.resources import create_resources
+    from gateway_dev.resources import create_resources, make_moto_writes_atomic
 
+    make_moto_writes_atomic()
     with mock_aws():
         yield create_resources(template, mistral_api_key=TEST_MISTRAL_KEY)
 
@@ -90,7 +91,7 @@ def reset_gateway_state() -> None:
     from aws_lambda_powertools.metrics.provider import cold_start
     from aws_lambda_powertools.utilities import parameters
 
-    from mistral_gateway import aws, config, secret, service, upstream
+    from mistral_gateway import aws, config, economics, quota, secret, service, upstream
     from mistral_gateway.observability import metrics
 
     config.settings.cache_clear()
@@ -98,6 +99,8 @@ def reset_gateway_state() -> None:
     secret.reset()
     upstream.reset()
     service.response_cache.cache_clear()
+    quota.reset()
+    economics.prices.cache_clear()
     parameters.clear_caches()
     metrics.clear_metrics()
     cold_start.reset_cold_start_flag()

@@ -24,6 +24,13 @@ SETTINGS_VARIABLES = {
     "UPSTREAM_MAX_ATTEMPTS",
     "MAX_BODY_BYTES",
     "LOG_PROMPTS",
+    "STALE_IF_ERROR_SECONDS",
+    "SINGLE_FLIGHT_WAIT_MS",
+    "CIRCUIT_FAILURE_THRESHOLD",
+    "CIRCUIT_COOLDOWN_SECONDS",
+    "QUOTA_TABLE_NAME",
+    "QUOTA_COUNT_HITS",
+    "MODEL_PRICES",
 }
 
 
@@ -90,11 +97,19 @@ def test_permissions_are_least_privilege(template: Template) -> None:
     actions = {
         action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
-    assert actions == {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert actions == {
+        "secretsmanager:GetSecretValue",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchGetItem",
+    }
     for statement in statements:
         assert statement["Resource"] != "*"
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["UseTheAnswerCache"]["Resource"] == {"Fn::GetAtt": ["CacheTable", "Arn"]}
+    assert by_sid["CountCallerBudgets"]["Resource"] == {"Fn::GetAtt": ["QuotaTable", "Arn"]}
+    assert "dynamodb:PutItem" not in by_sid["CountCallerBudgets"]["Action"]  # limits are the operator's to write
     assert by_sid["ReadTheMistralKey"]["Resource"] == {
         "Fn::If": ["CreateSecret", {"Ref": "MistralApiKeySecret"}, {"Ref": "ExistingSecretArn"}]
     }
@@ -145,3 +160,60 @@ def test_caller_keys_go_through_the_authorizer_and_a_usage_plan(template: Templa
 def test_only_health_and_docs_are_public(template: Template) -> None:
     public = {route.path for route in template.routes() if route.public}
     assert public == {"/health", "/openapi.json", "/docs"}
+
+
+# --- dashboard and alarms: only metrics the code emits ----------------------------------------------------
+
+NAMESPACE = "MistralGateway"
+
+
+def _dashboard(template: Template) -> dict[str, Any]:
+    import json
+
+    return json.loads(template.resolve(template.properties("GatewayDashboard")["DashboardBody"]))
+
+
+def _our_metric_names(template: Template) -> set[str]:
+    """Every metric of our namespace that the dashboard or an alarm refers to, SEARCH expressions included."""
+    names: set[str] = set()
+    for widget in _dashboard(template)["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                names |= set(re.findall(r'MetricName="(\w+)"', row[0]["expression"]))
+                assert f"{{{NAMESPACE}," in row[0]["expression"] or "SEARCH" not in row[0]["expression"]
+            elif row[0] == NAMESPACE:
+                names.add(row[1])
+    for logical_id in template.resources_of_type("AWS::CloudWatch::Alarm"):
+        props = template.properties(logical_id)
+        stats = [props] + [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        names |= {stat["MetricName"] for stat in stats if stat.get("Namespace") == NAMESPACE}
+    return names
+
+
+def test_the_dashboard_and_alarms_use_only_metrics_the_code_emits(template: Template) -> None:
+    from mistral_gateway.observability import EMITTED_METRICS
+
+    referenced = _our_metric_names(template)
+    assert referenced <= EMITTED_METRICS, f"not emitted by the code: {sorted(referenced - EMITTED_METRICS)}"
+    # and what an operator needs at a glance is on it
+    assert {"CacheHit", "CacheMiss", "UpstreamLatency", "UpstreamErrors", "TokensServedFromCache",
+            "EstimatedCostSavedUSD", "QuotaRejections", "ColdStart", "CircuitOpened"} <= referenced  # fmt: skip
+
+
+def test_our_metrics_are_queried_with_the_dimensions_the_code_emits(template: Template) -> None:
+    env = template.function_environment("ApiFunction")
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
+    for widget in _dashboard(template)["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if row[0] == NAMESPACE:
+                assert row[2:4] == ["service", env["POWERTOOLS_SERVICE_NAME"]], row
+
+
+def test_alarms_cover_errors_latency_circuit_and_throttles_and_notify_the_topic(template: Template) -> None:
+    alarms = template.resources_of_type("AWS::CloudWatch::Alarm")
+    assert {"ServerErrorRateAlarm", "UpstreamErrorRateAlarm", "CircuitOpenAlarm", "LatencyP95Alarm",
+            "CacheThrottleAlarm"} <= set(alarms)  # fmt: skip
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == {
+            "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }

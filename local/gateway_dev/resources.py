@@ -8,7 +8,9 @@ gets created, so a change in the template is a change in what the tests exercise
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,3 +72,22 @@ def create_resources(template: Template, *, mistral_api_key: str | None = None, 
             secretsmanager.put_secret_value(SecretId=name, SecretString=value)
         secrets[logical_id] = name
     return LocalResources(tables=tables, secrets=secrets)
+
+
+def make_moto_writes_atomic() -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are: moto checks a condition, then writes, so two
+    threads can both pass it. Single-flight leases and quota counters rely on the real service's guarantee."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_atomic_writes", False):
+        return
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        method = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with lock:
+                return _method(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(method)(locked))
+    DynamoDBBackend._atomic_writes = True  # type: ignore[attr-defined]

@@ -51,6 +51,9 @@ class LocalStack:
 def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
     from moto.server import ThreadedMotoServer
 
+    from gateway_dev.resources import make_moto_writes_atomic
+
+    make_moto_writes_atomic()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()

@@ -244,6 +244,8 @@ def test_a_dropped_connection_is_retried(gateway, emulator, chat_body) -> None:
 def test_a_slow_mistral_becomes_504_within_the_deadline(gateway, emulator, chat_body, monkeypatch) -> None:
     from mistral_gateway.config import settings
 
+    gateway.chat(chat_body("warm: imports and clients are ready, so the deadline measures only Mistral"))
+    emulator.reset()
     monkeypatch.setenv("REQUEST_DEADLINE_MS", "1200")
     settings.cache_clear()
     emulator.script(*[Fault(delay=3.0)] * 3)

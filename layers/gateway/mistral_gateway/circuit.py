@@ -47,7 +47,7 @@ class CircuitBreaker:
                 self.trial_running = True  # this call is the trial
                 return
             retry_after = max(1, int(self.cooldown_seconds - waited + 0.999))
-        observability.count_by(observability.UPSTREAM_ERRORS, "kind", "circuit_open")
+        observability.count_by(observability.UPSTREAM_ERRORS, "kind", "circuit_open")  # fast, not a failed call
         raise ServiceUnavailable(
             "Mistral is failing repeatedly; the gateway is pausing calls to it. Retry later.",
             code="circuit_open",

@@ -54,6 +54,11 @@ class Settings:
     single_flight_wait_ms: int = 8_000
     circuit_failure_threshold: int = 5
     circuit_cooldown_seconds: int = 30
+    # Per-caller budgets (quota.py); empty table name = no quotas.
+    quota_table_name: str = ""
+    quota_count_hits: bool = False
+    # Tokens reserved for the completion when a request sets no max_tokens (refunded after the answer).
+    quota_default_completion_tokens: int = 1_024
     # DynamoDB is on the hot path and normally answers in ~5 ms: give up fast and fail open.
     cache_timeout_seconds: float = 0.5
 
@@ -79,6 +84,9 @@ class Settings:
             circuit_failure_threshold=max(1, _int("CIRCUIT_FAILURE_THRESHOLD", 5)),
             circuit_cooldown_seconds=max(1, _int("CIRCUIT_COOLDOWN_SECONDS", 30)),
             cache_timeout_seconds=_int("CACHE_TIMEOUT_MS", 500) / 1000,
+            quota_table_name=os.environ.get("QUOTA_TABLE_NAME", "").strip(),
+            quota_count_hits=_bool("QUOTA_COUNT_HITS", False),
+            quota_default_completion_tokens=max(0, _int("QUOTA_DEFAULT_COMPLETION_TOKENS", 1_024)),
         )
 
 

@@ -147,7 +147,7 @@ def answer_response(answer: Any) -> Response:
         status_code=answer.status,
         content_type=answer.content_type,
         body=answer.body,
-        headers={"X-Cache": answer.cache_status},
+        headers={"X-Cache": answer.cache_status, **answer.headers},
     )
 
 

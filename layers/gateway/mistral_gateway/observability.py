@@ -29,6 +29,7 @@ CACHE_STORE_SKIPPED = "CacheStoreSkipped"
 UPSTREAM_CALLS = "UpstreamCalls"
 UPSTREAM_LATENCY = "UpstreamLatency"
 UPSTREAM_ERRORS = "UpstreamErrors"
+UPSTREAM_FAILURES = "UpstreamFailures"
 UPSTREAM_RETRIES = "UpstreamRetries"
 PROMPT_TOKENS = "PromptTokens"
 COMPLETION_TOKENS = "CompletionTokens"
@@ -40,6 +41,11 @@ SINGLE_FLIGHT_WAITS = "SingleFlightWaits"
 CIRCUIT_OPENED = "CircuitOpened"
 CIRCUIT_HALF_OPEN = "CircuitHalfOpen"
 CIRCUIT_CLOSED = "CircuitClosed"
+ESTIMATED_COST = "EstimatedCostUSD"
+ESTIMATED_COST_SAVED = "EstimatedCostSavedUSD"
+TOKENS_SAVED_BY_MODEL = "TokensServedFromCacheByModel"
+QUOTA_REJECTIONS = "QuotaRejections"
+QUOTA_ERRORS = "QuotaErrors"
 
 EMITTED_METRICS = frozenset(
     {
@@ -51,6 +57,7 @@ EMITTED_METRICS = frozenset(
         UPSTREAM_CALLS,
         UPSTREAM_LATENCY,
         UPSTREAM_ERRORS,
+        UPSTREAM_FAILURES,
         UPSTREAM_RETRIES,
         PROMPT_TOKENS,
         COMPLETION_TOKENS,
@@ -62,6 +69,11 @@ EMITTED_METRICS = frozenset(
         CIRCUIT_OPENED,
         CIRCUIT_HALF_OPEN,
         CIRCUIT_CLOSED,
+        ESTIMATED_COST,
+        ESTIMATED_COST_SAVED,
+        TOKENS_SAVED_BY_MODEL,
+        QUOTA_REJECTIONS,
+        QUOTA_ERRORS,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )
@@ -75,11 +87,13 @@ def milliseconds(name: str, value: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 2))
 
 
-def count_by(name: str, dimension: str, value_of_dimension: str, value: float = 1) -> None:
-    """A count with its own low-cardinality dimension (e.g. UpstreamErrors by kind)."""
+def count_by(
+    name: str, dimension: str, value_of_dimension: str, value: float = 1, unit: MetricUnit = MetricUnit.Count
+) -> None:
+    """A metric with its own low-cardinality dimension (e.g. UpstreamErrors by kind, cost by model)."""
     with single_metric(
         name=name,
-        unit=MetricUnit.Count,
+        unit=unit,
         value=value,
         namespace=metrics.namespace,
         default_dimensions=metrics.default_dimensions,

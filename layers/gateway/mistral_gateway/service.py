@@ -13,11 +13,11 @@ import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
-from mistral_gateway import dialect, observability, sse
+from mistral_gateway import dialect, economics, observability, quota, sse
 from mistral_gateway.cache import CachedAnswer, Entry, Lease, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
@@ -46,6 +46,7 @@ class Answer:
     content_type: str = JSON
     usage: dict[str, int] = field(default_factory=dict)
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # usage, cost or saving (economics.py), quota
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,12 @@ def chat_completion(body: dict[str, Any], *, caller: str | None, control: CacheC
 
         return lambda: _completed(upstream.chat(request.sdk_arguments(), deadline))
 
-    answer = through_cache("chat", canonical_chat(body), caller, control, prepare, deadline)
+    answer = _priced(
+        through_cache(
+            "chat", canonical_chat(body), caller, control, prepare, deadline, reserve_tokens=quota.estimate_tokens(body)
+        ),
+        body,
+    )
     return _as_stream(answer) if body.get("stream") is True else answer
 
 
@@ -109,7 +115,12 @@ def fim_completion(body: dict[str, Any], *, caller: str | None, control: CacheCo
 
         return lambda: _completed(upstream.fim(request.sdk_arguments(), deadline))
 
-    answer = through_cache("fim", canonical_chat(body), caller, control, prepare, deadline)
+    answer = _priced(
+        through_cache(
+            "fim", canonical_chat(body), caller, control, prepare, deadline, reserve_tokens=quota.estimate_tokens(body)
+        ),
+        body,
+    )
     return _as_stream(answer) if body.get("stream") is True else answer
 
 
@@ -134,7 +145,12 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
 
         return fetch
 
-    answer = through_cache("embeddings", canonical, caller, control, prepare, deadline)
+    answer = _priced(
+        through_cache(
+            "embeddings", canonical, caller, control, prepare, deadline, reserve_tokens=quota.estimate_tokens(body)
+        ),
+        body,
+    )
     if local_encoding and body.get("encoding_format") == "base64":
         return _replace_body(answer, _base64_embeddings(answer.body))
     return answer
@@ -205,7 +221,10 @@ def through_cache(
     deadline: Deadline,
     *,
     scope: str | None = None,
+    reserve_tokens: int | None = None,
 ) -> Answer:
+    """The answer from the cache, or from Mistral (then stored). `reserve_tokens` (None = not budgeted) is
+    what the request may spend from the caller's quota before its upstream call."""
     config = settings()
     key = cache_key(kind, scope or cache_scope(caller), canonical)
     cache = response_cache()
@@ -216,7 +235,7 @@ def through_cache(
         entry = cache.read(key)
         if entry is not None and entry.answer is not None:
             if _usable(entry.answer, control):
-                return _hit(entry.answer)
+                return _budgeted_hit(_hit(entry.answer), caller, reserve_tokens)
             stale = entry.answer
 
     fetch = prepare()
@@ -224,25 +243,47 @@ def through_cache(
     if control.read and control.store and ttl > 0 and config.single_flight_wait_ms > 0:
         lease, coalesced = _single_flight(cache, key, entry, control, deadline)
         if coalesced is not None:
-            return coalesced
+            return _budgeted_hit(coalesced, caller, reserve_tokens)
 
     status = "BYPASS" if control.bypassed else "MISS"
     logger.append_keys(cache=status)
     observability.count(observability.CACHE_BYPASS if control.bypassed else observability.CACHE_MISS)
     stored = False
+    reservation: quota.Reservation | None = None
     try:
-        fetched = fetch()
+        if reserve_tokens is not None:
+            reservation = quota.reserve(caller, reserve_tokens)  # 429 when the caller's budget is spent
+        try:
+            fetched = fetch()
+        except STALE_ON as error:
+            quota.release(reservation)
+            if stale is not None and _within_stale_window(stale):
+                return _stale(stale, error)
+            raise
+        except BaseException:
+            quota.release(reservation)
+            raise
+        quota.settle(reservation, sum(_token_counts(fetched.usage).values()))
         _account(fetched)
         if control.store and fetched.complete and ttl > 0:
             stored = cache.put(key, fetched.body, ttl_seconds=ttl, **_token_counts(fetched.usage))
-    except STALE_ON as error:
-        if stale is not None and _within_stale_window(stale):
-            return _stale(stale, error)
-        raise
     finally:
         if lease is not None and not stored:
             cache.release(lease)  # waiters stop waiting and ask Mistral themselves
-    return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage)
+    headers = reservation.headers if reservation else {}
+    return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=headers)
+
+
+def _budgeted_hit(answer: Answer, caller: str | None, reserve_tokens: int | None) -> Answer:
+    """Hits are free by default (RateLimit headers only); with QUOTA_COUNT_HITS they spend their tokens."""
+    if reserve_tokens is None or not quota.enabled():
+        return answer
+    if settings().quota_count_hits:
+        reservation = quota.reserve(caller, sum(answer.usage.values()))
+        headers = reservation.headers if reservation else {}
+    else:
+        headers = quota.peek(caller)
+    return replace(answer, headers={**answer.headers, **headers})
 
 
 def _single_flight(
@@ -350,16 +391,16 @@ def is_complete(data: dict[str, Any]) -> bool:
 
 
 def _as_stream(answer: Answer) -> Answer:
-    return Answer(
-        body=sse.to_events(json.loads(answer.body)),
-        cache_status=answer.cache_status,
-        content_type=EVENT_STREAM,
-        usage=answer.usage,
-    )
+    return replace(answer, body=sse.to_events(json.loads(answer.body)), content_type=EVENT_STREAM)
 
 
 def _replace_body(answer: Answer, body: str) -> Answer:
-    return Answer(body=body, cache_status=answer.cache_status, content_type=answer.content_type, usage=answer.usage)
+    return replace(answer, body=body)
+
+
+def _priced(answer: Answer, body: dict[str, Any]) -> Answer:
+    extra = economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage)
+    return replace(answer, headers={**answer.headers, **extra})
 
 
 def _base64_embeddings(body: str) -> str:

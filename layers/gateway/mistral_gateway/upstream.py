@@ -255,3 +255,4 @@ def _rejected(error: Any, status: int) -> GatewayError:
 
 def _error_metric(kind: str) -> None:
     observability.count_by(observability.UPSTREAM_ERRORS, "kind", kind)
+    observability.count(observability.UPSTREAM_FAILURES)  # the same, without `kind`: what the alarm divides

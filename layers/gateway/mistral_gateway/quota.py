@@ -1,0 +1,276 @@
+"""Per-caller budgets (requests and tokens per minute and per day), exact across Lambda containers.
+
+Limits live in the quota table, per caller key id (`limits#<key id>`, or `limits#default` for every caller
+without its own item): attributes requests_per_minute, tokens_per_minute, requests_per_day, tokens_per_day;
+a missing attribute means no limit. `python -m gateway_dev.quota` (or any DynamoDB client) writes them.
+
+Usage is counted in one item per caller and window (`usage#<key id>#minute#<window start>`), updated with
+an atomic ADD under a condition that the new total fits the limit, so concurrent requests in any number
+of containers can never spend more than the budget. Before the upstream call the request reserves its
+worst case (estimated prompt tokens + max_tokens); afterwards the reservation is corrected to the real
+usage. Over budget -> 429 with Retry-After. Every answer to a limited caller carries the IETF
+RateLimit-Limit / RateLimit-Remaining / RateLimit-Reset headers of its tightest budget.
+
+The quota table fails open (warning + metric): a sick table must not take the gateway down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mistral_gateway import aws, observability
+from mistral_gateway.config import settings
+from mistral_gateway.errors import RateLimited
+from mistral_gateway.observability import logger
+
+WINDOWS = {"minute": 60, "day": 86_400}
+LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day")
+LIMITS_CACHE_SECONDS = 60
+CHARS_PER_TOKEN = 3  # a conservative estimate: reserving too much is refunded, too little could overspend
+
+
+@dataclass(frozen=True)
+class Limits:
+    values: dict[str, int]  # e.g. {"tokens_per_minute": 10000}
+
+    def of(self, kind: str, window: str) -> int | None:
+        return self.values.get(f"{kind}_per_{window}")
+
+    def windows(self) -> list[str]:
+        return [w for w in WINDOWS if self.of("requests", w) is not None or self.of("tokens", w) is not None]
+
+
+@dataclass
+class Reservation:
+    caller: str
+    tokens: int
+    keys: list[str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class QuotaExceeded(RateLimited):
+    """The caller's own budget is spent (429, code quota_exceeded), as opposed to Mistral rate-limiting us."""
+
+
+_limits_cache: dict[str, tuple[float, Limits | None]] = {}
+
+
+def reset() -> None:
+    _limits_cache.clear()
+
+
+def enabled() -> bool:
+    return bool(settings().quota_table_name)
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """The most a request can spend: its text in tokens (estimated) plus the completion it allows."""
+    chars = sum(len(text) for text in _texts(body.get("messages", body.get("prompt", body.get("input")))))
+    chars += len(body.get("suffix") or "") if isinstance(body.get("suffix"), str) else 0
+    completion = body.get("max_tokens")
+    if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
+        completion = 0 if "input" in body else settings().quota_default_completion_tokens
+    return math.ceil(chars / CHARS_PER_TOKEN) + completion
+
+
+def limits_for(caller: str) -> Limits | None:
+    now = time.monotonic()
+    cached = _limits_cache.get(caller)
+    if cached and cached[0] > now:
+        return cached[1]
+    limits = _read_limits(f"limits#{caller}")
+    if limits is None:
+        limits = _read_limits("limits#default")
+    _limits_cache[caller] = (now + LIMITS_CACHE_SECONDS, limits)
+    return limits
+
+
+def reserve(caller: str | None, tokens: int, *, requests: int = 1) -> Reservation | None:
+    """Count one request and reserve `tokens` in every window of the caller's limits, or raise 429."""
+    if not caller or not enabled():
+        return None
+    limits = limits_for(caller)
+    if limits is None:
+        return None
+    now = time.time()
+    reservation = Reservation(caller, tokens, [])
+    states: list[tuple[str, int, int, float]] = []  # (kind/window, limit, used, reset seconds)
+    for window in limits.windows():
+        key, reset_in = _usage_key(caller, window, now)
+        try:
+            used = _add(key, window, requests, tokens, limits, now)
+        except _Rejected as rejected:
+            release(reservation)  # undo the windows already counted
+            observability.count(observability.QUOTA_REJECTIONS)
+            logger.append_keys(quota_exceeded=rejected.policy)
+            headers = _headers([(rejected.policy, rejected.limit, rejected.limit, reset_in)])
+            raise QuotaExceeded(
+                f"This key's {rejected.policy.replace('_', ' ')} budget is spent; retry after the window resets.",
+                code="quota_exceeded",
+                retry_after_seconds=math.ceil(reset_in),
+                headers=headers,
+            ) from None
+        except Exception as error:  # fail open
+            _failed("reserve", error)
+            continue
+        reservation.keys.append(key)
+        for kind in ("requests", "tokens"):
+            limit = limits.of(kind, window)
+            if limit is not None:
+                states.append((f"{kind}_per_{window}", limit, used[kind], reset_in))
+    reservation.headers = _headers(states)
+    return reservation
+
+
+def settle(reservation: Reservation | None, actual_tokens: int) -> None:
+    """Correct the reservation to what the answer really used (usually a refund)."""
+    if reservation is not None and actual_tokens != reservation.tokens:
+        _adjust(reservation, requests=0, tokens=actual_tokens - reservation.tokens)
+
+
+def release(reservation: Reservation | None) -> None:
+    """The upstream call failed: give back the tokens (the request still counts as made)."""
+    if reservation is not None and reservation.tokens:
+        _adjust(reservation, requests=0, tokens=-reservation.tokens)
+
+
+def peek(caller: str | None) -> dict[str, str]:
+    """RateLimit headers for an answer that spent nothing (a free cache hit)."""
+    if not caller or not enabled():
+        return {}
+    limits = limits_for(caller)
+    if limits is None:
+        return {}
+    now = time.time()
+    keys = {window: _usage_key(caller, window, now) for window in limits.windows()}
+    try:
+        response = aws.client("dynamodb").batch_get_item(
+            RequestItems={settings().quota_table_name: {"Keys": [{"pk": {"S": key}} for key, _ in keys.values()]}}
+        )
+        items = {item["pk"]["S"]: item for item in response["Responses"].get(settings().quota_table_name, [])}
+    except Exception as error:
+        _failed("peek", error)
+        return {}
+    states = []
+    for window, (key, reset_in) in keys.items():
+        for kind in ("requests", "tokens"):
+            limit = limits.of(kind, window)
+            if limit is not None:
+                used = int(items.get(key, {}).get(kind, {}).get("N", 0))
+                states.append((f"{kind}_per_{window}", limit, used, reset_in))
+    return _headers(states)
+
+
+# --- DynamoDB ----------------------------------------------------------------------------------------------
+
+
+class _Rejected(Exception):
+    def __init__(self, policy: str, limit: int) -> None:
+        self.policy, self.limit = policy, limit
+
+
+def _add(key: str, window: str, requests: int, tokens: int, limits: Limits, now: float) -> dict[str, int]:
+    conditions, values = [], {":requests": {"N": str(requests)}, ":tokens": {"N": str(tokens)}}
+    for kind, amount in (("requests", requests), ("tokens", tokens)):
+        limit = limits.of(kind, window)
+        if limit is None:
+            continue
+        if amount > limit:
+            raise _Rejected(f"{kind}_per_{window}", limit)
+        conditions.append(f"(attribute_not_exists({kind}) OR {kind} <= :max_{kind})")
+        values[f":max_{kind}"] = {"N": str(limit - amount)}
+    values[":expires"] = {"N": str(int(now) + WINDOWS[window] + 3_600)}
+    arguments: dict[str, Any] = {
+        "TableName": settings().quota_table_name,
+        "Key": {"pk": {"S": key}},
+        "UpdateExpression": "ADD requests :requests, tokens :tokens "
+        "SET expires_at = if_not_exists(expires_at, :expires)",
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "UPDATED_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if conditions:
+        arguments["ConditionExpression"] = " AND ".join(conditions)
+    try:
+        attributes = aws.client("dynamodb").update_item(**arguments)["Attributes"]
+    except Exception as error:
+        if aws.error_code(error) == "ConditionalCheckFailedException":
+            raise _Rejected(_spent_policy(error, limits, window, requests, tokens), 0) from None
+        raise
+    return {kind: int(attributes.get(kind, {}).get("N", 0)) for kind in ("requests", "tokens")}
+
+
+def _spent_policy(error: Exception, limits: Limits, window: str, requests: int, tokens: int) -> str:
+    """Which budget refused, from the counts DynamoDB returned with the failed condition."""
+    response = getattr(error, "response", None)
+    item = response.get("Item", {}) if isinstance(response, dict) else {}
+    used_requests = int(item.get("requests", {}).get("N", 0))
+    limit = limits.of("requests", window)
+    if limit is not None and used_requests + requests > limit:
+        return f"requests_per_{window}"
+    return f"tokens_per_{window}"
+
+
+def _adjust(reservation: Reservation, *, requests: int, tokens: int) -> None:
+    for key in reservation.keys:
+        try:
+            aws.client("dynamodb").update_item(
+                TableName=settings().quota_table_name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="ADD requests :requests, tokens :tokens",
+                ExpressionAttributeValues={":requests": {"N": str(requests)}, ":tokens": {"N": str(tokens)}},
+            )
+        except Exception as error:
+            _failed("adjust", error)
+
+
+def _read_limits(key: str) -> Limits | None:
+    try:
+        item = (
+            aws.client("dynamodb").get_item(TableName=settings().quota_table_name, Key={"pk": {"S": key}}).get("Item")
+        )
+    except Exception as error:
+        _failed("limits", error)
+        return None
+    if not item:
+        return None
+    values = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item and "N" in item[name]}
+    return Limits(values) if values else None
+
+
+def _usage_key(caller: str, window: str, now: float) -> tuple[str, float]:
+    length = WINDOWS[window]
+    start = int(now // length * length)
+    return f"usage#{caller}#{window}#{start}", start + length - now
+
+
+def _headers(states: list[tuple[str, int, int, float]]) -> dict[str, str]:
+    """IETF RateLimit headers for the tightest budget (least remaining, as a share of its limit)."""
+    if not states:
+        return {}
+    _policy, limit, used, reset_in = min(states, key=lambda s: (max(0, s[1] - s[2]) / max(1, s[1]), -s[3]))
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, limit - used)),
+        "RateLimit-Reset": str(math.ceil(reset_in)),
+        "RateLimit-Policy": ", ".join(f"{s[1]};w={WINDOWS[s[0].rsplit('_', 1)[1]]};name={s[0]}" for s in states),
+    }
+
+
+def _failed(operation: str, error: Exception) -> None:
+    code = aws.error_code(error)
+    logger.warning("quota table unavailable, failing open", extra={"operation": operation, "error_code": code})
+    observability.count(observability.QUOTA_ERRORS)
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() if key in ("content", "text", "arguments") for text in _texts(item)]
+    return []
