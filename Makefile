@@ -6,9 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
+# SAM CLI lives in its own environment: its pins must not fight the project's.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+STACK ?= mistral-gateway
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help serve test lint typecheck format bench build invoke moto openapi events chat clean
+.PHONY: help serve test lint typecheck format bench build deploy validate invoke moto openapi events chat clean
 
 help:
 	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
@@ -18,6 +23,7 @@ help:
 	@echo "make moto    a moto server with the template's table and secret (for sam local)"
 	@echo "make chat    a terminal chatbot against make serve (URL=... for a deployed gateway)"
 	@echo "make build   sam build (arm64, Python 3.13) and check the artifact"
+	@echo "make deploy  sam deploy --guided, then print the steps to set the key and create caller keys"
 
 $(STAMP): requirements-dev.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -57,5 +63,22 @@ openapi: $(STAMP)
 moto: $(STAMP)
 	$(BIN)/python -m gateway_dev.moto_server
 
+$(SAM_VENV)/.installed:
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
+	@touch $@
+
+# No Docker and no local Python 3.13 needed: every build method is a makefile (the layer's pip targets arm64).
+build: $(STAMP) $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) build --template-file template.yaml
+	$(BIN)/python -m gateway_dev.build_check .aws-sam/build
+
+validate: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --guided --stack-name $(STACK)
+	$(BIN)/python -m gateway_dev.after_deploy --stack $(STACK)
+
 clean:
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

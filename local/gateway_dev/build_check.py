@@ -1,0 +1,145 @@
+"""`make build`, second half: check what `sam build` produced before anyone deploys it.
+
+- the layer holds the package and its pinned dependencies built for arm64 (no boto3: the runtime has it;
+  no tests or caches), and fits well inside Lambda's limits;
+- the built handler imports and answers an event in a Python 3.13 interpreter (pyenv's, when present). On
+  an x86_64 machine the layer's compiled wheels (pydantic-core) cannot load, so the same pins are installed
+  for this machine into a "twin" directory and the built handler and package are imported on top of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
+LAYER_LIMIT_MB = 25  # our own target (Lambda allows 250 MB unzipped for function + layers)
+SMOKE = """
+import json, sys
+import app
+event = {"resource": "/openapi.json", "path": "/openapi.json", "httpMethod": "GET", "headers": {},
+         "multiValueHeaders": {}, "requestContext": {"requestId": "build-check", "stage": "prod"}, "body": None}
+class Context:
+    function_name = "build-check"; memory_limit_in_mb = 512; aws_request_id = "build-check"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:build-check"
+    def get_remaining_time_in_millis(self): return 29000
+result = app.lambda_handler(event, Context())
+assert result["statusCode"] == 200, result
+assert "/v1/chat/completions" in json.loads(result["body"])["paths"]
+print(sys.version.split()[0])
+"""
+
+
+def megabytes(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1_000_000
+
+
+def zipped_megabytes(path: Path) -> float:
+    with tempfile.TemporaryFile() as handle:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in path.rglob("*"):
+                if file.is_file():
+                    archive.write(file, file.relative_to(path))
+        return handle.tell() / 1_000_000
+
+
+def python313() -> str | None:
+    found = shutil.which("python3.13")
+    candidates = [found] if found else []
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13")))
+    for candidate in candidates:
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def twin_site(python: str, build_dir: Path) -> Path:
+    """The layer's pins (plus boto3, as the runtime has) built for this machine, cached by requirements."""
+    requirements = ROOT / "layers" / "gateway" / "requirements.txt"
+    twin = build_dir.parent / "check-twin"
+    stamp = twin / ".requirements"
+    if stamp.exists() and stamp.read_text() == requirements.read_text():
+        return twin
+    shutil.rmtree(twin, ignore_errors=True)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(twin),
+         "-r", str(requirements), "boto3"],
+        check=True,
+    )  # fmt: skip
+    stamp.write_text(requirements.read_text())
+    return twin
+
+
+def import_check(build_dir: Path, layer: Path) -> str:
+    python = python313()
+    if python is None:
+        return "skipped: no Python 3.13 interpreter on this machine"
+    function = build_dir / "ApiFunction"
+    if platform.machine() in ("aarch64", "arm64"):
+        path = [function, layer]
+    else:
+        package_only = build_dir.parent / "check-package"
+        shutil.rmtree(package_only, ignore_errors=True)
+        shutil.copytree(layer / "mistral_gateway", package_only / "mistral_gateway")
+        path = [function, package_only, twin_site(python, build_dir)]
+    from gateway_dev.template import Template
+
+    # The function's environment as the template sets it (Powertools service, namespace...), no real AWS.
+    env = {**os.environ, **Template().function_environment("ApiFunction"), "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([python, "-I", "-c", f"import sys; sys.path[:0] = {[str(p) for p in path]!r}\n" + SMOKE],
+                            capture_output=True, text=True, env=env, cwd=build_dir)  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"the built handler does not import/answer in {python}:\n{result.stderr[-3000:]}")
+    return f"ok: built handler answered GET /openapi.json in Python {result.stdout.strip().splitlines()[-1]}"
+
+
+def layer_problems(layer: Path) -> list[str]:
+    """What is wrong with a built layer directory (empty when it is fit to deploy)."""
+    if not (layer / "mistral_gateway").is_dir():
+        return [f"{layer} has no mistral_gateway: did `sam build` run?"]
+    problems = [
+        f"{name} is in the layer (the runtime provides it)" for name in RUNTIME_PROVIDED if (layer / name).exists()
+    ]
+    leftovers = [p for p in layer.rglob("*") if p.name in ("__pycache__", "tests") and p.is_dir()]
+    problems += [f"dead weight in the layer: {p.relative_to(layer)}" for p in leftovers[:5]]
+    if not any("aarch64" in p.name for p in layer.rglob("*.so")):
+        problems.append("no aarch64 binaries in the layer: was it built for arm64?")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("build_dir", nargs="?", default=".aws-sam/build")
+    args = parser.parse_args(argv)
+    build_dir = Path(args.build_dir).resolve()
+    layer = build_dir / "GatewayLayer" / "python"
+    problems = layer_problems(layer)
+    if problems:
+        raise SystemExit("build check failed:\n  " + "\n  ".join(problems))
+    arm_binaries = [p.name for p in layer.rglob("*.so") if "aarch64" in p.name]
+    sizes = {
+        "layer_unzipped_mb": round(megabytes(layer), 1),
+        "layer_zipped_mb": round(zipped_megabytes(layer), 1),
+        "api_function_kb": round(megabytes(build_dir / "ApiFunction") * 1000, 1),
+        "authorizer_function_kb": round(megabytes(build_dir / "AuthorizerFunction") * 1000, 1),
+    }
+    if sizes["layer_unzipped_mb"] > LAYER_LIMIT_MB:
+        raise SystemExit(f"the layer is {sizes['layer_unzipped_mb']} MB unzipped, over our {LAYER_LIMIT_MB} MB target")
+    report = {**sizes, "no_boto3": True, "arm64_binaries": len(arm_binaries), "import": import_check(build_dir, layer)}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
