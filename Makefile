@@ -48,6 +48,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+bench: $(STAMP)
+	$(BIN)/python -m gateway_dev.bench
+
 invoke: $(STAMP)
 	$(BIN)/python -m gateway_dev.invoke $(EVENT) --times $(or $(TIMES),1)
 
