@@ -89,10 +89,17 @@ def import_check(build_dir: Path, layer: Path) -> str:
     if platform.machine() in ("aarch64", "arm64"):
         path = [function, layer]
     else:
-        package_only = build_dir.parent / "check-package"
-        shutil.rmtree(package_only, ignore_errors=True)
-        shutil.copytree(layer / "mistral_gateway", package_only / "mistral_gateway")
-        path = [function, package_only, twin_site(python, build_dir)]
+        # Only the packages with compiled code come from a twin built for this machine; every other module
+        # (sourceless .pyc included) is imported from the built layer itself.
+        twin = twin_site(python, build_dir)
+        overlay = build_dir.parent / "check-overlay"
+        shutil.rmtree(overlay, ignore_errors=True)
+        overlay.mkdir()
+        for package in {p.relative_to(layer).parts[0] for p in layer.rglob("*.so")}:
+            for name in (package, *[d.name for d in twin.glob(f"{package}-*.dist-info")]):
+                if (twin / name).exists():
+                    shutil.copytree(twin / name, overlay / name)
+        path = [function, overlay, layer, twin]  # twin last: boto3, which the runtime provides
     from gateway_dev.template import Template
 
     # The function's environment as the template sets it (Powertools service, namespace...), no real AWS.
@@ -111,10 +118,12 @@ def layer_problems(layer: Path) -> list[str]:
     problems = [
         f"{name} is in the layer (the runtime provides it)" for name in RUNTIME_PROVIDED if (layer / name).exists()
     ]
-    leftovers = [p for p in layer.rglob("*") if p.name in ("__pycache__", "tests") and p.is_dir()]
+    leftovers = [p for p in layer.rglob("*") if p.name == "tests" and p.is_dir()]
     problems += [f"dead weight in the layer: {p.relative_to(layer)}" for p in leftovers[:5]]
     if not any("aarch64" in p.name for p in layer.rglob("*.so")):
         problems.append("no aarch64 binaries in the layer: was it built for arm64?")
+    stale = [p for p in layer.rglob("*.pyc") if "cpython-" in p.name and "cpython-313" not in p.name]
+    problems += [f"bytecode for the wrong Python: {p.relative_to(layer)}" for p in stale[:5]]
     return problems
 
 

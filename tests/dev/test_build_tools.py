@@ -37,6 +37,16 @@ def test_boto3_dead_weight_and_the_wrong_architecture_are_caught(tmp_path: Path)
     assert "no aarch64 binaries" in problems
 
 
+def test_bytecode_for_another_python_is_caught(tmp_path: Path) -> None:
+    layer = make_layer(
+        tmp_path,
+        "mistral_gateway/__pycache__/cache.cpython-311.pyc",
+        "pydantic_core/_core.cpython-313-aarch64-linux-gnu.so",
+        "pydantic/main.pyc",  # sourceless, next to where main.py was: fine
+    )
+    assert layer_problems(layer) == ["bytecode for the wrong Python: mistral_gateway/__pycache__/cache.cpython-311.pyc"]
+
+
 def test_an_unbuilt_layer_says_so(tmp_path: Path) -> None:
     assert "did `sam build` run?" in layer_problems(tmp_path / "python")[0]
 

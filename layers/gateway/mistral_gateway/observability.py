@@ -8,6 +8,7 @@ never pays for it.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -114,10 +115,18 @@ def tracer() -> Any:
     return _tracer
 
 
+def sampled() -> bool:
+    """Whether X-Ray samples this invocation. Lambda sets the header per invocation; subsegments of an
+    unsampled trace are thrown away, so building the X-Ray SDK for one (~150 ms and ~10 MB: its recorder
+    creates botocore clients at import) would be pure cold-start cost."""
+    return "Sampled=1" in os.environ.get("_X_AMZN_TRACE_ID", "")
+
+
 @contextlib.contextmanager
 def traced(name: str, *, lazy: bool = False) -> Iterator[None]:
-    """An X-Ray subsegment around a block; with lazy=True only when the Tracer is already built."""
-    if lazy and _tracer is None:
+    """An X-Ray subsegment around a block when the invocation is sampled; with lazy=True only when the
+    Tracer is already built (the cache calls: a hit never builds it)."""
+    if (lazy and _tracer is None) or not sampled():
         yield
         return
     with tracer().provider.in_subsegment(f"## {name}"):
