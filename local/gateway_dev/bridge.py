@@ -22,6 +22,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from gateway_dev.apigw import proxy_event, proxy_result
+from gateway_dev.locking import serialize_methods
 from gateway_dev.template import ApiRoute, Template
 
 
@@ -57,8 +58,19 @@ class LocalFunction:
         return self.handler(event, context)
 
 
+def serialize_metric_flushes() -> None:
+    """Lambda runs one invocation per container at a time; this process runs many at once in threads, which all
+    share Powertools' one metric set. Its flush checks the set, then serialises it: another thread's flush in
+    between made it raise "Must contain at least one metric" (a local 500 under load). One lock around adding
+    and flushing restores the container's one-at-a-time view of the metric set."""
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    serialize_methods(AmazonCloudWatchEMFProvider, ("add_metric", "flush_metrics", "clear_metrics"))
+
+
 def load_function(template: Template, logical_id: str) -> LocalFunction:
     """Import a function's handler module from its CodeUri, as Lambda would (the layer is installed)."""
+    serialize_metric_flushes()
     code_dir, module_name, function_name = template.code_location(logical_id)
     unique_name = f"_local_function_{logical_id}_{module_name}"
     module = sys.modules.get(unique_name)

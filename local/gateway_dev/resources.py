@@ -8,12 +8,11 @@ gets created, so a change in the template is a change in what the tests exercise
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from gateway_dev.locking import serialize_methods
 from gateway_dev.template import Template
 
 TABLE_PROPERTIES_FOR_CREATE = (
@@ -79,15 +78,4 @@ def make_moto_writes_atomic() -> None:
     threads can both pass it. Single-flight leases and quota counters rely on the real service's guarantee."""
     from moto.dynamodb.models import DynamoDBBackend
 
-    if getattr(DynamoDBBackend, "_atomic_writes", False):
-        return
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        method = getattr(DynamoDBBackend, name)
-
-        def locked(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
-            with lock:
-                return _method(*args, **kwargs)
-
-        setattr(DynamoDBBackend, name, functools.wraps(method)(locked))
-    DynamoDBBackend._atomic_writes = True  # type: ignore[attr-defined]
+    serialize_methods(DynamoDBBackend, ("put_item", "update_item", "delete_item", "transact_write_items"))

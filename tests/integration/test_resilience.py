@@ -56,6 +56,39 @@ def client_error(code: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, operation)
 
 
+# --- Mistral: the fault matrix -----------------------------------------------------------------------------------
+
+GARBAGE = Fault(garbage=True)
+# name -> (faults the emulator plays, status the caller gets, Mistral calls made, whether the answer is stored)
+MISTRAL_FAULTS: dict[str, tuple[list[Fault], int, int, bool]] = {
+    "429 once": ([Fault(status=429, retry_after=0.1)], 200, 2, True),
+    "429 persistent": ([Fault(status=429, retry_after=0.1)] * 3, 429, 3, False),
+    "503 once": ([Fault(status=503)], 200, 2, True),
+    "5xx persistent": ([Fault(status=500), Fault(status=502), Fault(status=504)], 502, 3, False),
+    "garbage body": ([GARBAGE], 502, 1, False),
+    "dropped connection once": ([Fault(drop=True)], 200, 2, True),
+    "dropped connection persistent": ([Fault(drop=True)] * 3, 502, 3, False),
+    "refused request (400)": ([Fault(status=400)], 400, 1, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISTRAL_FAULTS))
+def test_each_mistral_fault_gets_its_status_and_nothing_wrong_is_cached(gateway, emulator, chat_body, name) -> None:
+    faults, status, calls, stored = MISTRAL_FAULTS[name]
+    emulator.script(*faults)
+    response = gateway.chat(chat_body(f"fault matrix: {name}"))
+    assert response.status == status
+    if status == 200:
+        assert response.json["object"] == "chat.completion" and response.header("X-Cache") == "MISS"
+    else:
+        assert is_mistral_error(response.json) or name.startswith("refused")  # a refusal is relayed as Mistral wrote it
+        assert response.header("Content-Type") == "application/json"
+    if status == 429:
+        assert int(response.header("Retry-After")) >= 1
+    assert emulator.calls(CHAT) == calls
+    assert bool(stored_answers()) is stored
+
+
 # --- DynamoDB: the cache fails open ---------------------------------------------------------------------------
 
 DYNAMODB_FAULTS = {
