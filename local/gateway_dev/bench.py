@@ -118,6 +118,33 @@ def peak_rss_kb():
     return peak // 1024 if sys.platform == "darwin" else peak
 """
 
+# What Lambda's bootstrap does for a child: import the handler module from its file, and a context object.
+LAMBDA_SHIM = """
+import importlib.util
+import json
+import sys
+
+
+def load_app(path):
+    spec = importlib.util.spec_from_file_location("app", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Context:
+    function_name = "ApiFunction"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    aws_request_id = "bench"
+
+    def __init__(self, memory_mb):
+        self.memory_limit_in_mb = memory_mb
+
+    def get_remaining_time_in_millis(self):
+        return 29000
+"""
+
 # A cold container: the interpreter starts, imports the handler module (as Lambda's bootstrap does, without any
 # dev tooling) and answers one API Gateway event. argv: app.py, event JSON, memory MB, watched modules.
 GATEWAY_CHILD = (
@@ -126,29 +153,11 @@ import time
 T0 = time.perf_counter()
 """
     + PEAK_RSS
+    + LAMBDA_SHIM
     + """
-import importlib.util
-import json
-import sys
-
-spec = importlib.util.spec_from_file_location("app", sys.argv[1])
-app = importlib.util.module_from_spec(spec)
-sys.modules["app"] = app
-spec.loader.exec_module(app)
+app = load_app(sys.argv[1])
 T1 = time.perf_counter()
-
-
-class Context:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = int(sys.argv[3])
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    aws_request_id = "bench-cold-start"
-
-    def get_remaining_time_in_millis(self):
-        return 29000
-
-
-result = app.lambda_handler(json.loads(sys.argv[2]), Context())
+result = app.lambda_handler(json.loads(sys.argv[2]), Context(int(sys.argv[3])))
 T2 = time.perf_counter()
 headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
 headers.update({k.lower(): v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()})
@@ -192,29 +201,14 @@ print("@@bench@@ " + json.dumps(report), flush=True)
 # One container serving a mixed load; reports its peak RSS. argv: app.py, requests, nonce, memory MB.
 MIXED_CHILD = (
     PEAK_RSS
+    + LAMBDA_SHIM
     + """
-import importlib.util
-import json
-import sys
 import time
 
 from gateway_dev.apigw import proxy_event
 
-spec = importlib.util.spec_from_file_location("app", sys.argv[1])
-app = importlib.util.module_from_spec(spec)
-sys.modules["app"] = app
-spec.loader.exec_module(app)
-REQUESTS, NONCE = int(sys.argv[2]), sys.argv[3]
-
-
-class Context:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = int(sys.argv[4])
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    aws_request_id = "bench-mixed"
-
-    def get_remaining_time_in_millis(self):
-        return 29000
+app = load_app(sys.argv[1])
+REQUESTS, NONCE, MEMORY_MB = int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 
 
 def chat(text, stream=False):
@@ -242,7 +236,7 @@ for i in range(REQUESTS):
     kind, (path, body) = request(i)
     event = proxy_event("POST", path, resource=path, headers=[("Content-Type", "application/json")],
                         body=json.dumps(body), api_key_id="bench-mixed")
-    result = app.lambda_handler(event, Context())
+    result = app.lambda_handler(event, Context(MEMORY_MB))
     headers = {k.lower(): v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
     headers.update({k.lower(): v for k, v in (result.get("headers") or {}).items()})
     label = f"{kind} {result.get('statusCode')} {headers.get('x-cache')}"

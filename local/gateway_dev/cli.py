@@ -10,7 +10,9 @@ the token usage. Commands: /model NAME, /temperature X, /reset, /help, /quit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import json
 import os
 import sys
 import time
@@ -83,12 +85,8 @@ def describe_error(error: Exception) -> str:
 
     if isinstance(error, errors.MistralError):
         message = error.message
-        try:
-            import json
-
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
             message = json.loads(error.body).get("message") or message
-        except (ValueError, AttributeError, TypeError):
-            pass
         hint = " (check the caller key)" if error.status_code in (401, 403) else ""
         return f"error {error.status_code}: {message}{hint}"
     name = type(error).__name__

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from mistral_gateway.quota import LIMIT_FIELDS, WINDOWS
+from mistral_gateway.quota import LIMIT_FIELDS, WINDOWS, limits_key, usage_key
 
 
 def _client() -> Any:
@@ -28,7 +28,7 @@ def _client() -> Any:
 
 
 def set_limits(table: str, key_id: str, limits: dict[str, int]) -> dict[str, int]:
-    item: dict[str, Any] = {"pk": {"S": f"limits#{key_id}"}}
+    item: dict[str, Any] = {"pk": {"S": limits_key(key_id)}}
     item.update({name: {"N": str(value)} for name, value in limits.items()})
     _client().put_item(TableName=table, Item=item)
     return limits
@@ -36,20 +36,19 @@ def set_limits(table: str, key_id: str, limits: dict[str, int]) -> dict[str, int
 
 def show(table: str, key_id: str) -> dict[str, Any]:
     client = _client()
-    item = client.get_item(TableName=table, Key={"pk": {"S": f"limits#{key_id}"}}).get("Item", {})
+    item = client.get_item(TableName=table, Key={"pk": {"S": limits_key(key_id)}}).get("Item", {})
     limits = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item}
     now = time.time()
     usage = {}
-    for window, length in WINDOWS.items():
-        start = int(now // length * length)
-        counter = client.get_item(TableName=table, Key={"pk": {"S": f"usage#{key_id}#{window}#{start}"}}).get("Item")
-        counter = counter or {}
+    for window in WINDOWS:
+        key, _ = usage_key(key_id, window, now)  # the very item the gateway counts in
+        counter = client.get_item(TableName=table, Key={"pk": {"S": key}}).get("Item") or {}
         usage[window] = {kind: int(counter.get(kind, {}).get("N", 0)) for kind in ("requests", "tokens")}
     return {"key_id": key_id, "limits": limits, "usage": usage}
 
 
 def clear(table: str, key_id: str) -> None:
-    _client().delete_item(TableName=table, Key={"pk": {"S": f"limits#{key_id}"}})
+    _client().delete_item(TableName=table, Key={"pk": {"S": limits_key(key_id)}})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,11 +73,25 @@ def test_the_request_budget_is_enforced_with_ietf_headers(gateway, emulator) -> 
     assert (first.status, first.header("RateLimit-Limit"), first.header("RateLimit-Remaining")) == (200, "2", "1")
     assert (second.status, second.header("RateLimit-Remaining")) == (200, "0")
     assert third.status == 429 and third.json["code"] == "quota_exceeded"
-    assert third.header("RateLimit-Remaining") == "0" and 1 <= int(third.header("Retry-After")) <= 60
+    assert third.header("RateLimit-Limit") == "2" and third.header("RateLimit-Remaining") == "0"
+    assert 1 <= int(third.header("Retry-After")) <= 60
     assert int(third.header("RateLimit-Reset")) == int(third.header("Retry-After"))
     assert emulator.calls("/v1/chat/completions") == 2
     # And another caller is not affected
     assert ask(gateway, "question 0", caller="key-id-bob").status == 200
+
+
+def test_a_refusal_by_one_window_is_not_counted_in_the_others(gateway, emulator) -> None:
+    # Given room for 5 requests a minute but only 1 a day
+    limit(requests_per_minute=5, requests_per_day=1)
+    assert ask(gateway, "today's only question").status == 200
+    # When the day refuses the next one (after the minute window counted it)
+    refused = ask(gateway, "one too many")
+    # Then the minute window gives it back: only answered requests are counted anywhere
+    assert refused.status == 429 and refused.header("RateLimit-Limit") == "1"
+    usage = quota_admin.show(QUOTA_TABLE, CALLER)["usage"]
+    assert usage["minute"]["requests"] == 1 and usage["day"]["requests"] == 1
+    assert usage["minute"]["tokens"] == usage["day"]["tokens"]
 
 
 def test_cache_hits_are_free_by_default_and_can_be_made_to_count(gateway, emulator, monkeypatch) -> None:

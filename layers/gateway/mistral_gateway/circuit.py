@@ -18,6 +18,8 @@ from mistral_gateway.errors import ServiceUnavailable
 from mistral_gateway.observability import logger
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+# Failed attempts that say Mistral is down; the others (429, a refused request or key) say it is up.
+TRIPPING_KINDS = frozenset({"server_error", "timeout", "connection", "garbage"})
 STATE_METRICS = {
     OPEN: observability.CIRCUIT_OPENED,
     HALF_OPEN: observability.CIRCUIT_HALF_OPEN,
@@ -53,6 +55,13 @@ class CircuitBreaker:
             code="circuit_open",
             headers={"Retry-After": str(retry_after)},
         )
+
+    def record(self, kind: str) -> None:
+        """A failed attempt of this kind (UpstreamErrors' `kind`)."""
+        if kind in TRIPPING_KINDS:
+            self.failed()
+        else:
+            self.settle()
 
     def succeeded(self) -> None:
         with self._lock:

@@ -117,7 +117,14 @@ TokenCount = Annotated[int, Field(ge=0, le=MAX_OUTPUT_TOKENS)]
 Stop = StrictStr | list[StrictStr]
 
 
-class ChatCompletionRequest(_Strict):
+class _Completion(_Strict):
+    def sdk_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for the SDK's complete(): only what the caller set, as plain data (the gateway
+        always asks for the whole answer; `stream` is how it is served, not how it is fetched)."""
+        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")
+
+
+class ChatCompletionRequest(_Completion):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
@@ -149,12 +156,8 @@ class ChatCompletionRequest(_Strict):
     service_tier: Literal["auto", "standard_only"] | None = None
     safe_prompt: StrictBool | None = None
 
-    def sdk_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for the SDK's chat.complete/stream: only what the caller set, as plain data."""
-        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")
 
-
-class FIMCompletionRequest(_Strict):
+class FIMCompletionRequest(_Completion):
     """Fill-in-the-middle (codestral): the SDK's FIMCompletionRequest with Mistral's ranges."""
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
@@ -169,9 +172,6 @@ class FIMCompletionRequest(_Strict):
     random_seed: NonNegativeInt | None = None
     metadata: dict[str, Any] | None = None
     prompt_cache_key: StrictStr | None = None
-
-    def sdk_arguments(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")
 
 
 class EmbeddingRequest(_Strict):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mistral_gateway import aws, observability
 from mistral_gateway.config import settings
@@ -43,11 +43,25 @@ class Limits:
         return [w for w in WINDOWS if self.of("requests", w) is not None or self.of("tokens", w) is not None]
 
 
+class Budget(NamedTuple):
+    """One limit of one window, and how much of it is used: what the RateLimit headers describe."""
+
+    kind: str  # requests | tokens
+    window: str  # minute | day
+    limit: int
+    used: int
+    reset_in: float  # seconds until the window starts again
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_per_{self.window}"
+
+
 @dataclass
 class Reservation:
     caller: str
     tokens: int
-    keys: list[str]
+    keys: list[str]  # the usage items counted (one per window)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,6 +80,18 @@ def enabled() -> bool:
     return bool(settings().quota_table_name)
 
 
+def limits_key(caller: str) -> str:
+    """The item holding a key's limits (`default` applies to every key without its own)."""
+    return f"limits#{caller}"
+
+
+def usage_key(caller: str, window: str, now: float) -> tuple[str, float]:
+    """The item counting a key's usage in the current window, and the seconds until the window ends."""
+    length = WINDOWS[window]
+    start = int(now // length * length)
+    return f"usage#{caller}#{window}#{start}", start + length - now
+
+
 def estimate_tokens(body: dict[str, Any]) -> int:
     """The most a request can spend: its text in tokens (estimated) plus the completion it allows."""
     chars = sum(len(text) for text in _texts(body.get("messages", body.get("prompt", body.get("input")))))
@@ -81,47 +107,41 @@ def limits_for(caller: str) -> Limits | None:
     cached = _limits_cache.get(caller)
     if cached and cached[0] > now:
         return cached[1]
-    limits = _read_limits(f"limits#{caller}")
-    if limits is None:
-        limits = _read_limits("limits#default")
+    limits = _read_limits(limits_key(caller)) or _read_limits(limits_key("default"))
     _limits_cache[caller] = (now + LIMITS_CACHE_SECONDS, limits)
     return limits
 
 
-def reserve(caller: str | None, tokens: int, *, requests: int = 1) -> Reservation | None:
+def reserve(caller: str | None, tokens: int) -> Reservation | None:
     """Count one request and reserve `tokens` in every window of the caller's limits, or raise 429."""
-    if not caller or not enabled():
-        return None
-    limits = limits_for(caller)
-    if limits is None:
+    limits = _limits(caller)
+    if caller is None or limits is None:
         return None
     now = time.time()
     reservation = Reservation(caller, tokens, [])
-    states: list[tuple[str, int, int, float]] = []  # (kind/window, limit, used, reset seconds)
+    budgets: list[Budget] = []
     for window in limits.windows():
-        key, reset_in = _usage_key(caller, window, now)
+        key, reset_in = usage_key(caller, window, now)
         try:
-            used = _add(key, window, requests, tokens, limits, now)
+            used = _add(key, window, tokens, limits, now)
         except _Rejected as rejected:
-            release(reservation)  # undo the windows already counted
+            _adjust(reservation, requests=-1, tokens=-tokens)  # undo the windows already counted
             observability.count(observability.QUOTA_REJECTIONS)
-            logger.append_keys(quota_exceeded=rejected.policy)
-            headers = _headers([(rejected.policy, rejected.limit, rejected.limit, reset_in)])
+            limit = limits.of(rejected.kind, window) or 0
+            spent = Budget(rejected.kind, window, limit, limit, reset_in)  # used up, by definition
+            logger.append_keys(quota_exceeded=spent.name)
             raise QuotaExceeded(
-                f"This key's {rejected.policy.replace('_', ' ')} budget is spent; retry after the window resets.",
+                f"This key's {spent.name.replace('_', ' ')} budget is spent; retry after the window resets.",
                 code="quota_exceeded",
                 retry_after_seconds=math.ceil(reset_in),
-                headers=headers,
+                headers=_headers([spent]),
             ) from None
         except Exception as error:  # fail open
             _failed("reserve", error)
             continue
         reservation.keys.append(key)
-        for kind in ("requests", "tokens"):
-            limit = limits.of(kind, window)
-            if limit is not None:
-                states.append((f"{kind}_per_{window}", limit, used[kind], reset_in))
-    reservation.headers = _headers(states)
+        budgets += _budgets(limits, window, used, reset_in)
+    reservation.headers = _headers(budgets)
     return reservation
 
 
@@ -139,47 +159,47 @@ def release(reservation: Reservation | None) -> None:
 
 def peek(caller: str | None) -> dict[str, str]:
     """RateLimit headers for an answer that spent nothing (a free cache hit)."""
-    if not caller or not enabled():
-        return {}
-    limits = limits_for(caller)
-    if limits is None:
+    limits = _limits(caller)
+    if caller is None or limits is None:
         return {}
     now = time.time()
-    keys = {window: _usage_key(caller, window, now) for window in limits.windows()}
+    keys = {window: usage_key(caller, window, now) for window in limits.windows()}
+    table = settings().quota_table_name
     try:
         response = aws.client("dynamodb").batch_get_item(
-            RequestItems={settings().quota_table_name: {"Keys": [{"pk": {"S": key}} for key, _ in keys.values()]}}
+            RequestItems={table: {"Keys": [{"pk": {"S": key}} for key, _ in keys.values()]}}
         )
-        items = {item["pk"]["S"]: item for item in response["Responses"].get(settings().quota_table_name, [])}
+        items = {item["pk"]["S"]: item for item in response["Responses"].get(table, [])}
     except Exception as error:
         _failed("peek", error)
         return {}
-    states = []
+    budgets: list[Budget] = []
     for window, (key, reset_in) in keys.items():
-        for kind in ("requests", "tokens"):
-            limit = limits.of(kind, window)
-            if limit is not None:
-                used = int(items.get(key, {}).get(kind, {}).get("N", 0))
-                states.append((f"{kind}_per_{window}", limit, used, reset_in))
-    return _headers(states)
+        budgets += _budgets(limits, window, _counts(items.get(key, {})), reset_in)
+    return _headers(budgets)
 
 
 # --- DynamoDB ----------------------------------------------------------------------------------------------
 
 
 class _Rejected(Exception):
-    def __init__(self, policy: str, limit: int) -> None:
-        self.policy, self.limit = policy, limit
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # the budget that refused: requests | tokens
 
 
-def _add(key: str, window: str, requests: int, tokens: int, limits: Limits, now: float) -> dict[str, int]:
-    conditions, values = [], {":requests": {"N": str(requests)}, ":tokens": {"N": str(tokens)}}
-    for kind, amount in (("requests", requests), ("tokens", tokens)):
+def _limits(caller: str | None) -> Limits | None:
+    return limits_for(caller) if caller and enabled() else None
+
+
+def _add(key: str, window: str, tokens: int, limits: Limits, now: float) -> dict[str, int]:
+    """Count one request and `tokens` in `key`, only if both still fit their limits (atomically)."""
+    conditions, values = [], {":requests": {"N": "1"}, ":tokens": {"N": str(tokens)}}
+    for kind, amount in (("requests", 1), ("tokens", tokens)):
         limit = limits.of(kind, window)
         if limit is None:
             continue
         if amount > limit:
-            raise _Rejected(f"{kind}_per_{window}", limit)
+            raise _Rejected(kind)
         conditions.append(f"(attribute_not_exists({kind}) OR {kind} <= :max_{kind})")
         values[f":max_{kind}"] = {"N": str(limit - amount)}
     values[":expires"] = {"N": str(int(now) + WINDOWS[window] + 3_600)}
@@ -195,23 +215,28 @@ def _add(key: str, window: str, requests: int, tokens: int, limits: Limits, now:
     if conditions:
         arguments["ConditionExpression"] = " AND ".join(conditions)
     try:
-        attributes = aws.client("dynamodb").update_item(**arguments)["Attributes"]
+        return _counts(aws.client("dynamodb").update_item(**arguments)["Attributes"])
     except Exception as error:
-        if aws.error_code(error) == "ConditionalCheckFailedException":
-            raise _Rejected(_spent_policy(error, limits, window, requests, tokens), 0) from None
-        raise
-    return {kind: int(attributes.get(kind, {}).get("N", 0)) for kind in ("requests", "tokens")}
+        if aws.error_code(error) != "ConditionalCheckFailedException":
+            raise
+        # Which budget refused, from the counts DynamoDB returned with the failed condition.
+        response = getattr(error, "response", None)
+        used = _counts(response.get("Item", {}) if isinstance(response, dict) else {})
+        request_limit = limits.of("requests", window)
+        full = request_limit is not None and used["requests"] + 1 > request_limit
+        raise _Rejected("requests" if full else "tokens") from None
 
 
-def _spent_policy(error: Exception, limits: Limits, window: str, requests: int, tokens: int) -> str:
-    """Which budget refused, from the counts DynamoDB returned with the failed condition."""
-    response = getattr(error, "response", None)
-    item = response.get("Item", {}) if isinstance(response, dict) else {}
-    used_requests = int(item.get("requests", {}).get("N", 0))
-    limit = limits.of("requests", window)
-    if limit is not None and used_requests + requests > limit:
-        return f"requests_per_{window}"
-    return f"tokens_per_{window}"
+def _counts(item: dict[str, Any]) -> dict[str, int]:
+    return {kind: int(item.get(kind, {}).get("N", 0)) for kind in ("requests", "tokens")}
+
+
+def _budgets(limits: Limits, window: str, used: dict[str, int], reset_in: float) -> list[Budget]:
+    return [
+        Budget(kind, window, limit, used[kind], reset_in)
+        for kind in ("requests", "tokens")
+        if (limit := limits.of(kind, window)) is not None
+    ]
 
 
 def _adjust(reservation: Reservation, *, requests: int, tokens: int) -> None:
@@ -241,22 +266,16 @@ def _read_limits(key: str) -> Limits | None:
     return Limits(values) if values else None
 
 
-def _usage_key(caller: str, window: str, now: float) -> tuple[str, float]:
-    length = WINDOWS[window]
-    start = int(now // length * length)
-    return f"usage#{caller}#{window}#{start}", start + length - now
-
-
-def _headers(states: list[tuple[str, int, int, float]]) -> dict[str, str]:
+def _headers(budgets: list[Budget]) -> dict[str, str]:
     """IETF RateLimit headers for the tightest budget (least remaining, as a share of its limit)."""
-    if not states:
+    if not budgets:
         return {}
-    _policy, limit, used, reset_in = min(states, key=lambda s: (max(0, s[1] - s[2]) / max(1, s[1]), -s[3]))
+    tightest = min(budgets, key=lambda b: (max(0, b.limit - b.used) / max(1, b.limit), -b.reset_in))
     return {
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": str(max(0, limit - used)),
-        "RateLimit-Reset": str(math.ceil(reset_in)),
-        "RateLimit-Policy": ", ".join(f"{s[1]};w={WINDOWS[s[0].rsplit('_', 1)[1]]};name={s[0]}" for s in states),
+        "RateLimit-Limit": str(tightest.limit),
+        "RateLimit-Remaining": str(max(0, tightest.limit - tightest.used)),
+        "RateLimit-Reset": str(math.ceil(tightest.reset_in)),
+        "RateLimit-Policy": ", ".join(f"{b.limit};w={WINDOWS[b.window]};name={b.name}" for b in budgets),
     }
 
 

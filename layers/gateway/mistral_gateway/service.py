@@ -87,40 +87,35 @@ def check_model(body: dict[str, Any]) -> None:
 
 def chat_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
     body = dialect.mistral_chat(body)
-    check_model(body)
-
-    def prepare() -> Fetch:
-        request = _validate("ChatCompletionRequest", body)
-        _log_prompt(body.get("messages"))
-        from mistral_gateway import upstream
-
-        return lambda: _completed(upstream.chat(request.sdk_arguments(), deadline))
-
-    answer = _priced(
-        through_cache(
-            "chat", canonical_chat(body), caller, control, prepare, deadline, reserve_tokens=quota.estimate_tokens(body)
-        ),
-        body,
-    )
-    return _as_stream(answer) if body.get("stream") is True else answer
+    return _completion("chat", "ChatCompletionRequest", "messages", body, caller, control, deadline)
 
 
 def fim_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    return _completion("fim", "FIMCompletionRequest", "prompt", body, caller, control, deadline)
+
+
+def _completion(
+    kind: str,
+    request_model: str,
+    prompt_field: str,
+    body: dict[str, Any],
+    caller: str | None,
+    control: CacheControl,
+    deadline: Deadline,
+) -> Answer:
+    """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
     check_model(body)
 
     def prepare() -> Fetch:
-        request = _validate("FIMCompletionRequest", body)
-        _log_prompt(body.get("prompt"))
+        request = _validate(request_model, body)
+        _log_prompt(body.get(prompt_field))
         from mistral_gateway import upstream
 
-        return lambda: _completed(upstream.fim(request.sdk_arguments(), deadline))
+        ask = upstream.chat if kind == "chat" else upstream.fim
+        return lambda: _completed(ask(request.sdk_arguments(), deadline))
 
-    answer = _priced(
-        through_cache(
-            "fim", canonical_chat(body), caller, control, prepare, deadline, reserve_tokens=quota.estimate_tokens(body)
-        ),
-        body,
-    )
+    answer = through_cache(kind, canonical_chat(body), caller, control, prepare, deadline, budget=body)
+    answer = _priced(answer, body)
     return _as_stream(answer) if body.get("stream") is True else answer
 
 
@@ -145,12 +140,7 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
 
         return fetch
 
-    answer = _priced(
-        through_cache(
-            "embeddings", canonical, caller, control, prepare, deadline, reserve_tokens=quota.estimate_tokens(body)
-        ),
-        body,
-    )
+    answer = _priced(through_cache("embeddings", canonical, caller, control, prepare, deadline, budget=body), body)
     if local_encoding and body.get("encoding_format") == "base64":
         return _replace_body(answer, _base64_embeddings(answer.body))
     return answer
@@ -221,10 +211,10 @@ def through_cache(
     deadline: Deadline,
     *,
     scope: str | None = None,
-    reserve_tokens: int | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> Answer:
-    """The answer from the cache, or from Mistral (then stored). `reserve_tokens` (None = not budgeted) is
-    what the request may spend from the caller's quota before its upstream call."""
+    """The answer from the cache, or from Mistral (then stored). `budget` is the request body whose cost
+    counts against the caller's quota (None: not budgeted); it is estimated only when a miss spends it."""
     config = settings()
     key = cache_key(kind, scope or cache_scope(caller), canonical)
     cache = response_cache()
@@ -235,7 +225,7 @@ def through_cache(
         entry = cache.read(key)
         if entry is not None and entry.answer is not None:
             if _usable(entry.answer, control):
-                return _budgeted_hit(_hit(entry.answer), caller, reserve_tokens)
+                return _budgeted_hit(_hit(entry.answer), caller, budget)
             stale = entry.answer
 
     fetch = prepare()
@@ -243,7 +233,7 @@ def through_cache(
     if control.read and control.store and ttl > 0 and config.single_flight_wait_ms > 0:
         lease, coalesced = _single_flight(cache, key, entry, control, deadline)
         if coalesced is not None:
-            return _budgeted_hit(coalesced, caller, reserve_tokens)
+            return _budgeted_hit(coalesced, caller, budget)
 
     status = "BYPASS" if control.bypassed else "MISS"
     logger.append_keys(cache=status)
@@ -251,17 +241,14 @@ def through_cache(
     stored = False
     reservation: quota.Reservation | None = None
     try:
-        if reserve_tokens is not None:
-            reservation = quota.reserve(caller, reserve_tokens)  # 429 when the caller's budget is spent
+        if budget is not None and quota.enabled():
+            reservation = quota.reserve(caller, quota.estimate_tokens(budget))  # 429 when the budget is spent
         try:
             fetched = fetch()
-        except STALE_ON as error:
+        except BaseException as error:
             quota.release(reservation)
-            if stale is not None and _within_stale_window(stale):
+            if isinstance(error, STALE_ON) and stale is not None and _within_stale_window(stale):
                 return _stale(stale, error)
-            raise
-        except BaseException:
-            quota.release(reservation)
             raise
         quota.settle(reservation, sum(_token_counts(fetched.usage).values()))
         _account(fetched)
@@ -274,9 +261,9 @@ def through_cache(
     return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=headers)
 
 
-def _budgeted_hit(answer: Answer, caller: str | None, reserve_tokens: int | None) -> Answer:
+def _budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | None) -> Answer:
     """Hits are free by default (RateLimit headers only); with QUOTA_COUNT_HITS they spend their tokens."""
-    if reserve_tokens is None or not quota.enabled():
+    if budget is None or not quota.enabled():
         return answer
     if settings().quota_count_hits:
         reservation = quota.reserve(caller, sum(answer.usage.values()))

@@ -90,43 +90,32 @@ def reset() -> None:
 
 
 def chat(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
-    client = _sdk()  # built (and imported) before the clock starts: UpstreamLatency is Mistral's time only
-
-    def attempt(timeout_ms: int) -> UpstreamAnswer:
-        client.chat.complete(**arguments, timeout_ms=timeout_ms)
-        return _raw_answer()
-
-    return call(attempt, deadline, operation="chat")
+    return _passthrough("chat", lambda client: client.chat.complete, arguments, deadline)
 
 
 def fim(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
-    client = _sdk()
-
-    def attempt(timeout_ms: int) -> UpstreamAnswer:
-        client.fim.complete(**arguments, timeout_ms=timeout_ms)
-        return _raw_answer()
-
-    return call(attempt, deadline, operation="fim")
+    return _passthrough("fim", lambda client: client.fim.complete, arguments, deadline)
 
 
 def embeddings(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
-    client = _sdk()
-
-    def attempt(timeout_ms: int) -> UpstreamAnswer:
-        client.embeddings.create(**arguments, timeout_ms=timeout_ms)
-        return _raw_answer()
-
-    return call(attempt, deadline, operation="embeddings")
+    return _passthrough("embeddings", lambda client: client.embeddings.create, arguments, deadline)
 
 
 def models(deadline: Deadline) -> UpstreamAnswer:
-    client = _sdk()
+    return _passthrough("models", lambda client: client.models.list, {}, deadline)
+
+
+def _passthrough(
+    operation: str, method_of: Callable[[Any], Callable[..., Any]], arguments: dict[str, Any], deadline: Deadline
+) -> UpstreamAnswer:
+    """One SDK method under the retry policy, answering with Mistral's raw bytes (the SDK still parses them)."""
+    method = method_of(_sdk())  # built (and imported) before the clock starts: UpstreamLatency is Mistral's only
 
     def attempt(timeout_ms: int) -> UpstreamAnswer:
-        client.models.list(timeout_ms=timeout_ms)
+        method(**arguments, timeout_ms=timeout_ms)
         return _raw_answer()
 
-    return call(attempt, deadline, operation="models")
+    return call(attempt, deadline, operation=operation)
 
 
 def _raw_answer() -> UpstreamAnswer:
@@ -164,16 +153,15 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
             observability.milliseconds(observability.UPSTREAM_LATENCY, (time.perf_counter() - started) * 1000)
             circuit.succeeded()
             return result
-        except sdk_errors.ResponseValidationError:
-            _error_metric("garbage")
-            circuit.failed()
+        except (sdk_errors.ResponseValidationError, ValueError, UpstreamError):
+            # An answer that is not JSON, or not the shape the SDK (or _raw_answer) expects.
+            _attempt_failed("garbage")
             raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
         except sdk_errors.MistralError as error:
             status = error.status_code
-            if status not in RETRYABLE_STATUSES:
-                circuit.settle()  # Mistral answered: it is up, whatever it thinks of this request
             if status == 401 and not refreshed_key:
                 # The key may have been rotated: re-read it once, try once more.
+                circuit.settle()  # Mistral answered: it is up
                 refreshed_key = True
                 attempts -= 1
                 logger.warning("Mistral rejected the API key; re-reading the secret once")
@@ -191,23 +179,11 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
         except (httpx2.TransportError, httpx2.StreamError):
             kind = "connection"
             failure = UpstreamError("The gateway could not reach Mistral.")
-        except ValueError:  # the body was not JSON after all
-            _error_metric("garbage")
-            circuit.failed()
-            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
-        except UpstreamError:  # raised while reading the answer: Mistral answered garbage
-            _error_metric("garbage")
-            circuit.failed()
-            raise
         except BaseException:
             circuit.settle()  # never leave a half-open trial slot taken
             raise
 
-        _error_metric(kind)
-        if kind == "rate_limited":
-            circuit.settle()
-        else:
-            circuit.failed()
+        _attempt_failed(kind)
         wait_ms = _backoff_ms(attempts, retry_after_ms)
         if attempts >= config.upstream_max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
             raise failure
@@ -242,7 +218,7 @@ def _final_error(error: Any, status: int, retry_after_ms: float | None) -> Gatew
 
 def _rejected(error: Any, status: int) -> GatewayError:
     """Mistral refused the request itself: relay its status and body (never cached)."""
-    _error_metric("auth" if status in (401, 403) else "rejected")
+    _attempt_failed("auth" if status in (401, 403) else "rejected")
     if status in (401, 403):
         logger.error("Mistral rejects the gateway's API key; update the secret", extra={"status": status})
         return UpstreamError("The gateway's Mistral credentials were rejected.")
@@ -251,6 +227,12 @@ def _rejected(error: Any, status: int) -> GatewayError:
     except ValueError:
         body = None
     return UpstreamRejected(status, body, "Mistral rejected the request.")
+
+
+def _attempt_failed(kind: str) -> None:
+    """Count a failed attempt and tell the circuit breaker (which decides which kinds mean Mistral is down)."""
+    _error_metric(kind)
+    breaker().record(kind)
 
 
 def _error_metric(kind: str) -> None:
