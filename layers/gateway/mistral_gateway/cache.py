@@ -35,9 +35,15 @@ class CachedAnswer:
     completion_tokens: int
     created_at: int
     fresh_until: int
+    # A streamed answer also keeps Mistral's original SSE events, replayed as they were (None: stored plain).
+    events: bytes | None = None
 
     def is_fresh(self, now: float) -> bool:
         return self.fresh_until > now
+
+    def usable(self, now: float, max_age: int | None) -> bool:
+        """Fresh, and no older than the caller's `max-age` (when it sent one)."""
+        return self.is_fresh(now) and (max_age is None or now - self.created_at <= max_age)
 
 
 @dataclass(frozen=True)
@@ -80,17 +86,27 @@ class ResponseCache:
             return None
         return self._entry(item) if item else None
 
-    def put(self, key: str, body: bytes, *, ttl_seconds: int, prompt_tokens: int, completion_tokens: int) -> bool:
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        ttl_seconds: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        events: bytes | None = None,
+    ) -> bool:
         """Store a complete, successful answer (ending any lease on the key). Returns whether it was stored."""
         from mistral_gateway.config import settings
 
         compressed = zlib.compress(body, 6)
-        if len(compressed) > MAX_STORED_BYTES:
+        compressed_events = zlib.compress(events, 6) if events is not None else None
+        if len(compressed) + len(compressed_events or b"") > MAX_STORED_BYTES:
             logger.warning("answer too large to cache", extra={"compressed_bytes": len(compressed)})
             observability.count(observability.CACHE_STORE_SKIPPED)
             return False
         now = int(time.time())
-        item = {
+        item: dict[str, Any] = {
             "pk": {"S": key},
             "body": {"B": compressed},
             "prompt_tokens": {"N": str(prompt_tokens)},
@@ -99,6 +115,8 @@ class ResponseCache:
             "fresh_until": {"N": str(now + ttl_seconds)},
             "expires_at": {"N": str(now + ttl_seconds + settings().stale_if_error_seconds)},
         }
+        if compressed_events is not None:
+            item["events"] = {"B": compressed_events}
         try:
             with observability.traced("cache.put", lazy=True):
                 aws.client("dynamodb").put_item(TableName=self.table_name, Item=item)
@@ -168,6 +186,7 @@ class ResponseCache:
                 created_at=created_at,
                 # Items written before fresh_until existed were fresh until their deletion time.
                 fresh_until=int(item.get("fresh_until", item.get("expires_at", {"N": created_at}))["N"]),
+                events=zlib.decompress(item["events"]["B"]) if "events" in item else None,
             )
         except (KeyError, ValueError, TypeError, zlib.error) as error:
             self._failed("decode", error)

@@ -61,6 +61,11 @@ class Settings:
     quota_default_completion_tokens: int = 1_024
     # DynamoDB is on the hot path and normally answers in ~5 ms: give up fast and fail open.
     cache_timeout_seconds: float = 0.5
+    # Streams (the streaming function): the longest silence between two upstream chunks, how often an SSE
+    # comment keeps a silent connection alive, and the total cap (under API Gateway's integration timeout).
+    stream_idle_timeout_ms: int = 60_000
+    stream_keepalive_ms: int = 15_000
+    stream_max_ms: int = 600_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,7 +74,8 @@ class Settings:
             secret_id=os.environ.get("MISTRAL_SECRET_ID", "mistral-gateway/api-key"),
             server_url=(os.environ.get("MISTRAL_SERVER_URL", "").strip() or DEFAULT_SERVER_URL).rstrip("/"),
             cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 86_400),
-            request_deadline_ms=min(_int("REQUEST_DEADLINE_MS", 25_000), 28_000),
+            # The buffered function is capped by API Gateway's 29 s; the streaming one sets it higher.
+            request_deadline_ms=_int("REQUEST_DEADLINE_MS", 25_000),
             upstream_timeout_ms=_int("UPSTREAM_TIMEOUT_MS", 20_000),
             upstream_max_attempts=max(1, _int("UPSTREAM_MAX_ATTEMPTS", 3)),
             secret_max_age_seconds=_int("SECRET_MAX_AGE_SECONDS", 300),
@@ -87,6 +93,9 @@ class Settings:
             quota_table_name=os.environ.get("QUOTA_TABLE_NAME", "").strip(),
             quota_count_hits=_bool("QUOTA_COUNT_HITS", False),
             quota_default_completion_tokens=max(0, _int("QUOTA_DEFAULT_COMPLETION_TOKENS", 1_024)),
+            stream_idle_timeout_ms=max(1_000, _int("STREAM_IDLE_TIMEOUT_MS", 60_000)),
+            stream_keepalive_ms=max(100, _int("STREAM_KEEPALIVE_MS", 15_000)),
+            stream_max_ms=max(1_000, _int("STREAM_MAX_MS", 600_000)),
         )
 
 

@@ -16,6 +16,8 @@ from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_CACHE_AGE_SECONDS = 30 * 86_400
+# Steers the answer cache without the ambiguity of the standard header (which proxies and SSE libraries set).
+GATEWAY_CACHE_CONTROL = "x-gateway-cache-control"
 # JSON media types, plus text/plain and curl's default form type (`curl -d` without -H): the body is still
 # parsed as JSON, and anything that is not JSON gets a 400 saying so.
 _JSON_MEDIA = re.compile(
@@ -75,6 +77,19 @@ class CacheControl:
             read=not no_store and "no-cache" not in directives and max_age != 0, store=not no_store, max_age=max_age
         )
 
+    @classmethod
+    def from_headers(cls, headers: Any) -> CacheControl:
+        """The gateway's own `X-Gateway-Cache-Control` when sent (it always wins), else `Cache-Control` — except
+        the `no-store` that SSE libraries (httpx-sse, so LangChain's ChatMistralAI) put on every streamed
+        request by default: it is about the HTTP exchange, not a wish to skip the gateway's answer cache."""
+        own = headers.get(GATEWAY_CACHE_CONTROL)
+        if own is not None:
+            return cls.parse(own)
+        standard = headers.get("cache-control")
+        if standard and standard.strip().lower() == "no-store" and "text/event-stream" in (headers.get("accept") or ""):
+            return cls()
+        return cls.parse(standard)
+
     @property
     def bypassed(self) -> bool:
         return not self.read
@@ -119,16 +134,29 @@ class GatewayRequest:
     @classmethod
     def from_event(cls, event: Any, lambda_context: Any, *, with_body: bool = True) -> GatewayRequest:
         """`event` is Powertools' APIGatewayProxyEvent (headers are case-insensitive)."""
+        body = raw_body(event.raw_event) if with_body else None
+        return cls.from_parts(event.headers, body, event.raw_event, lambda_context, with_body=with_body)
+
+    @classmethod
+    def from_parts(
+        cls,
+        headers: Any,
+        body: bytes | None,
+        event: dict[str, Any],
+        lambda_context: Any,
+        *,
+        with_body: bool = True,
+        deadline_ms: int | None = None,
+    ) -> GatewayRequest:
+        """Any transport's request: case-insensitive `headers`, the raw body, and an event-shaped dict whose
+        `requestContext` says who the caller is (API Gateway's, handed over by the Lambda Web Adapter)."""
         config = settings()
-        deadline = Deadline.start(config.request_deadline_ms, lambda_context)
-        headers = event.headers
-        control = CacheControl.parse(headers.get("cache-control"))
-        body: dict[str, Any] = {}
+        deadline = Deadline.start(deadline_ms or config.request_deadline_ms, lambda_context)
+        control = CacheControl.from_headers(headers)
+        parsed: dict[str, Any] = {}
         if with_body:
-            body = parse_json_body(
-                raw_body(event.raw_event), headers.get("content-type"), max_bytes=config.max_body_bytes
-            )
-        return cls(body=body, caller=caller_id(event.raw_event), control=control, deadline=deadline)
+            parsed = parse_json_body(body, headers.get("content-type"), max_bytes=config.max_body_bytes)
+        return cls(body=parsed, caller=caller_id(event), control=control, deadline=deadline)
 
     @property
     def context(self) -> dict[str, Any]:

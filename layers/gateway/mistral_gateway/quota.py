@@ -157,6 +157,39 @@ def release(reservation: Reservation | None) -> None:
         _adjust(reservation, requests=0, tokens=-reservation.tokens)
 
 
+class Spending:
+    """One request's token budget: reserved when built (429 when spent), then either settled to what the
+    answer used or released. As a `with` block, leaving it by an exception (or without settling) releases."""
+
+    def __init__(self, caller: str | None, body: dict[str, Any] | None) -> None:
+        self.reservation = reserve(caller, estimate_tokens(body)) if body is not None and enabled() else None
+        self._done = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.reservation.headers if self.reservation else {}
+
+    @property
+    def reserved_tokens(self) -> int:
+        return self.reservation.tokens if self.reservation else 0
+
+    def settle(self, tokens_used: int) -> None:
+        if not self._done:
+            self._done = True
+            settle(self.reservation, tokens_used)
+
+    def release(self) -> None:
+        if not self._done:
+            self._done = True
+            release(self.reservation)
+
+    def __enter__(self) -> Spending:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()  # a no-op once settled
+
+
 def peek(caller: str | None) -> dict[str, str]:
     """RateLimit headers for an answer that spent nothing (a free cache hit)."""
     limits = _limits(caller)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
-from mistral_gateway import dialect, economics, observability, quota, sse
-from mistral_gateway.cache import CachedAnswer, Entry, Lease, ResponseCache
+from mistral_gateway import dialect, economics, observability, quota, singleflight, sse
+from mistral_gateway.cache import CachedAnswer, Entry, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
@@ -47,6 +47,7 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)  # usage, cost or saving (economics.py), quota
+    events: bytes | None = None  # a cached stream's original SSE events (replayed to streamed requests)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _completion(
 
     answer = through_cache(kind, canonical_chat(body), caller, control, prepare, deadline, budget=body)
     answer = _priced(answer, body)
-    return _as_stream(answer) if body.get("stream") is True else answer
+    return as_stream(answer) if body.get("stream") is True else answer
 
 
 def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
@@ -202,8 +203,30 @@ Fetch = Callable[[], Fetched]
 STALE_ON = (UpstreamError, UpstreamTimeout, RateLimited, ServiceUnavailable)
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache holds for one request: a fresh answer to serve, or an expired one kept for errors."""
+
+    key: str
+    entry: Entry | None
+    hit: Answer | None
+    stale: CachedAnswer | None
+
+
+def look_up(route: str, canonical: Any, scope: str, control: CacheControl) -> Lookup:
+    key = cache_key(route, scope, canonical)
+    if not control.read:
+        return Lookup(key, None, None, None)
+    entry = response_cache().read(key)
+    if entry is None or entry.answer is None:
+        return Lookup(key, entry, None, None)
+    if entry.answer.usable(time.time(), control.max_age):
+        return Lookup(key, entry, _hit(entry.answer), None)
+    return Lookup(key, entry, None, entry.answer)
+
+
 def through_cache(
-    kind: str,
+    route: str,
     canonical: Any,
     caller: str | None,
     control: CacheControl,
@@ -215,50 +238,52 @@ def through_cache(
 ) -> Answer:
     """The answer from the cache, or from Mistral (then stored). `budget` is the request body whose cost
     counts against the caller's quota (None: not budgeted); it is estimated only when a miss spends it."""
-    config = settings()
-    key = cache_key(kind, scope or cache_scope(caller), canonical)
-    cache = response_cache()
-    ttl = control.max_age if control.max_age is not None else config.cache_ttl_seconds
-    stale: CachedAnswer | None = None
-    entry: Entry | None = None
-    if control.read:
-        entry = cache.read(key)
-        if entry is not None and entry.answer is not None:
-            if _usable(entry.answer, control):
-                return _budgeted_hit(_hit(entry.answer), caller, budget)
-            stale = entry.answer
+    found = look_up(route, canonical, scope or cache_scope(caller), control)
+    if found.hit is not None:
+        return _budgeted_hit(found.hit, caller, budget)
+    fetch = prepare()  # a 4xx here leaves the cache untouched
 
-    fetch = prepare()
-    lease: Lease | None = None
-    if control.read and control.store and ttl > 0 and config.single_flight_wait_ms > 0:
-        lease, coalesced = _single_flight(cache, key, entry, control, deadline)
-        if coalesced is not None:
-            return _budgeted_hit(coalesced, caller, budget)
+    with _flight(found, control, deadline) as flight:
+        if flight.answer is not None:
+            return _budgeted_hit(_hit(flight.answer), caller, budget)
+        status = _count_miss(control)
+        try:
+            with quota.Spending(caller, budget) as spending:  # 429 when the caller's budget is spent
+                fetched = fetch()
+                spending.settle(sum(_token_counts(fetched.usage).values()))
+        except STALE_ON as error:
+            if found.stale is not None and _within_stale_window(found.stale):
+                return _stale(found.stale, error)
+            raise
+        _account(fetched)
+        if fetched.complete and store(found.key, fetched.body, fetched.usage, control):
+            flight.landed()
+    return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=spending.headers)
 
+
+def _flight(found: Lookup, control: CacheControl, deadline: Deadline) -> singleflight.Flight:
+    """Single-flight for a miss whose answer will be stored (otherwise there is nothing to wait for)."""
+    enabled = control.read and control.store and ttl_for(control) > 0 and settings().single_flight_wait_ms > 0
+    return singleflight.Flight(response_cache(), found.key, found.entry, control.max_age, deadline, enabled=enabled)
+
+
+def ttl_for(control: CacheControl) -> int:
+    return control.max_age if control.max_age is not None else settings().cache_ttl_seconds
+
+
+def store(key: str, body: bytes, usage: dict[str, int], control: CacheControl, events: bytes | None = None) -> bool:
+    """Keep a complete answer (and a stream's original events) for as long as the request allows."""
+    ttl = ttl_for(control)
+    if not control.store or ttl <= 0:
+        return False
+    return response_cache().put(key, body, ttl_seconds=ttl, events=events, **_token_counts(usage))
+
+
+def _count_miss(control: CacheControl) -> str:
     status = "BYPASS" if control.bypassed else "MISS"
     logger.append_keys(cache=status)
     observability.count(observability.CACHE_BYPASS if control.bypassed else observability.CACHE_MISS)
-    stored = False
-    reservation: quota.Reservation | None = None
-    try:
-        if budget is not None and quota.enabled():
-            reservation = quota.reserve(caller, quota.estimate_tokens(budget))  # 429 when the budget is spent
-        try:
-            fetched = fetch()
-        except BaseException as error:
-            quota.release(reservation)
-            if isinstance(error, STALE_ON) and stale is not None and _within_stale_window(stale):
-                return _stale(stale, error)
-            raise
-        quota.settle(reservation, sum(_token_counts(fetched.usage).values()))
-        _account(fetched)
-        if control.store and fetched.complete and ttl > 0:
-            stored = cache.put(key, fetched.body, ttl_seconds=ttl, **_token_counts(fetched.usage))
-    finally:
-        if lease is not None and not stored:
-            cache.release(lease)  # waiters stop waiting and ask Mistral themselves
-    headers = reservation.headers if reservation else {}
-    return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=headers)
+    return status
 
 
 def _budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | None) -> Answer:
@@ -273,48 +298,6 @@ def _budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | N
     return replace(answer, headers={**answer.headers, **headers})
 
 
-def _single_flight(
-    cache: ResponseCache, key: str, entry: Entry | None, control: CacheControl, deadline: Deadline
-) -> tuple[Lease | None, Answer | None]:
-    """Become the one caller that asks Mistral (a lease), or get the answer another caller fetched.
-
-    (None, None) means: ask Mistral without a lease (the cache is failing, or the other caller gave up).
-    """
-    blocked = entry
-    if entry is None or not entry.leased(time.time()):
-        lease, blocked = cache.claim(key, lease_seconds=deadline.remaining_ms() / 1000)
-        if lease is not None or blocked is None:
-            return lease, None
-    if blocked is None:
-        return None, None
-    if blocked.answer is not None and _usable(blocked.answer, control):
-        return None, _hit(blocked.answer)  # it landed between our read and our claim
-    if not blocked.leased(time.time()):
-        return None, None
-    return None, _wait_for_leader(cache, key, control, deadline)
-
-
-def _wait_for_leader(cache: ResponseCache, key: str, control: CacheControl, deadline: Deadline) -> Answer | None:
-    """Poll (consistent reads, backing off) for the leader's answer; None when it fails or takes too long."""
-    budget_ms = min(settings().single_flight_wait_ms, deadline.remaining_ms() / 2)
-    give_up = time.monotonic() + budget_ms / 1000
-    pause = 0.02
-    observability.count(observability.SINGLE_FLIGHT_WAITS)
-    while time.monotonic() + pause < give_up:
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.25)
-        entry = cache.read(key, consistent=True)
-        if entry is None:
-            return None
-        if entry.answer is not None and _usable(entry.answer, control):
-            logger.append_keys(single_flight="waited")
-            return _hit(entry.answer)
-        if not entry.leased(time.time()):
-            return None  # the leader failed (or stored nothing): ask Mistral ourselves
-    logger.info("single-flight wait timed out; calling Mistral", extra={"waited_ms": round(budget_ms)})
-    return None
-
-
 def _account(fetched: Fetched) -> None:
     usage = fetched.usage
     if usage:
@@ -323,13 +306,6 @@ def _account(fetched: Fetched) -> None:
         logger.append_keys(**usage)
     if settings().log_prompts:
         logger.info("answer (LOG_PROMPTS is on)", extra={"answer": fetched.body.decode(errors="replace")[:20_000]})
-
-
-def _usable(cached: CachedAnswer, control: CacheControl) -> bool:
-    now = time.time()
-    if not cached.is_fresh(now):
-        return False
-    return control.max_age is None or now - cached.created_at <= control.max_age
 
 
 def _within_stale_window(cached: CachedAnswer) -> bool:
@@ -345,7 +321,7 @@ def _stale(cached: CachedAnswer, error: GatewayError) -> Answer:
     logger.append_keys(cache="STALE")
     observability.count(observability.CACHE_STALE)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
-    return Answer(body=cached.body.decode(), cache_status="STALE", usage=usage)
+    return Answer(body=cached.body.decode(), cache_status="STALE", usage=usage, events=cached.events)
 
 
 def _age(cached: CachedAnswer) -> int:
@@ -358,7 +334,7 @@ def _hit(cached: CachedAnswer) -> Answer:
     observability.count(observability.CACHE_HIT)
     observability.count(observability.TOKENS_SERVED_FROM_CACHE, tokens)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
-    return Answer(body=cached.body.decode(), cache_status="HIT", usage=usage)
+    return Answer(body=cached.body.decode(), cache_status="HIT", usage=usage, events=cached.events)
 
 
 def _token_counts(usage: dict[str, int]) -> dict[str, int]:
@@ -377,8 +353,10 @@ def is_complete(data: dict[str, Any]) -> bool:
     return all(isinstance(choice, dict) and choice.get("finish_reason") in sse.FINISHED for choice in choices)
 
 
-def _as_stream(answer: Answer) -> Answer:
-    return replace(answer, body=sse.to_events(json.loads(answer.body)), content_type=EVENT_STREAM)
+def as_stream(answer: Answer) -> Answer:
+    """A complete answer served to a streamed request: the original events when it was stored from a stream."""
+    events = answer.events.decode() if answer.events is not None else sse.to_events(json.loads(answer.body))
+    return replace(answer, body=events, content_type=EVENT_STREAM)
 
 
 def _replace_body(answer: Answer, body: str) -> Answer:

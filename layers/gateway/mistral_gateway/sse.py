@@ -1,20 +1,52 @@
-"""Server-sent events for `"stream": true`, built from (and back into) one complete answer.
+"""Server-sent events for `"stream": true`: split Mistral's stream into events, and turn answers both ways.
 
-Python Lambdas cannot stream through API Gateway yet, so a streamed request gets the whole answer as one
-valid SSE body: `data: {chunk}` events and `data: [DONE]`, which both the Mistral and the OpenAI SDK parse.
-The cache holds the complete answer; `to_events` replays it as a stream, and `assemble` turns a stream back
-into a complete answer, so one entry serves both forms. When incremental streaming lands (docs/streaming.md),
-the same two functions sit on either side of the pass-through.
+The streaming function forwards Mistral's events as they arrive (`EventSplitter` cuts the byte stream into
+whole events without changing a byte) while `assemble` builds the complete answer from them, so the cache
+holds one entry that serves both forms: a plain request gets the assembled answer, a streamed one gets the
+original events back. An answer first stored from a plain request is replayed by `to_events`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 DONE = "data: [DONE]\n\n"
 FINISHED = frozenset({"stop", "length", "tool_calls", "model_length"})
+# An SSE comment: every SSE parser skips it, and it keeps a silent connection (and its proxies) open.
+KEEPALIVE = b": keep-alive\n\n"
+# The end of an event: a blank line, in any of the three line-ending styles the SSE spec allows.
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class EventSplitter:
+    """Cuts a byte stream into whole SSE events (each with its blank line), byte for byte."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        self._buffer += chunk
+        start = 0
+        for end in _EVENT_END.finditer(self._buffer):
+            yield self._buffer[start : end.end()]
+            start = end.end()
+        self._buffer = self._buffer[start:]
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event that has not ended (what a cut stream leaves behind)."""
+        return self._buffer
+
+
+def event_data(event: bytes) -> str | None:
+    """The `data` of one SSE event (its data lines joined), or None for a comment-only event."""
+    lines = [line for line in re.split(rb"\r\n|\n|\r", event) if line.startswith(b"data:")]
+    if not lines:
+        return None
+    return "\n".join(line[5:].removeprefix(b" ").decode("utf-8", "replace") for line in lines)
 
 
 def _event(data: dict[str, Any]) -> str:
@@ -103,6 +135,7 @@ def assemble(chunks: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def error_event(body: dict[str, Any]) -> str:
-    """A final event for an error after the stream has started (incremental mode): both SDKs surface it."""
-    return _event({"error": body, **body})
+def error_event(body: dict[str, Any]) -> bytes:
+    """A final event for an error after the stream has started: the OpenAI SDK raises on its `error` key,
+    and the Mistral SDK fails on it as an invalid chunk; neither mistakes the stream for a complete one."""
+    return _event({"error": body, **body}).encode()

@@ -13,7 +13,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
@@ -103,6 +103,42 @@ def embeddings(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
 
 def models(deadline: Deadline) -> UpstreamAnswer:
     return _passthrough("models", lambda client: client.models.list, {}, deadline)
+
+
+@dataclass(frozen=True)
+class UpstreamStream:
+    """Mistral's answer to a streamed request, opened (status 200 seen) but not yet read."""
+
+    response: Any  # the httpx2 response behind the SDK's EventStream
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as it arrives. A silence longer than the idle timeout raises httpx2.ReadTimeout."""
+        return self.response.iter_bytes()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop reading (the caller hung up, or the stream ran too long): Mistral stops generating."""
+        self.response.close()
+
+
+def open_stream(operation: str, arguments: dict[str, Any], deadline: Deadline, idle_timeout_ms: int) -> UpstreamStream:
+    """Open a streamed chat or FIM answer under the retry policy: everything before Mistral's 200 is retried
+    and mapped like a plain call; once this returns, the caller forwards the body and failures are in-band.
+    The SDK builds, authenticates and checks the request; its parsed events are not used, so Mistral's bytes
+    pass through untouched."""
+    client = _sdk()
+    method = client.chat.stream if operation == "chat" else client.fim.stream
+
+    def attempt(timeout_ms: int) -> UpstreamStream:
+        # httpx's read timeout applies to every read of the body: it is the stream's idle timeout.
+        events = method(**arguments, timeout_ms=min(timeout_ms, idle_timeout_ms))
+        return UpstreamStream(events.response)
+
+    return call(attempt, deadline, operation=f"{operation}.stream")
+
+
+def stream_failed(kind: str) -> None:
+    """A stream that broke after Mistral's 200 (cut, idle too long): counted like a failed attempt."""
+    _attempt_failed(kind)
 
 
 def _passthrough(
