@@ -9,7 +9,6 @@ import io
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -224,16 +223,14 @@ def audit_logs(gateway: Gateway, emulator: Any) -> None:
 
 @pytest.fixture
 def http_gateway(gateway: Gateway, template: Template) -> Iterator[str]:
-    """The API served over HTTP on 127.0.0.1 (the local runner's bridge), for tests that use real SDKs."""
-    from werkzeug.serving import make_server
-
+    """The API served over HTTP on 127.0.0.1 as `make serve` serves it (streamed routes by the streaming app,
+    the rest by the buffered handler), for tests that use real SDKs."""
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bridge import ApiBridge
 
-    server = make_server("127.0.0.1", 0, ApiBridge(template), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    server = BackgroundServer(LocalGateway(ApiBridge(template)))
+    yield server.url
+    server.stop()
 
 
 def chat_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:

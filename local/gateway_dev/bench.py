@@ -734,18 +734,15 @@ class OverHttp:
 
 
 def over_http(stack: Stack) -> OverHttp:
-    """The SDK through the local HTTP gateway (werkzeug + ApiBridge) vs the SDK straight at the emulator."""
-    import threading
-
+    """The SDK through the local HTTP gateway (uvicorn + LocalGateway, as `make serve`) vs the SDK straight at
+    the emulator."""
     from mistralai.client import Mistral
-    from werkzeug.serving import make_server
 
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bridge import ApiBridge
 
-    bridge = ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})
-    server = make_server("127.0.0.1", 0, bridge, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    gateway = Mistral(api_key=CALLER_KEY, server_url=f"http://127.0.0.1:{server.server_port}")
+    server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
+    gateway = Mistral(api_key=CALLER_KEY, server_url=server.url)
     direct = Mistral(api_key=stack.mistral_key, server_url=stack.emulator.url)
     hit_text = f"http question {stack.nonce}"
     samples: dict[str, list[float]] = {"hit": [], "miss": [], "direct": []}
@@ -766,7 +763,7 @@ def over_http(stack: Stack) -> OverHttp:
             rounds = WARMUP_ITERATIONS + HTTP_ITERATIONS
             by_hits = stack.emulator.calls(CHAT_PATH) - upstream_before - 2 * rounds
     finally:
-        server.shutdown()
+        server.stop()
     return OverHttp(stats(samples["hit"]), stats(samples["miss"]), stats(samples["direct"]), by_hits)
 
 
@@ -1315,7 +1312,7 @@ start here is a fresh process with bytecode on disk, as Lambda's runtime has for
    distribution from each `*.dist-info/RECORD`. The only step that needs PyPI; without it: "not measured".
 7. **Cost.** Warm medians and cold in-process times from this run, at {run.memory_mb} MB, with the list prices
    and assumptions below.
-8. **Over HTTP.** The mistralai SDK against the local HTTP path (werkzeug + `gateway_dev.bridge.ApiBridge`, as
+8. **Over HTTP.** The mistralai SDK against the local HTTP path (uvicorn + `gateway_dev.asgi.LocalGateway`, as
    `make serve` and the tests' `http_gateway` run it, with a caller key) versus the same SDK straight at the
    emulator; {HTTP_ITERATIONS} calls each, alternating. Everything (server, moto, emulator, client) shares one
    process and its GIL, so this shows the shape, not production latency.

@@ -123,11 +123,8 @@ class ApiBridge:
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
-        path = request.path
         # Like a real stage URL, /<stage>/... works too (SDKs configured with the deployed URL shape).
-        if path == f"/{self.stage}" or path.startswith(f"/{self.stage}/"):
-            path = path[len(self.stage) + 1 :] or "/"
-        route = self._route(request.method, path)
+        path, route = self.route_for(request.method, request.path)
         if route is None:
             if any(r.pattern.match(path) for r in self.routes):
                 return _error(405, f"Method {request.method} is not allowed on {path}.")
@@ -159,20 +156,35 @@ class ApiBridge:
         return matching[0] if matching else None
 
     def _authenticate(self, request: Request) -> tuple[str | None, Response | None]:
-        presented = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization", "")
-        if not presented and authorization.lower().startswith("bearer "):
-            presented = authorization[7:].strip()
-        if not presented:
-            return None, _error(
-                401,
-                "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-                "authentication_error",
-            )
-        for key, key_id in self.api_keys.items():
-            if hmac.compare_digest(key.encode(), presented.encode()):
-                return key_id, None
-        return None, _error(403, "The API key is not valid.", "permission_error")
+        key_id, refusal = authenticate(self.api_keys, request.headers)
+        if refusal is not None:
+            return None, _error(*refusal)
+        return key_id, None
+
+    def route_for(self, method: str, path: str) -> tuple[str, ApiRoute | None]:
+        """The path without its stage prefix, and the template route that serves it."""
+        if path == f"/{self.stage}" or path.startswith(f"/{self.stage}/"):
+            path = path[len(self.stage) + 1 :] or "/"
+        return path, self._route(method, path)
+
+
+def authenticate(api_keys: dict[str, str], headers: Any) -> tuple[str | None, tuple[int, str, str] | None]:
+    """The caller's key id, as the cloud's authorizer finds it (Bearer or x-api-key), or (status, message,
+    error type) of the refusal."""
+    presented = headers.get("x-api-key")
+    authorization = headers.get("authorization", "")
+    if not presented and authorization.lower().startswith("bearer "):
+        presented = authorization[7:].strip()
+    if not presented:
+        return None, (
+            401,
+            "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+            "authentication_error",
+        )
+    for key, key_id in api_keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            return key_id, None
+    return None, (403, "The API key is not valid.", "permission_error")
 
 
 def _path_parameters(route: ApiRoute, path: str) -> dict[str, str] | None:

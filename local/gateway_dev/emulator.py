@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import socket
 import struct
 import threading
@@ -27,6 +28,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 EMBEDDING_DIMENSIONS = 1024
+# Words that lengthen an answer to `answer_words`, so a paced stream lasts long enough to watch.
+FILLER = ["and", "the", "emulator", "keeps", "writing", "one", "word", "at", "a", "time"]
 
 MODELS: list[dict[str, Any]] = [
     {"id": "mistral-small-latest", "fim": False, "chat": True, "context": 131072},
@@ -47,6 +50,8 @@ class Fault:
     drop: bool = False
     stream_cut: bool = False
     body: dict[str, Any] | None = None
+    chunk_delay: float | None = None  # seconds between stream events (default: the emulator's pace)
+    stall: float = 0.0  # seconds of silence in the middle of a stream (before its third event)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,11 @@ class MistralEmulator:
     host: str = "127.0.0.1"
     port: int = 0
     api_key: str | None = None
+    # The pace of streams (seconds between events; 0 = all at once) and the least words an answer has, so
+    # streaming can be seen locally: `make serve` sets them from EMULATOR_TOKENS_PER_SECOND and
+    # EMULATOR_ANSWER_TOKENS.
+    stream_delay: float = 0.0
+    answer_words: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
     _faults: deque[Fault] = field(default_factory=deque)
     _server: BaseWSGIServer | None = None
@@ -203,6 +213,7 @@ class MistralEmulator:
         wants_tool: bool,
     ) -> Response:
         words = content.split(" ")
+        words += [FILLER[i % len(FILLER)] for i in range(max(0, self.answer_words - len(words)))]
         finish_reason = "stop"
         max_tokens = body.get("max_tokens")
         if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and len(words) > max_tokens:
@@ -227,7 +238,8 @@ class MistralEmulator:
         requested_n = body.get("n")
         n = requested_n if isinstance(requested_n, int) and requested_n > 0 else 1
         if body.get("stream") is True:
-            stream = _sse(answer_id, model, content, tool_calls, finish_reason, usage, n, fault, environ)
+            delay = fault.chunk_delay if fault and fault.chunk_delay is not None else self.stream_delay
+            stream = _sse(answer_id, model, content, tool_calls, finish_reason, usage, n, fault, environ, delay)
             return Response(stream, status=200, content_type="text/event-stream")
         message: dict[str, Any] = {"role": "assistant", "content": content, "tool_calls": tool_calls}
         choices = [{"index": i, "message": message, "finish_reason": finish_reason} for i in range(n)]
@@ -318,6 +330,7 @@ def _sse(
     n: int,
     fault: Fault | None,
     environ: dict[str, Any],
+    delay: float = 0.0,
 ) -> Iterator[bytes]:
     created = int(time.time())
 
@@ -333,7 +346,7 @@ def _sse(
             data["usage"] = usage
         return f"data: {json.dumps(data)}\n\n".encode()
 
-    pieces = [content[i : i + 12] for i in range(0, len(content), 12)] or [""]
+    pieces = re.findall(r"\S+\s*|\s+", content) or [""]  # one word per event, about a token each
     events = [chunk({"role": "assistant", "content": ""}, None)]
     if tool_calls:
         events.append(chunk({"tool_calls": tool_calls}, None))
@@ -344,6 +357,10 @@ def _sse(
         if fault and fault.stream_cut and index == 2:
             _drop(environ)
             return
+        if fault and fault.stall and index == 2:
+            time.sleep(fault.stall)
+        if delay and index:
+            time.sleep(delay)
         yield event
     yield b"data: [DONE]\n\n"
 

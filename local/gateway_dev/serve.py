@@ -5,7 +5,10 @@
   through AWS_ENDPOINT_URL like any AWS endpoint;
 - the upstream is Mistral when MISTRAL_API_KEY is set (or MISTRAL_SERVER_URL, e.g. a local vLLM/Ollama),
   otherwise the bundled Mistral emulator, labelled as such in the banner and in a response header;
-- callers authenticate with GATEWAY_API_KEY (generated and printed when not set).
+- callers authenticate with GATEWAY_API_KEY (generated and printed when not set);
+- uvicorn serves it all on one port: routes the template marks for streaming go to the streaming function's
+  ASGI app (as the Lambda Web Adapter does in the cloud), the others to the buffered handler (asgi.py);
+- variables set in the shell (REQUEST_DEADLINE_MS=2000 make serve) win over the template's defaults.
 """
 
 from __future__ import annotations
@@ -88,7 +91,13 @@ def start_local(
         from gateway_dev.emulator import MistralEmulator
 
         stored_key = "emulator-key-" + secrets.token_hex(8)
-        emulator = MistralEmulator(api_key=stored_key, host=emulator_host).start()
+        pace = float(os.environ.get("EMULATOR_TOKENS_PER_SECOND") or 0)
+        emulator = MistralEmulator(
+            api_key=stored_key,
+            host=emulator_host,
+            stream_delay=1 / pace if pace > 0 else 0.0,
+            answer_words=int(os.environ.get("EMULATOR_ANSWER_TOKENS") or 0),
+        ).start()
         stoppers.append(emulator.stop)
         upstream, upstream_url = "emulator", emulator.url
 
@@ -96,7 +105,8 @@ def start_local(
 
     create_resources(template, mistral_api_key=stored_key)
     for logical_id in template.resources_of_type("AWS::Serverless::Function"):
-        os.environ.update(template.function_environment(logical_id))
+        for name, value in template.function_environment(logical_id).items():
+            os.environ.setdefault(name, value)  # what the developer set wins, as a parameter override would
     os.environ["MISTRAL_SERVER_URL"] = upstream_url
     return LocalStack(template, moto_url, upstream, upstream_url, api_key or "", stoppers)
 
@@ -126,14 +136,22 @@ print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 
 """
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will; TIME_WAIT is fine
-        probe.bind((host, port))
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts (port 0 picks a free one)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT from a previous run is fine
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)  # callers who come before uvicorn has started wait in the backlog
+    return sock
 
 
 def _stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM stop cleanly, even when started from a shell that made SIGINT ignored (`cmd &`)."""
+    """Ctrl-C and SIGTERM stop cleanly, even when started from a shell that made SIGINT ignored (`cmd &`).
+    uvicorn handles both while it runs, then restores these and raises the signal again once it has stopped."""
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -149,15 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default="prod")
     args = parser.parse_args(argv)
 
-    from werkzeug.serving import make_server
-
+    from gateway_dev.asgi import LocalGateway
     from gateway_dev.bridge import ApiBridge
 
     api_key = os.environ.get("GATEWAY_API_KEY") or "local-" + secrets.token_urlsafe(18)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the function logs each request itself
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines; the functions log their own
+    # A newcomer should see a stream arrive word by word: the emulator writes 20 words a second by default.
+    os.environ.setdefault("EMULATOR_TOKENS_PER_SECOND", "20")
+    os.environ.setdefault("EMULATOR_ANSWER_TOKENS", "40")
     try:
-        _check_port_free(args.host, args.port)  # werkzeug would print its own message and exit
-        server = make_server(args.host, args.port, None, threaded=True)  # type: ignore[arg-type]
+        sock = _listen(args.host, args.port)
     except OSError as error:
         print(
             f"error: cannot listen on {args.host}:{args.port} ({error.strerror}). "
@@ -172,16 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
     bridge = ApiBridge(stack.template, stage=args.stage, api_keys={api_key: "local-caller"}, extra_headers=labels)
-    server.app = bridge  # type: ignore[attr-defined]
-    url = f"http://{args.host}:{server.server_port}"
+    url = f"http://{args.host}:{sock.getsockname()[1]}"
     print(banner(stack, url), flush=True)
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        LocalGateway(bridge), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+    )
     _stop_on_signals()
     try:
-        server.serve_forever()  # werkzeug returns (swallowing KeyboardInterrupt) on Ctrl-C
+        uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        sock.close()
         stack.stop()
         print("\nstopped: API, moto and upstream emulator are down", file=sys.stderr, flush=True)
     return 0

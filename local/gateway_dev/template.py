@@ -46,6 +46,7 @@ class ApiRoute:
     method: str  # upper case; ANY matches every method
     path: str  # API Gateway resource path, e.g. /v1/models/{model_id}
     public: bool = False  # Auth: Authorizer: NONE -> no caller key needed
+    streams: bool = False  # ResponseTransferMode: RESPONSE_STREAM -> served by the function's ASGI app
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -124,8 +125,45 @@ class Template:
                 if event.get("Type") == "Api":
                     props = event["Properties"]
                     public = (props.get("Auth") or {}).get("Authorizer") == "NONE"
-                    routes.append(ApiRoute(function, str(props["Method"]).upper(), str(props["Path"]), public))
+                    streams = props.get("ResponseTransferMode") == "RESPONSE_STREAM"
+                    routes.append(
+                        ApiRoute(function, str(props["Method"]).upper(), str(props["Path"]), public, streams)
+                    )
         return routes
+
+    def translated(self) -> dict[str, Any]:
+        """The template as SAM translates it for CloudFormation (offline): what only runs in the cloud (the
+        API's integrations, authorizer, usage plan, transfer modes) can be checked on it. Code locations are
+        replaced by placeholder S3 URIs, as `sam package` would."""
+        from samtranslator.translator.transform import transform
+        from samtranslator.yaml_helper import yaml_parse
+
+        document = yaml_parse(self.path.read_text())
+        for resource in document["Resources"].values():
+            properties = resource.get("Properties", {})
+            for key in ("CodeUri", "ContentUri"):
+                if isinstance(properties.get(key), str):
+                    properties[key] = f"s3://bucket/{properties[key]}"
+
+        class NoManagedPolicies:
+            def load(self) -> dict[str, str]:
+                return {}
+
+        return dict(transform(document, dict(self.overrides), NoManagedPolicies()))
+
+    def streams(self, logical_id: str) -> bool:
+        """Whether a function's API routes stream their answers (SAM's ResponseTransferMode)."""
+        events = self.resources[logical_id].get("Properties", {}).get("Events", {}).values()
+        return any(event.get("Properties", {}).get("ResponseTransferMode") == "RESPONSE_STREAM" for event in events)
+
+    def asgi_app(self, logical_id: str) -> tuple[Path, str, str] | None:
+        """(code directory, module, attribute) of a streaming function's ASGI app, from its Metadata."""
+        resource = self.resources[logical_id]
+        location = resource.get("Metadata", {}).get("LocalAsgiApp")
+        if not location:
+            return None
+        module, _, attribute = str(location).partition(":")
+        return self.path.parent / str(resource["Properties"]["CodeUri"]), module, attribute
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """Globals' variables overlaid with the function's own, resolved (what Lambda would set)."""

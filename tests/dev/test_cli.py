@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,14 +16,12 @@ CALLER_KEY = "cli-caller-key-secret-123"
 @pytest.fixture
 def guarded_gateway(gateway: Any, template: Any) -> Iterator[str]:
     """The API over HTTP with caller keys enforced, as `make serve` runs it."""
-    from werkzeug.serving import make_server
-
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bridge import ApiBridge
 
-    server = make_server("127.0.0.1", 0, ApiBridge(template, api_keys={CALLER_KEY: "cli-caller"}), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={CALLER_KEY: "cli-caller"})))
+    yield server.url
+    server.stop()
 
 
 def run_cli(url: str, *lines: str, key: str = CALLER_KEY, extra: tuple[str, ...] = ()) -> str:

@@ -69,9 +69,13 @@ def post_chat(url: str, text: str, key: str = CALLER_KEY) -> tuple[int, dict[str
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
+            return response.status, _lower(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
+        return error.code, _lower(error.headers), json.loads(error.read())
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def stop_with_ctrl_c(process: subprocess.Popen[str], lines: list[str]) -> str:
@@ -90,8 +94,8 @@ def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
         second = post_chat(url, "Hello from the serve test")
         refused = post_chat(url, "Hello", key="wrong-key")
         # Then the first is a labelled MISS, the repeat a HIT, the stranger is refused with JSON
-        assert first[0] == 200 and first[1]["X-Cache"] == "MISS" and first[1]["X-Mistral-Emulator"] == "true"
-        assert second[0] == 200 and second[1]["X-Cache"] == "HIT" and second[2] == first[2]
+        assert first[0] == 200 and first[1]["x-cache"] == "MISS" and first[1]["x-mistral-emulator"] == "true"
+        assert second[0] == 200 and second[1]["x-cache"] == "HIT" and second[2] == first[2]
         assert refused[0] == 403 and "message" in refused[2]
         # And the official SDK works against it unchanged
         from mistralai.client import Mistral
@@ -105,6 +109,8 @@ def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
     assert "stopped: API, moto and upstream emulator are down" in output and "Traceback" not in output
     port = int(url.rsplit(":", 1)[1])
     with socket.socket() as probe:
+        # TIME_WAIT from closed connections is fine (as for any server restart); a listener would still refuse.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))  # would raise if anything still listened
     records = [json.loads(line) for line in output.splitlines() if line.startswith('{"level"')]
     assert any(record.get("message") == "request served" for record in records), "function logs reach stdout"
@@ -120,7 +126,7 @@ def test_make_serve_calls_a_custom_upstream_with_the_key_it_was_given(emulator: 
         stop_with_ctrl_c(process, lines)
     # Then that server was called with that key, read back from the local secret
     assert status == 200 and answer["object"] == "chat.completion"
-    assert "X-Mistral-Emulator" not in headers  # only the bundled emulator is labelled
+    assert "x-mistral-emulator" not in headers  # only the bundled emulator is labelled
     assert emulator.requests[-1].headers["authorization"] == "Bearer custom-upstream-key-42"
 
 

@@ -187,16 +187,22 @@ def test_the_checked_in_openapi_document_is_current(gateway) -> None:
 
 
 def test_local_caller_keys_work_as_bearer_or_x_api_key(template, gateway, emulator, chat_body) -> None:
-    from werkzeug.test import Client
+    import httpx2
 
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bridge import ApiBridge
 
-    client = Client(ApiBridge(template, api_keys={"good-key": "key-id-1"}))
-    body = json.dumps(chat_body("auth"))
-    assert client.post("/v1/chat/completions", data=body).status_code == 401
-    assert client.post("/v1/chat/completions", data=body, headers={"x-api-key": "bad"}).status_code == 403
-    assert client.post("/v1/chat/completions", data=body, headers={"x-api-key": "good-key"}).status_code == 200
-    bearer = client.post("/v1/chat/completions", data=body, headers={"Authorization": "Bearer good-key"})
-    assert bearer.status_code == 200 and bearer.headers["X-Cache"] == "HIT"
-    assert client.get("/health").status_code == 200  # public: no key
+    server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={"good-key": "key-id-1"})))
+    try:
+        client = httpx2.Client(base_url=server.url)
+        body = json.dumps(chat_body("auth"))
+        for path in ("/v1/chat/completions", "/v1/embeddings"):  # a streamed route and a buffered one
+            assert client.post(path, content=body).status_code == 401
+            assert client.post(path, content=body, headers={"x-api-key": "bad"}).status_code == 403
+        assert client.post("/v1/chat/completions", content=body, headers={"x-api-key": "good-key"}).status_code == 200
+        bearer = client.post("/v1/chat/completions", content=body, headers={"Authorization": "Bearer good-key"})
+        assert bearer.status_code == 200 and bearer.headers["X-Cache"] == "HIT"
+        assert client.get("/health").status_code == 200  # public: no key
+    finally:
+        server.stop()
     assert emulator.calls() == 1

@@ -14,15 +14,18 @@ RESPONSE_MARGIN_MS = 400
 @dataclass(frozen=True)
 class Deadline:
     expires_at: float  # time.monotonic() seconds
+    # The longest one upstream attempt may take (None: UPSTREAM_TIMEOUT_MS). The streaming function lifts it
+    # to its whole deadline: a long answer asked for without streaming must not be cut after 20 s.
+    attempt_ceiling_ms: float | None = None
 
     @classmethod
-    def start(cls, budget_ms: int, lambda_context: Any = None) -> Deadline:
+    def start(cls, budget_ms: int, lambda_context: Any = None, *, attempt_ceiling_ms: float | None = None) -> Deadline:
         budget = float(budget_ms)
         remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
         if callable(remaining):
             with contextlib.suppress(TypeError, ValueError):
                 budget = min(budget, float(remaining()))
-        return cls(time.monotonic() + max(0.0, budget - RESPONSE_MARGIN_MS) / 1000)
+        return cls(time.monotonic() + max(0.0, budget - RESPONSE_MARGIN_MS) / 1000, attempt_ceiling_ms)
 
     def remaining_ms(self) -> float:
         return max(0.0, (self.expires_at - time.monotonic()) * 1000)

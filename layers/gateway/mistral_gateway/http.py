@@ -151,7 +151,9 @@ class GatewayRequest:
         """Any transport's request: case-insensitive `headers`, the raw body, and an event-shaped dict whose
         `requestContext` says who the caller is (API Gateway's, handed over by the Lambda Web Adapter)."""
         config = settings()
-        deadline = Deadline.start(deadline_ms or config.request_deadline_ms, lambda_context)
+        deadline = Deadline.start(
+            deadline_ms or config.request_deadline_ms, lambda_context, attempt_ceiling_ms=deadline_ms
+        )
         control = CacheControl.from_headers(headers)
         parsed: dict[str, Any] = {}
         if with_body:

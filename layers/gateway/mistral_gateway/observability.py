@@ -47,6 +47,9 @@ ESTIMATED_COST_SAVED = "EstimatedCostSavedUSD"
 TOKENS_SAVED_BY_MODEL = "TokensServedFromCacheByModel"
 QUOTA_REJECTIONS = "QuotaRejections"
 QUOTA_ERRORS = "QuotaErrors"
+TIME_TO_FIRST_TOKEN = "TimeToFirstToken"  # streamed misses: request start to Mistral's first event forwarded
+STREAM_DURATION = "StreamDuration"
+STREAMS_ENDED_EARLY = "StreamsEndedEarly"  # cut, idle, too long or the caller hung up: nothing stored
 
 EMITTED_METRICS = frozenset(
     {
@@ -75,6 +78,9 @@ EMITTED_METRICS = frozenset(
         TOKENS_SAVED_BY_MODEL,
         QUOTA_REJECTIONS,
         QUOTA_ERRORS,
+        TIME_TO_FIRST_TOKEN,
+        STREAM_DURATION,
+        STREAMS_ENDED_EARLY,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )

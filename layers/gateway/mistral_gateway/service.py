@@ -108,15 +108,15 @@ def _completion(
     check_model(body)
 
     def prepare() -> Fetch:
-        request = _validate(request_model, body)
-        _log_prompt(body.get(prompt_field))
+        request = validate(request_model, body)
+        log_prompt(body.get(prompt_field))
         from mistral_gateway import upstream
 
         ask = upstream.chat if kind == "chat" else upstream.fim
         return lambda: _completed(ask(request.sdk_arguments(), deadline))
 
     answer = through_cache(kind, canonical_chat(body), caller, control, prepare, deadline, budget=body)
-    answer = _priced(answer, body)
+    answer = priced(answer, body)
     return as_stream(answer) if body.get("stream") is True else answer
 
 
@@ -132,7 +132,7 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
         del canonical["metadata"]  # a label, not part of the answer
 
     def prepare() -> Fetch:
-        request = _validate("EmbeddingRequest", body)
+        request = validate("EmbeddingRequest", body)
         from mistral_gateway import upstream
 
         def fetch() -> Fetched:
@@ -141,7 +141,7 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
 
         return fetch
 
-    answer = _priced(through_cache("embeddings", canonical, caller, control, prepare, deadline, budget=body), body)
+    answer = priced(through_cache("embeddings", canonical, caller, control, prepare, deadline, budget=body), body)
     if local_encoding and body.get("encoding_format") == "base64":
         return _replace_body(answer, _base64_embeddings(answer.body))
     return answer
@@ -240,22 +240,22 @@ def through_cache(
     counts against the caller's quota (None: not budgeted); it is estimated only when a miss spends it."""
     found = look_up(route, canonical, scope or cache_scope(caller), control)
     if found.hit is not None:
-        return _budgeted_hit(found.hit, caller, budget)
+        return budgeted_hit(found.hit, caller, budget)
     fetch = prepare()  # a 4xx here leaves the cache untouched
 
     with _flight(found, control, deadline) as flight:
         if flight.answer is not None:
-            return _budgeted_hit(_hit(flight.answer), caller, budget)
-        status = _count_miss(control)
+            return budgeted_hit(_hit(flight.answer), caller, budget)
+        status = count_miss(control)
         try:
             with quota.Spending(caller, budget) as spending:  # 429 when the caller's budget is spent
                 fetched = fetch()
                 spending.settle(sum(_token_counts(fetched.usage).values()))
         except STALE_ON as error:
-            if found.stale is not None and _within_stale_window(found.stale):
-                return _stale(found.stale, error)
+            if found.stale is not None and within_stale_window(found.stale):
+                return stale_answer(found.stale, error)
             raise
-        _account(fetched)
+        account(fetched.body, fetched.usage)
         if fetched.complete and store(found.key, fetched.body, fetched.usage, control):
             flight.landed()
     return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=spending.headers)
@@ -279,14 +279,14 @@ def store(key: str, body: bytes, usage: dict[str, int], control: CacheControl, e
     return response_cache().put(key, body, ttl_seconds=ttl, events=events, **_token_counts(usage))
 
 
-def _count_miss(control: CacheControl) -> str:
+def count_miss(control: CacheControl) -> str:
     status = "BYPASS" if control.bypassed else "MISS"
     logger.append_keys(cache=status)
     observability.count(observability.CACHE_BYPASS if control.bypassed else observability.CACHE_MISS)
     return status
 
 
-def _budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | None) -> Answer:
+def budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | None) -> Answer:
     """Hits are free by default (RateLimit headers only); with QUOTA_COUNT_HITS they spend their tokens."""
     if budget is None or not quota.enabled():
         return answer
@@ -298,22 +298,22 @@ def _budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | N
     return replace(answer, headers={**answer.headers, **headers})
 
 
-def _account(fetched: Fetched) -> None:
-    usage = fetched.usage
+def account(body: bytes, usage: dict[str, int]) -> None:
+    """Tokens Mistral billed for a miss: metrics and the log line (and the answer, with LOG_PROMPTS)."""
     if usage:
         observability.count(observability.PROMPT_TOKENS, usage["prompt_tokens"])
         observability.count(observability.COMPLETION_TOKENS, usage["completion_tokens"])
         logger.append_keys(**usage)
     if settings().log_prompts:
-        logger.info("answer (LOG_PROMPTS is on)", extra={"answer": fetched.body.decode(errors="replace")[:20_000]})
+        logger.info("answer (LOG_PROMPTS is on)", extra={"answer": body.decode(errors="replace")[:20_000]})
 
 
-def _within_stale_window(cached: CachedAnswer) -> bool:
+def within_stale_window(cached: CachedAnswer) -> bool:
     window = settings().stale_if_error_seconds
     return window > 0 and time.time() <= cached.fresh_until + window
 
 
-def _stale(cached: CachedAnswer, error: GatewayError) -> Answer:
+def stale_answer(cached: CachedAnswer, error: GatewayError) -> Answer:
     logger.warning(
         "Mistral failed; serving an expired answer (stale-if-error)",
         extra={"error_type": error.error_type, "error_status": error.status, "stale_seconds": _age(cached)},
@@ -363,7 +363,7 @@ def _replace_body(answer: Answer, body: str) -> Answer:
     return replace(answer, body=body)
 
 
-def _priced(answer: Answer, body: dict[str, Any]) -> Answer:
+def priced(answer: Answer, body: dict[str, Any]) -> Answer:
     extra = economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage)
     return replace(answer, headers={**answer.headers, **extra})
 
@@ -378,7 +378,7 @@ def _base64_embeddings(body: str) -> str:
     return json.dumps(data)
 
 
-def _log_prompt(prompt: Any) -> None:
+def log_prompt(prompt: Any) -> None:
     if settings().log_prompts:
         logger.info("prompt (LOG_PROMPTS is on)", extra={"prompt": prompt})
 
@@ -386,7 +386,7 @@ def _log_prompt(prompt: Any) -> None:
 # --- validation --------------------------------------------------------------------------------------------
 
 
-def _validate(model_name: str, body: dict[str, Any]) -> Any:
+def validate(model_name: str, body: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
     from mistral_gateway import models

@@ -179,7 +179,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
             raise UpstreamTimeout("Mistral did not answer within the gateway's deadline.")
         circuit.before_call()  # fails fast (503) while Mistral is known to be down
         attempts += 1
-        timeout_ms = int(min(config.upstream_timeout_ms, remaining))
+        timeout_ms = int(min(deadline.attempt_ceiling_ms or config.upstream_timeout_ms, remaining))
         started = time.perf_counter()
         retry_after_ms: float | None = None
         try:

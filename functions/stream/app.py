@@ -1,0 +1,200 @@
+"""The streaming function: chat and FIM completions, streamed event by event (an ASGI app under uvicorn).
+
+In Lambda it runs behind the Lambda Web Adapter (`run.sh`), which turns each API Gateway streaming
+invocation into an HTTP request and hands over API Gateway's request context (`x-amzn-request-context`),
+the Lambda context (`x-amzn-lambda-context`) and the trace id (`x-amzn-trace-id`) as headers. `make serve`
+runs this same app for the routes template.yaml marks for streaming.
+
+A request goes: route -> mistral_gateway.streaming (streamed) or mistral_gateway.service (plain) -> (cache,
+upstream). Both forms get the streaming function's longer deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from mistral_gateway import observability, service, streaming
+from mistral_gateway.config import settings
+from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from mistral_gateway.http import GatewayRequest, caller_id
+from mistral_gateway.observability import logger, metrics
+
+EVENT_STREAM = "text/event-stream"
+# Headers that keep proxies from buffering or transforming the stream.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_cold_start = True
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """The Lambda context the Web Adapter hands over as a header: what the deadline and logs need."""
+
+    function_name: str
+    aws_request_id: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    deadline_epoch_ms: float | None
+
+    @classmethod
+    def from_header(cls, header: str | None) -> AdapterContext:
+        data = _json_object(header)
+        env = data.get("env_config") or {}
+        deadline = data.get("deadline")
+        return cls(
+            function_name=str(env.get("function_name") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")),
+            aws_request_id=str(data.get("request_id") or ""),
+            invoked_function_arn=str(data.get("invoked_function_arn") or ""),
+            memory_limit_in_mb=int(env.get("memory") or 0),
+            deadline_epoch_ms=float(deadline) if isinstance(deadline, int | float) else None,
+        )
+
+    def get_remaining_time_in_millis(self) -> int:
+        if self.deadline_epoch_ms is None:
+            return 2**31
+        return max(0, int(self.deadline_epoch_ms - time.time() * 1000))
+
+
+async def ready(_: Request) -> Response:
+    """The Web Adapter's readiness check: touches nothing remote (it runs on every cold start)."""
+    return Response("ready", media_type="text/plain")
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _completion(request, "chat")
+
+
+async def fim_completions(request: Request) -> Response:
+    return await _completion(request, "fim")
+
+
+async def _completion(request: Request, route: str) -> Response:
+    started = time.perf_counter()
+    raw = await request.body()
+    event = {"requestContext": _json_object(request.headers.get("x-amzn-request-context"))}
+    context = AdapterContext.from_header(request.headers.get("x-amzn-lambda-context"))
+    _begin(request, event, context)
+    served: dict[str, Any] = {"method": request.method, "route": request.url.path, "caller": caller_id(event)}
+    try:
+        outcome = await anyio.to_thread.run_sync(_serve, request.headers, raw, event, context, route)
+    except GatewayError as error:
+        return _finish(_error_response(error), served, started)
+    except Exception:
+        logger.exception("unexpected error")
+        failure = GatewayError("The gateway failed unexpectedly; the request can be retried.")
+        return _finish(_error_response(failure), served, started)
+    if isinstance(outcome, streaming.LiveStream):
+        return StreamingResponse(
+            _forward(outcome, served, started),
+            status_code=200,
+            media_type=EVENT_STREAM,
+            headers={**STREAM_HEADERS, **outcome.headers},
+        )
+    response = Response(
+        outcome.body,
+        status_code=outcome.status,
+        media_type=outcome.content_type,
+        headers={"X-Cache": outcome.cache_status, **outcome.headers},
+    )
+    return _finish(response, served, started)
+
+
+def _serve(
+    headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, route: str
+) -> service.Answer | streaming.LiveStream:
+    """Everything before the first byte (blocking work, in a worker thread)."""
+    config = settings()
+    request = GatewayRequest.from_parts(headers, raw, event, context, deadline_ms=config.stream_max_ms)
+    if request.body.get("stream") is True:
+        return streaming.completion_stream(route, request.body, **request.context)
+    complete = service.chat_completion if route == "chat" else service.fim_completion
+    return complete(request.body, **request.context)
+
+
+async def _forward(stream: streaming.LiveStream, served: dict[str, Any], started: float) -> AsyncIterator[bytes]:
+    """Mistral's events to the caller as they come. A caller who hangs up ends the upstream stream."""
+    events = stream.events()
+    try:
+        while (event := await anyio.to_thread.run_sync(next, events, None)) is not None:
+            yield event
+    finally:
+        with anyio.CancelScope(shield=True):
+            stream.stop()  # a no-op once the stream has ended on its own
+            outcome = await anyio.to_thread.run_sync(stream.wait, 10.0)
+            _log_served({**served, "status": 200, **outcome.log_fields()}, started)
+
+
+def _begin(request: Request, event: dict[str, Any], context: AdapterContext) -> None:
+    """Per-request Powertools state, as the Lambda decorators would set it."""
+    global _cold_start
+    logger.clear_state()
+    logger.set_correlation_id(event["requestContext"].get("requestId") or context.aws_request_id or None)
+    logger.append_keys(function_request_id=context.aws_request_id or None, cold_start=_cold_start)
+    # X-Ray: the adapter's process has no _X_AMZN_TRACE_ID of its own; one invocation runs at a time.
+    os.environ["_X_AMZN_TRACE_ID"] = request.headers.get("x-amzn-trace-id", "")
+    if _cold_start:
+        _cold_start = False
+        metrics.provider.add_cold_start_metric(context)  # type: ignore[arg-type]
+
+
+def _finish(response: Response, served: dict[str, Any], started: float) -> Response:
+    _log_served({**served, "status": response.status_code}, started)
+    return response
+
+
+def _log_served(fields: dict[str, Any], started: float) -> None:
+    """The one "request served" line (written when a stream has ended: usage is known only then)."""
+    logger.info("request served", extra={**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+    metrics.flush_metrics()
+
+
+def _error_response(error: GatewayError) -> Response:
+    if error.status < 500:
+        observability.count(observability.CLIENT_ERRORS)
+    logger.append_keys(error_type=error.error_type)
+    return Response(
+        json.dumps(error.body()), status_code=error.status, media_type="application/json", headers=error.headers
+    )
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own 404/405 in Mistral's error shape."""
+    status = getattr(error, "status_code", 500)
+    path = request.url.path
+    failure: GatewayError = (
+        MethodNotAllowed(f"Method {request.method} is not allowed on {path}.")
+        if status == 405
+        else NotFound(f"No route for {request.method} {path}.")
+    )
+    return _error_response(failure)
+
+
+def _json_object(header: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(header) if header else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
+    ("/v1/chat/completions", chat_completions, ["POST"]),
+    ("/v1/fim/completions", fim_completions, ["POST"]),
+    ("/ready", ready, ["GET"]),
+]
+
+app = Starlette(
+    routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
+    exception_handlers={HTTPException: _http_error},
+)

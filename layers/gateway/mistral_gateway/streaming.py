@@ -1,0 +1,254 @@
+"""Streamed chat and FIM answers, forwarded event by event as Mistral writes them.
+
+A streamed request reads top to bottom in `completion_stream`: the cache first (a hit replays the stored
+events), then validation, the caller's budget, and Mistral's stream opened under the retry policy. Until
+Mistral answers 200 every failure is an ordinary error answer (status + JSON, or a stale answer). After
+that, `LiveStream` takes over: a reader thread forwards each event the moment it is complete, byte for
+byte, while assembling the whole answer; the caller's side (`events()`) sends SSE comments while Mistral is
+silent. Only a stream that completed (`[DONE]` seen, every choice finished) is stored; a cut, an idle
+timeout, the total cap or a caller who hangs up end it with an in-band error event (or nothing, for a
+caller who is gone), no `[DONE]`, nothing stored, and the budget settled to what was spent.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mistral_gateway import observability, quota, service, sse, upstream
+from mistral_gateway.canonical import canonical_chat
+from mistral_gateway.config import settings
+from mistral_gateway.deadline import Deadline
+from mistral_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from mistral_gateway.http import CacheControl
+from mistral_gateway.observability import logger
+
+_END = object()  # the reader's last item on the queue
+
+
+@dataclass
+class StreamOutcome:
+    """How a live stream ended: what the "request served" line and the metrics say about it."""
+
+    ended: str = "streaming"  # complete | incomplete | cut | idle_timeout | too_long | hung_up | error
+    stored: bool = False
+    events: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+    first_token_ms: float | None = None
+    duration_ms: float = 0.0
+
+    def log_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"stream_ended": self.ended, "stream_events": self.events, "stored": self.stored}
+        if self.first_token_ms is not None:
+            fields["time_to_first_token_ms"] = round(self.first_token_ms, 2)
+        fields["stream_duration_ms"] = round(self.duration_ms, 2)
+        return {**fields, **self.usage}
+
+
+def completion_stream(
+    route: str, body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline
+) -> service.Answer | LiveStream:
+    """A streamed chat (`route="chat"`) or FIM request: a cached answer replayed as events, or Mistral's
+    stream opened and handed to a LiveStream. Raises a GatewayError for anything before the first byte."""
+    started = time.perf_counter()
+    if route == "chat":
+        body = service.dialect.mistral_chat(body)
+    service.check_model(body)
+    found = service.look_up(route, canonical_chat(body), service.cache_scope(caller), control)
+    if found.hit is not None:
+        return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
+
+    request = service.validate("ChatCompletionRequest" if route == "chat" else "FIMCompletionRequest", body)
+    service.log_prompt(body.get("messages" if route == "chat" else "prompt"))
+    status = service.count_miss(control)
+    spending = quota.Spending(caller, body)  # 429 when the caller's budget is spent
+    config = settings()
+    try:
+        opened = upstream.open_stream(route, request.sdk_arguments(), deadline, config.stream_idle_timeout_ms)
+    except service.STALE_ON as error:
+        spending.release()
+        if found.stale is not None and service.within_stale_window(found.stale):
+            return service.as_stream(service.priced(service.stale_answer(found.stale, error), body))
+        raise
+    except BaseException:
+        spending.release()
+        raise
+    headers = {"X-Cache": status, **spending.headers}
+    return LiveStream(opened, found.key, control, spending, deadline, started, headers, model=body.get("model"))
+
+
+class LiveStream:
+    """A streamed miss in flight. The reader thread owns the upstream and all bookkeeping (assembly, store,
+    budget, metrics); the caller's side only drains a queue, so a caller that hangs up never blocks it."""
+
+    def __init__(
+        self,
+        opened: upstream.UpstreamStream,
+        key: str,
+        control: CacheControl,
+        spending: quota.Spending,
+        deadline: Deadline,
+        started: float,
+        headers: dict[str, str],
+        *,
+        model: Any = None,
+    ) -> None:
+        self.headers = headers
+        self.outcome = StreamOutcome()
+        self._upstream = opened
+        self._key = key
+        self._control = control
+        self._spending = spending
+        self._deadline = deadline
+        self._started = started
+        self._model = model
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._stop_reason: str | None = None
+        self._finished = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="mistral-stream", daemon=True)
+        self._reader.start()
+
+    # -- the caller's side ------------------------------------------------------------------------------------
+    def events(self) -> Iterator[bytes]:
+        """What to send, as it becomes available: Mistral's events, keep-alive comments while it is silent,
+        and an error event if the stream cannot complete. Ends when the reader has finished its bookkeeping."""
+        keepalive = settings().stream_keepalive_ms / 1000
+        while True:
+            try:
+                item = self._queue.get(timeout=min(keepalive, max(0.05, self._deadline.remaining_ms() / 1000)))
+            except queue.Empty:
+                if self._deadline.remaining_ms() <= 0:
+                    self.stop("too_long")
+                    continue  # the reader queues the error event and ends
+                yield sse.KEEPALIVE
+                continue
+            if item is _END:
+                return
+            yield item
+
+    def stop(self, reason: str = "hung_up") -> None:
+        """End the stream early (the caller hung up, or it ran past its cap): Mistral stops writing."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._upstream.close()
+
+    def wait(self, timeout: float | None = None) -> StreamOutcome:
+        """The outcome, once the reader has stored, settled and counted (or `timeout` seconds passed)."""
+        self._finished.wait(timeout)
+        return self.outcome
+
+    # -- the reader thread --------------------------------------------------------------------------------------
+    def _read(self) -> None:
+        splitter = sse.EventSplitter()
+        chunks: list[dict[str, Any]] = []
+        sent = bytearray()
+        done, readable = False, True
+        ended = "cut"
+        try:
+            for data in self._upstream.chunks():
+                for event in splitter.feed(data):
+                    payload = sse.event_data(event)
+                    if payload == "[DONE]":
+                        done = True
+                    elif payload is not None:
+                        readable = self._collect(payload, chunks) and readable
+                    self._forward(event, payload)
+                    sent += event
+                if self._deadline.remaining_ms() <= 0:
+                    self._stop_reason = self._stop_reason or "too_long"
+                    self._upstream.close()
+                    break
+            if self._stop_reason is None:
+                ended = "complete" if done and not splitter.pending.strip() else "cut"
+        except Exception as error:  # the read failed: a timeout, a cut connection, or our own stop()
+            ended = "idle_timeout" if _is_timeout(error) else "cut"
+        if self._stop_reason is not None:
+            ended = self._stop_reason
+        answer = sse.assemble(chunks) if ended == "complete" and readable else None
+        if ended == "complete" and answer is None:
+            ended = "incomplete"  # [DONE] came, but a choice never finished: forwarded as is, never stored
+        failure = _failure(ended)
+        if failure is not None and ended != "hung_up":
+            self._queue.put(sse.error_event(failure.body()))
+        try:
+            self._finish(ended, answer, bytes(sent), chunks)
+        except Exception:  # bookkeeping must never keep the caller's stream open
+            logger.exception("stream bookkeeping failed")
+        finally:
+            self._finished.set()
+            self._queue.put(_END)
+
+    def _collect(self, payload: str, chunks: list[dict[str, Any]]) -> bool:
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            return False
+        if not isinstance(chunk, dict):
+            return False
+        chunks.append(chunk)
+        return True
+
+    def _forward(self, event: bytes, payload: str | None) -> None:
+        self.outcome.events += 1
+        if self.outcome.first_token_ms is None and payload is not None and payload != "[DONE]":
+            self.outcome.first_token_ms = (time.perf_counter() - self._started) * 1000
+        self._queue.put(event)
+
+    def _finish(self, ended: str, answer: dict[str, Any] | None, sent: bytes, chunks: list[dict[str, Any]]) -> None:
+        outcome = self.outcome
+        outcome.ended = ended
+        outcome.duration_ms = (time.perf_counter() - self._started) * 1000
+        usage = _usage(answer, chunks)
+        outcome.usage = usage
+        if usage:
+            self._spending.settle(usage["prompt_tokens"] + usage["completion_tokens"])
+        else:
+            # No usage from Mistral (cut, or the caller hung up): what it billed is unknown, so the budget keeps
+            # the whole reservation, an upper bound of it. Never less: an estimate could let a caller overspend.
+            self._spending.settle(self._spending.reserved_tokens)
+        if ended == "complete" and answer is not None:
+            body = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
+            outcome.stored = service.store(self._key, body, usage, self._control, events=sent)
+            service.account(body, usage)
+        else:
+            observability.count(observability.STREAMS_ENDED_EARLY)
+            if ended in ("cut", "idle_timeout"):
+                upstream.stream_failed("timeout" if ended == "idle_timeout" else "connection")
+            if usage:
+                service.account(b"", usage)
+        if outcome.first_token_ms is not None:
+            observability.milliseconds(observability.TIME_TO_FIRST_TOKEN, outcome.first_token_ms)
+        observability.milliseconds(observability.STREAM_DURATION, outcome.duration_ms)
+        logger.append_keys(**outcome.log_fields())
+
+
+def _usage(answer: dict[str, Any] | None, chunks: list[dict[str, Any]]) -> dict[str, int]:
+    """Mistral's usage (in the last chunk), when it came."""
+    for chunk in reversed(chunks):
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
+    return {}
+
+
+def _is_timeout(error: Exception) -> bool:
+    import httpx2
+
+    return isinstance(error, httpx2.TimeoutException)
+
+
+def _failure(ended: str) -> GatewayError | None:
+    """The in-band error a stream that did not complete ends with."""
+    if ended in ("complete", "incomplete", "hung_up"):
+        return None
+    if ended == "idle_timeout":
+        seconds = settings().stream_idle_timeout_ms / 1000
+        return UpstreamTimeout(f"Mistral sent nothing for {seconds:g} s; the stream was ended before it finished.")
+    if ended == "too_long":
+        return UpstreamTimeout("The stream reached the gateway's time limit before Mistral finished.")
+    return UpstreamError("Mistral's stream was cut off before it finished; the answer is incomplete.")

@@ -1,0 +1,173 @@
+"""What `make serve` runs under uvicorn: template.yaml's API, streamed routes included, on one port.
+
+A request for a route the template marks `ResponseTransferMode: RESPONSE_STREAM` goes to that function's
+ASGI app (the same app the Lambda Web Adapter runs in the cloud), with the headers the adapter adds: API
+Gateway's request context (caller key id, request id), the Lambda context and a trace id. Every other route
+goes to the WSGI bridge (bridge.py), which invokes the buffered function's handler with a proxy event.
+Caller keys are checked the same way for both, before any function work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+
+from gateway_dev.apigw import proxy_event
+from gateway_dev.bridge import ApiBridge, authenticate
+from gateway_dev.template import Template
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def load_asgi_app(template: Template, logical_id: str) -> AsgiApp:
+    """Import a streaming function's app from its CodeUri, as the Web Adapter's uvicorn would."""
+    location = template.asgi_app(logical_id)
+    if location is None:
+        raise RuntimeError(f"{logical_id} streams but has no Metadata.LocalAsgiApp")
+    code_dir, module_name, attribute = location
+    unique_name = f"_local_asgi_{logical_id}_{module_name}"
+    module = sys.modules.get(unique_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(unique_name, code_dir / f"{module_name}.py")
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load {code_dir / module_name}.py for {logical_id}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique_name] = module
+        spec.loader.exec_module(module)
+    app: AsgiApp = getattr(module, attribute)
+    return app
+
+
+class LocalGateway:
+    """ASGI: streamed routes to their function's ASGI app, the rest to the WSGI bridge."""
+
+    def __init__(self, bridge: ApiBridge) -> None:
+        self.bridge = bridge
+        self.buffered: AsgiApp = WSGIMiddleware(bridge, workers=16)  # type: ignore[arg-type,assignment]
+        self.apps: dict[str, AsgiApp] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path, route = self.bridge.route_for(scope["method"], scope["path"])
+        if route is None or not route.streams:
+            await self.buffered(scope, receive, self._labelled(send))
+            return
+        headers = _Headers(scope["headers"])
+        key_id = None
+        if self.bridge.api_keys and not route.public:
+            key_id, refusal = authenticate(self.bridge.api_keys, headers)
+            if refusal is not None:
+                await _error(send, *refusal)
+                return
+        app = self.apps.get(route.function) or self.apps.setdefault(
+            route.function, load_asgi_app(self.bridge.template, route.function)
+        )
+        adapted = dict(scope, path=path, raw_path=path.encode(), headers=self._adapter_headers(scope, path, key_id))
+        await app(adapted, receive, self._labelled(send))
+
+    def _adapter_headers(self, scope: Scope, path: str, key_id: str | None) -> list[tuple[bytes, bytes]]:
+        """The request's headers plus what the Lambda Web Adapter adds for the app."""
+        context = proxy_event(
+            scope["method"],
+            path,
+            resource=path,
+            stage=self.bridge.stage,
+            api_key_id=key_id,
+            source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
+        )["requestContext"]
+        function_timeout_ms = 900_000
+        lambda_context = {
+            "request_id": str(uuid.uuid4()),
+            "deadline": int(time.time() * 1000) + function_timeout_ms,
+            "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:local-stream",
+            "env_config": {"function_name": "local-stream", "memory": 512},
+        }
+        added = {
+            b"x-amzn-request-context": json.dumps(context).encode(),
+            b"x-amzn-lambda-context": json.dumps(lambda_context).encode(),
+            b"x-amzn-trace-id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0".encode(),
+        }
+        kept = [(name, value) for name, value in scope["headers"] if name.lower() not in added]
+        return kept + list(added.items())
+
+    def _labelled(self, send: Send) -> Send:
+        """Adds the runner's own response headers (e.g. the emulator label) to every answer."""
+        extra = [(name.lower().encode(), value.encode()) for name, value in self.bridge.extra_headers.items()]
+        if not extra:
+            return send
+
+        async def labelled(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), *extra])
+            await send(message)
+
+        return labelled
+
+
+class _Headers:
+    """Case-insensitive read access to ASGI headers."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._values = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._values.get(name.lower(), default)
+
+
+async def _error(send: Send, status: int, message: str, error_type: str) -> None:
+    body = json.dumps({"object": "error", "message": message, "type": error_type, "param": None, "code": None})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class BackgroundServer:
+    """uvicorn serving an ASGI app from a thread (tests, the benchmark): `url`, then `stop()`."""
+
+    def __init__(self, app: AsgiApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self._socket.listen(128)
+        self.url = f"http://{host}:{self._socket.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
