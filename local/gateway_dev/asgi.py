@@ -129,9 +129,7 @@ class _Headers:
 
 async def _error(send: Send, status: int, message: str, error_type: str) -> None:
     body = json.dumps({"object": "error", "message": message, "type": error_type, "param": None, "code": None})
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
-    )
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body.encode()})
 
 

@@ -52,6 +52,9 @@ class Fault:
     body: dict[str, Any] | None = None
     chunk_delay: float | None = None  # seconds between stream events (default: the emulator's pace)
     stall: float = 0.0  # seconds of silence in the middle of a stream (before its third event)
+    # Holds the stream before its third event until the test sets it: proves what a client got meanwhile.
+    gate: threading.Event | None = field(default=None, compare=False)
+    stream_error: bool = False  # an error event in place of the third event, then the connection ends
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,12 @@ def _sse(
             return
         if fault and fault.stall and index == 2:
             time.sleep(fault.stall)
+        if fault and fault.gate is not None and index == 2:
+            fault.gate.wait(30)
+        if fault and fault.stream_error and index == 2:
+            error = {"object": "error", "message": "Internal server error", "type": "internal_server_error"}
+            yield f"data: {json.dumps(error)}\n\n".encode()
+            return
         if delay and index:
             time.sleep(delay)
         yield event

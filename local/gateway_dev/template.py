@@ -126,9 +126,7 @@ class Template:
                     props = event["Properties"]
                     public = (props.get("Auth") or {}).get("Authorizer") == "NONE"
                     streams = props.get("ResponseTransferMode") == "RESPONSE_STREAM"
-                    routes.append(
-                        ApiRoute(function, str(props["Method"]).upper(), str(props["Path"]), public, streams)
-                    )
+                    routes.append(ApiRoute(function, str(props["Method"]).upper(), str(props["Path"]), public, streams))
         return routes
 
     def translated(self) -> dict[str, Any]:

@@ -94,3 +94,21 @@ def test_base64_bodies_are_decoded_and_bad_base64_is_a_400() -> None:
     with pytest.raises(GatewayError) as caught:
         raw_body({"body": "not base64!", "isBase64Encoded": True})
     assert caught.value.status == 400
+
+
+def test_an_sse_librarys_default_no_store_is_not_a_cache_instruction() -> None:
+    from mistral_gateway.http import CacheControl
+
+    sse_defaults = {"accept": "text/event-stream", "cache-control": "no-store"}  # httpx-sse, LangChain
+    assert CacheControl.from_headers(sse_defaults) == CacheControl()
+    assert CacheControl.from_headers({"cache-control": "no-store"}) == CacheControl(read=False, store=False)
+
+
+def test_the_gateways_own_header_wins() -> None:
+    from mistral_gateway.http import CacheControl
+
+    headers = {"accept": "text/event-stream", "cache-control": "no-store", "x-gateway-cache-control": "no-cache"}
+    assert CacheControl.from_headers(headers) == CacheControl(read=False, store=True)
+    assert CacheControl.from_headers({"cache-control": "no-cache", "x-gateway-cache-control": "max-age=60"}) == (
+        CacheControl(max_age=60)
+    )

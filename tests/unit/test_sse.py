@@ -87,3 +87,32 @@ def test_a_stream_without_a_finish_reason_is_not_a_complete_answer() -> None:
     cut = events(sse.to_events(ANSWER))[:-1]
     assert sse.assemble(cut) is None
     assert sse.assemble([]) is None
+
+
+# --- splitting Mistral's byte stream into events ------------------------------------------------------------
+
+
+def test_the_splitter_yields_whole_events_byte_for_byte_whatever_the_chunking() -> None:
+    from mistral_gateway.sse import EventSplitter
+
+    stream = b'data: {"a": 1}\n\ndata: {"b": 2}\r\n\r\n: comment\n\ndata: [DONE]\n\n'
+    for size in (1, 3, 7, len(stream)):
+        splitter = EventSplitter()
+        events = [event for i in range(0, len(stream), size) for event in splitter.feed(stream[i : i + size])]
+        assert b"".join(events) == stream and len(events) == 4 and splitter.pending == b""
+
+
+def test_a_cut_event_stays_pending() -> None:
+    from mistral_gateway.sse import EventSplitter
+
+    splitter = EventSplitter()
+    assert list(splitter.feed(b'data: {"a": 1}\n\ndata: {"tru')) == [b'data: {"a": 1}\n\n']
+    assert splitter.pending == b'data: {"tru'
+
+
+def test_event_data_joins_data_lines_and_skips_comments() -> None:
+    from mistral_gateway.sse import event_data
+
+    assert event_data(b"data: [DONE]\n\n") == "[DONE]"
+    assert event_data(b"data:{\"a\":\ndata: 1}\n\n") == '{"a":\n1}'
+    assert event_data(b": keep-alive\n\n") is None

@@ -9,8 +9,10 @@ rotation) and one more attempt. What cannot succeed in time becomes a GatewayErr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -116,8 +118,16 @@ class UpstreamStream:
         return self.response.iter_bytes()  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Stop reading (the caller hung up, or the stream ran too long): Mistral stops generating."""
-        self.response.close()
+        """Stop reading (the caller hung up, or the stream ran too long), from any thread: the connection is
+        shut down, which wakes a read blocked in the reader thread (closing alone would not) and tells
+        Mistral to stop writing."""
+        network = self.response.extensions.get("network_stream")
+        connection = network.get_extra_info("socket") if network is not None else None
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            self.response.close()
 
 
 def open_stream(operation: str, arguments: dict[str, Any], deadline: Deadline, idle_timeout_ms: int) -> UpstreamStream:

@@ -1,0 +1,80 @@
+"""Single-flight against an in-memory cache: lead, wait for the leader, or give the lease back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mistral_gateway.cache import CachedAnswer, Entry, Lease
+from mistral_gateway.deadline import Deadline
+from mistral_gateway.singleflight import Flight
+
+
+def answer(text: str = "{}") -> CachedAnswer:
+    now = int(time.time())
+    return CachedAnswer(text.encode(), 1, 1, created_at=now, fresh_until=now + 60)
+
+
+@dataclass
+class FakeCache:
+    """The three calls single-flight makes, over a dict; `arrivals` are entries later reads will find."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    arrivals: list[Entry] = field(default_factory=list)
+    released: list[Lease] = field(default_factory=list)
+
+    def claim(self, key: str, *, lease_seconds: float) -> tuple[Lease | None, Entry | None]:
+        entry = self.entries.get(key)
+        if entry is not None and (entry.leased(time.time()) or entry.answer is not None):
+            return None, entry
+        self.entries[key] = Entry(None, time.time() + lease_seconds)
+        return Lease(key, "me"), None
+
+    def read(self, key: str, *, consistent: bool = False) -> Entry | None:
+        if self.arrivals:
+            self.entries[key] = self.arrivals.pop(0)
+        return self.entries.get(key)
+
+    def release(self, lease: Lease) -> None:
+        self.released.append(lease)
+
+
+def flight(cache: FakeCache, entry: Entry | None = None, *, enabled: bool = True) -> Flight:
+    return Flight(cache, "k", entry, None, Deadline.start(5_000), enabled=enabled)  # type: ignore[arg-type]
+
+
+def test_the_first_miss_leads_and_gives_the_lease_back_when_nothing_was_stored() -> None:
+    cache = FakeCache()
+    with flight(cache) as lead:
+        assert lead.lease == Lease("k", "me") and lead.answer is None
+    assert cache.released == [Lease("k", "me")]
+
+
+def test_a_leader_that_stored_its_answer_keeps_quiet() -> None:
+    cache = FakeCache()
+    with flight(cache) as lead:
+        lead.landed()
+    assert cache.released == []
+
+
+def test_a_follower_waits_for_the_leaders_answer() -> None:
+    leased = Entry(None, time.time() + 30)
+    cache = FakeCache(entries={"k": leased}, arrivals=[leased, Entry(answer("leader's"), 0.0)])
+    with flight(cache, leased) as follower:
+        assert follower.lease is None and follower.answer is not None
+        assert follower.answer.body == b"leader's"
+    assert cache.released == []
+
+
+def test_a_follower_stops_waiting_when_the_leader_gives_up() -> None:
+    leased = Entry(None, time.time() + 30)
+    cache = FakeCache(entries={"k": leased}, arrivals=[Entry(None, 0.0)])
+    with flight(cache, leased) as follower:
+        assert follower.lease is None and follower.answer is None  # ask Mistral itself, at once
+
+
+def test_disabled_single_flight_does_nothing() -> None:
+    cache = FakeCache()
+    with flight(cache, enabled=False) as off:
+        assert off.lease is None and off.answer is None
+    assert cache.entries == {} and cache.released == []
