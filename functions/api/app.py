@@ -28,7 +28,8 @@ app = APIGatewayRestResolver()
     summary="Chat completion",
     tags=["Mistral API"],
     responses=ERROR_RESPONSES,
-    description="Mistral's chat completion; `stream: true` answers with a complete SSE body.",
+    description="Mistral's chat completion; `stream: true` is streamed as Mistral writes it (the streaming "
+    "function serves this route in the API; this buffered handler answers it as one SSE body for sam local).",
 )
 def chat_completions() -> Response[str]:
     request = GatewayRequest.from_event(app.current_event, app.lambda_context)

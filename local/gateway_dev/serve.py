@@ -129,6 +129,10 @@ def banner(stack: LocalStack, url: str) -> str:
        -H 'Content-Type: application/json' \\
        -d '{{"model": "mistral-small-latest", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
+  curl -N {url}/v1/chat/completions -H 'Authorization: Bearer {stack.api_key}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"model": "mistral-small-latest", "stream": true, "messages": [{{"role": "user", "content": "Hi"}}]}}'
+
   python -c "from mistralai.client import Mistral; c = Mistral(api_key='{stack.api_key}', server_url='{url}'); \\
 print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 'content': 'Hello'}}]))"
 

@@ -114,5 +114,5 @@ def test_event_data_joins_data_lines_and_skips_comments() -> None:
     from mistral_gateway.sse import event_data
 
     assert event_data(b"data: [DONE]\n\n") == "[DONE]"
-    assert event_data(b"data:{\"a\":\ndata: 1}\n\n") == '{"a":\n1}'
+    assert event_data(b'data:{"a":\ndata: 1}\n\n') == '{"a":\n1}'
     assert event_data(b": keep-alive\n\n") is None
