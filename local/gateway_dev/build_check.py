@@ -2,6 +2,8 @@
 
 - the layer holds the package and its pinned dependencies built for arm64 (no boto3: the runtime has it;
   no tests or caches), and fits well inside Lambda's limits;
+- the streaming function holds its app, its launcher (executable) and Starlette + uvicorn, and its app
+  answers the Web Adapter's readiness check;
 - the built handler imports and answers an event in a Python 3.13 interpreter (pyenv's, when present). On
   an x86_64 machine the layer's compiled wheels (pydantic-core) cannot load, so the same pins are installed
   for this machine into a "twin" directory and the built handler and package are imported on top of it.
@@ -36,6 +38,21 @@ class Context:
 result = app.lambda_handler(event, Context())
 assert result["statusCode"] == 200, result
 assert "/v1/chat/completions" in json.loads(result["body"])["paths"]
+print(sys.version.split()[0])
+"""
+# The streaming app answering the Web Adapter's readiness check, through the ASGI interface uvicorn uses.
+STREAM_SMOKE = """
+import asyncio, sys
+import app
+sent = []
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+async def send(message):
+    sent.append(message)
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "path": "/ready",
+         "raw_path": b"/ready", "query_string": b"", "headers": [], "scheme": "http", "server": ("127.0.0.1", 8080)}
+asyncio.run(app.app(scope, receive, send))
+assert sent[0]["status"] == 200, sent
 print(sys.version.split()[0])
 """
 
@@ -100,15 +117,39 @@ def import_check(build_dir: Path, layer: Path) -> str:
                 if (twin / name).exists():
                     shutil.copytree(twin / name, overlay / name)
         path = [function, overlay, layer, twin]  # twin last: boto3, which the runtime provides
+    answered = []
+    for logical_id, smoke, what in (
+        ("ApiFunction", SMOKE, "GET /openapi.json"),
+        ("StreamFunction", STREAM_SMOKE, "GET /ready"),
+    ):
+        version = _smoke(python, build_dir, [build_dir / logical_id, *path[1:]], logical_id, smoke)
+        answered.append(f"{logical_id} answered {what}")
+    return f"ok: {', '.join(answered)} in Python {version}"
+
+
+def _smoke(python: str, build_dir: Path, path: list[Path], logical_id: str, smoke: str) -> str:
     from gateway_dev.template import Template
 
     # The function's environment as the template sets it (Powertools service, namespace...), no real AWS.
-    env = {**os.environ, **Template().function_environment("ApiFunction"), "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run([python, "-I", "-c", f"import sys; sys.path[:0] = {[str(p) for p in path]!r}\n" + SMOKE],
+    env = {**os.environ, **Template().function_environment(logical_id), "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([python, "-I", "-c", f"import sys; sys.path[:0] = {[str(p) for p in path]!r}\n" + smoke],
                             capture_output=True, text=True, env=env, cwd=build_dir)  # fmt: skip
     if result.returncode != 0:
-        raise SystemExit(f"the built handler does not import/answer in {python}:\n{result.stderr[-3000:]}")
-    return f"ok: built handler answered GET /openapi.json in Python {result.stdout.strip().splitlines()[-1]}"
+        raise SystemExit(f"the built {logical_id} does not import/answer in {python}:\n{result.stderr[-3000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def stream_function_problems(function: Path) -> list[str]:
+    """What is wrong with the built streaming function (empty when it is fit to deploy)."""
+    problems = [f"{name} is missing from {function.name}" for name in ("app.py", "run.sh", "starlette", "uvicorn")
+                if not (function / name).exists()]  # fmt: skip
+    launcher = function / "run.sh"
+    if launcher.exists() and not os.access(launcher, os.X_OK):
+        problems.append("run.sh is not executable: the Web Adapter could not start the app")
+    problems += [
+        f"{name} is bundled twice (the layer has it)" for name in ("anyio", "boto3") if (function / name).exists()
+    ]
+    return problems
 
 
 def layer_problems(layer: Path) -> list[str]:
@@ -133,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     build_dir = Path(args.build_dir).resolve()
     layer = build_dir / "GatewayLayer" / "python"
-    problems = layer_problems(layer)
+    problems = layer_problems(layer) + stream_function_problems(build_dir / "StreamFunction")
     if problems:
         raise SystemExit("build check failed:\n  " + "\n  ".join(problems))
     arm_binaries = [p.name for p in layer.rglob("*.so") if "aarch64" in p.name]
@@ -141,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "layer_unzipped_mb": round(megabytes(layer), 1),
         "layer_zipped_mb": round(zipped_megabytes(layer), 1),
         "api_function_kb": round(megabytes(build_dir / "ApiFunction") * 1000, 1),
+        "stream_function_kb": round(megabytes(build_dir / "StreamFunction") * 1000, 1),
         "authorizer_function_kb": round(megabytes(build_dir / "AuthorizerFunction") * 1000, 1),
     }
     if sizes["layer_unzipped_mb"] > LAYER_LIMIT_MB:

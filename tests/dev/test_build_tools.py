@@ -63,3 +63,18 @@ def test_after_deploy_fills_in_the_stacks_names() -> None:
     assert "--secret-id 'arn:aws:secretsmanager:eu-west-1:1:secret:gw/mistral-api-key-x'" in text
     assert "--usage-plan-id plan123" in text and "--table gw-QuotaTable-1" in text
     assert "curl https://abc.execute-api.eu-west-1.amazonaws.com/prod/v1/chat/completions" in text
+
+
+def test_the_streaming_function_needs_its_app_an_executable_launcher_and_no_duplicates(tmp_path: Path) -> None:
+    from gateway_dev.build_check import stream_function_problems
+
+    function = tmp_path / "StreamFunction"
+    for name in ("starlette", "uvicorn"):
+        (function / name).mkdir(parents=True)
+    (function / "app.py").touch()
+    launcher = function / "run.sh"
+    launcher.touch()
+    assert stream_function_problems(function) == ["run.sh is not executable: the Web Adapter could not start the app"]
+    launcher.chmod(0o755)
+    (function / "anyio").mkdir()
+    assert stream_function_problems(function) == ["anyio is bundled twice (the layer has it)"]
