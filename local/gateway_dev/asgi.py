@@ -9,9 +9,7 @@ Caller keys are checked the same way for both, before any function work.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -20,7 +18,7 @@ from typing import Any
 from a2wsgi import WSGIMiddleware
 
 from gateway_dev.apigw import proxy_event
-from gateway_dev.bridge import ApiBridge, authenticate
+from gateway_dev.bridge import ApiBridge, authenticate, import_code
 from gateway_dev.template import Template
 
 Scope = MutableMapping[str, Any]
@@ -36,15 +34,7 @@ def load_asgi_app(template: Template, logical_id: str) -> AsgiApp:
     if location is None:
         raise RuntimeError(f"{logical_id} streams but has no Metadata.LocalAsgiApp")
     code_dir, module_name, attribute = location
-    unique_name = f"_local_asgi_{logical_id}_{module_name}"
-    module = sys.modules.get(unique_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(unique_name, code_dir / f"{module_name}.py")
-        if spec is None or spec.loader is None:
-            raise RuntimeError(f"cannot load {code_dir / module_name}.py for {logical_id}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[unique_name] = module
-        spec.loader.exec_module(module)
+    module = import_code(code_dir, module_name, f"_local_asgi_{logical_id}_{module_name}")
     app: AsgiApp = getattr(module, attribute)
     return app
 

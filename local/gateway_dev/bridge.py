@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -72,21 +73,27 @@ def load_function(template: Template, logical_id: str) -> LocalFunction:
     """Import a function's handler module from its CodeUri, as Lambda would (the layer is installed)."""
     serialize_metric_flushes()
     code_dir, module_name, function_name = template.code_location(logical_id)
-    unique_name = f"_local_function_{logical_id}_{module_name}"
-    module = sys.modules.get(unique_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(unique_name, code_dir / f"{module_name}.py")
-        if spec is None or spec.loader is None:
-            raise RuntimeError(f"cannot load {code_dir / module_name}.py for {logical_id}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[unique_name] = module
-        spec.loader.exec_module(module)
+    module = import_code(code_dir, module_name, f"_local_function_{logical_id}_{module_name}")
     return LocalFunction(
         logical_id=logical_id,
         handler=getattr(module, function_name),
         memory_mb=int(template.function_setting(logical_id, "MemorySize") or 128),
         timeout_seconds=float(template.function_setting(logical_id, "Timeout") or 3),
     )
+
+
+def import_code(code_dir: Path, module_name: str, unique_name: str) -> ModuleType:
+    """A function's module from its CodeUri, imported once per process under a name of its own (two
+    functions may both have an app.py)."""
+    module = sys.modules.get(unique_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(unique_name, code_dir / f"{module_name}.py")
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load {code_dir / module_name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique_name] = module
+        spec.loader.exec_module(module)
+    return module
 
 
 def handler_module(template: Template, logical_id: str) -> ModuleType:

@@ -104,11 +104,17 @@ def start_local(
     from gateway_dev.resources import create_resources
 
     create_resources(template, mistral_api_key=stored_key)
-    for logical_id in template.resources_of_type("AWS::Serverless::Function"):
-        for name, value in template.function_environment(logical_id).items():
-            os.environ.setdefault(name, value)  # what the developer set wins, as a parameter override would
+    apply_function_environments(template, os.environ)
     os.environ["MISTRAL_SERVER_URL"] = upstream_url
     return LocalStack(template, moto_url, upstream, upstream_url, api_key or "", stoppers)
+
+
+def apply_function_environments(template: Template, environ: Any) -> None:
+    """The functions' variables as the template sets them, except those the developer set in the shell:
+    `REQUEST_DEADLINE_MS=2000 make serve` works like a parameter override would."""
+    for logical_id in template.resources_of_type("AWS::Serverless::Function"):
+        for name, value in template.function_environment(logical_id).items():
+            environ.setdefault(name, value)
 
 
 def banner(stack: LocalStack, url: str) -> str:

@@ -130,6 +130,34 @@ def test_make_serve_calls_a_custom_upstream_with_the_key_it_was_given(emulator: 
     assert emulator.requests[-1].headers["authorization"] == "Bearer custom-upstream-key-42"
 
 
+def test_make_serve_streams_event_by_event() -> None:
+    import httpx2
+
+    # Given `make serve` with the emulator writing a 4 s answer (10 words a second, 40 words)
+    with make_serve(EMULATOR_TOKENS_PER_SECOND="10", EMULATOR_ANSWER_TOKENS="40") as (url, process, lines):
+        arrivals: list[float] = []
+        request = {"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+        with httpx2.stream(
+            "POST", f"{url}/v1/chat/completions", json=request, headers={"x-api-key": CALLER_KEY}, timeout=30
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append(time.monotonic())
+        stop_with_ctrl_c(process, lines)
+    # Then the events arrived over the answer's lifetime, not all at once at the end
+    assert response.status_code == 200 and len(arrivals) > 40
+    assert arrivals[-1] - arrivals[0] > 2.0
+
+
+def test_shell_variables_win_over_the_templates_defaults() -> None:
+    from gateway_dev.serve import apply_function_environments
+    from gateway_dev.template import Template
+
+    environ = {"REQUEST_DEADLINE_MS": "2000"}
+    apply_function_environments(Template(), environ)
+    assert environ["REQUEST_DEADLINE_MS"] == "2000" and environ["CACHE_TTL_SECONDS"] == "86400"
+
+
 def test_a_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
