@@ -33,7 +33,7 @@ app = APIGatewayRestResolver()
 )
 def chat_completions() -> Response[str]:
     request = GatewayRequest.from_event(app.current_event, app.lambda_context)
-    return answer_response(service.chat_completion(request.body, **request.context))
+    return answer_response(service.chat_completion(request.body, **request.completion_context))
 
 
 @app.post(
@@ -41,7 +41,7 @@ def chat_completions() -> Response[str]:
 )
 def fim_completions() -> Response[str]:
     request = GatewayRequest.from_event(app.current_event, app.lambda_context)
-    return answer_response(service.fim_completion(request.body, **request.context))
+    return answer_response(service.fim_completion(request.body, **request.completion_context))
 
 
 @app.post(
@@ -71,7 +71,7 @@ def models() -> Response[str]:
 )
 def batch_chat_completions() -> Response[str]:
     request = GatewayRequest.from_event(app.current_event, app.lambda_context)
-    return answer_response(service.batch_chat(request.body, **request.context))
+    return answer_response(service.batch_chat(request.body, **request.completion_context))
 
 
 @app.get("/health", summary="Whether the secret and the cache table are reachable", tags=["Gateway"])

@@ -117,9 +117,9 @@ def _serve(
     config = settings()
     request = GatewayRequest.from_parts(headers, raw, event, context, deadline_ms=config.stream_max_ms)
     if request.body.get("stream") is True:
-        return streaming.completion_stream(route, request.body, **request.context)
+        return streaming.completion_stream(route, request.body, **request.completion_context)
     complete = service.chat_completion if route == "chat" else service.fim_completion
-    return complete(request.body, **request.context)
+    return complete(request.body, **request.completion_context)
 
 
 async def _forward(stream: streaming.LiveStream, served: dict[str, Any], started: float) -> AsyncIterator[bytes]:

@@ -86,6 +86,9 @@ class MistralEmulator:
     # EMULATOR_ANSWER_TOKENS.
     stream_delay: float = 0.0
     answer_words: int = 0
+    # Models that always fail with this status (e.g. {"mistral-large-latest": 429}): model fallbacks can be
+    # seen locally. `make serve` reads EMULATOR_FAILING_MODELS="model=status,...".
+    failing_models: dict[str, int] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     _faults: deque[Fault] = field(default_factory=deque)
     _server: BaseWSGIServer | None = None
@@ -159,6 +162,9 @@ class MistralEmulator:
             return _json(401, {"message": "Unauthorized", "request_id": hashlib.md5(raw).hexdigest()})
         if fault and fault.status:
             return _fault_response(fault)
+        failing = self.failing_models.get(str(payload.get("model"))) if isinstance(payload, dict) else None
+        if failing:
+            return _fault_response(Fault(status=failing))
         if fault and fault.garbage:
             return Response(b"<html>upstream exploded</html>", status=200, content_type="application/json")
         routes = {

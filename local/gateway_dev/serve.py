@@ -88,18 +88,15 @@ def start_local(
     elif server_url:
         upstream, upstream_url, stored_key = "custom", server_url, "no-key"
     else:
-        from gateway_dev.emulator import MistralEmulator
-
         stored_key = "emulator-key-" + secrets.token_hex(8)
-        pace = float(os.environ.get("EMULATOR_TOKENS_PER_SECOND") or 0)
-        emulator = MistralEmulator(
-            api_key=stored_key,
-            host=emulator_host,
-            stream_delay=1 / pace if pace > 0 else 0.0,
-            answer_words=int(os.environ.get("EMULATOR_ANSWER_TOKENS") or 0),
-        ).start()
+        emulator = _emulator(api_key=stored_key, host=emulator_host).start()
         stoppers.append(emulator.stop)
         upstream, upstream_url = "emulator", emulator.url
+    if "self-hosted:" in os.environ.get("FALLBACK_CHAINS", "") and not os.environ.get("SELF_HOSTED_SERVER_URL"):
+        # A fallback chain names the second upstream but none is given: a second emulator plays it (no key).
+        second = _emulator(api_key=None, host=emulator_host, failing=False).start()
+        stoppers.append(second.stop)
+        os.environ["SELF_HOSTED_SERVER_URL"] = second.url
 
     from gateway_dev.resources import create_resources
 
@@ -107,6 +104,25 @@ def start_local(
     apply_function_environments(template, os.environ)
     os.environ["MISTRAL_SERVER_URL"] = upstream_url
     return LocalStack(template, moto_url, upstream, upstream_url, api_key or "", stoppers)
+
+
+def _emulator(*, api_key: str | None, host: str, failing: bool = True) -> Any:
+    """The bundled emulator as the environment sets it up: its pace, answer length and failing models."""
+    from gateway_dev.emulator import MistralEmulator
+
+    pace = float(os.environ.get("EMULATOR_TOKENS_PER_SECOND") or 0)
+    failing_models = {}
+    for item in (os.environ.get("EMULATOR_FAILING_MODELS") or "").split(",") if failing else []:
+        model, _, status = item.strip().partition("=")
+        if model and status.isdigit():
+            failing_models[model] = int(status)
+    return MistralEmulator(
+        api_key=api_key,
+        host=host,
+        stream_delay=1 / pace if pace > 0 else 0.0,
+        answer_words=int(os.environ.get("EMULATOR_ANSWER_TOKENS") or 0),
+        failing_models=failing_models,
+    )
 
 
 def apply_function_environments(template: Template, environ: Any) -> None:
@@ -129,6 +145,7 @@ def banner(stack: LocalStack, url: str) -> str:
   Mistral gateway (local) is up: {url}
   caller key  : {stack.api_key}   (Authorization: Bearer <key>  or  x-api-key: <key>)
   upstream    : {upstream}
+  fallbacks   : {env.get("FALLBACK_CHAINS") or "none (FALLBACK_CHAINS)"}{_self_hosted(env)}
   AWS (moto)  : {stack.moto_url}   table {env.get("CACHE_TABLE_NAME")}, secret {env.get("MISTRAL_SECRET_ID")}
 
   curl {url}/v1/chat/completions -H 'Authorization: Bearer {stack.api_key}' \\
@@ -144,6 +161,11 @@ print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 
 
   Logs below are the function's own JSON lines (what CloudWatch gets). Ctrl-C stops everything.
 """
+
+
+def _self_hosted(env: Any) -> str:
+    url = env.get("SELF_HOSTED_SERVER_URL")
+    return f"; self-hosted upstream at {url}" if url else ""
 
 
 def _listen(host: str, port: int) -> socket.socket:

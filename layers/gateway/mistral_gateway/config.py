@@ -5,6 +5,7 @@ Every knob has a default that works for `make serve`; template.yaml Parameters m
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -24,6 +25,27 @@ def _bool(name: str, default: bool) -> bool:
 
 def _csv(name: str) -> frozenset[str]:
     return frozenset(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+def _chains(name: str) -> dict[str, tuple[str, ...]]:
+    """JSON {"model": ["fallback", ...]}. A malformed value turns fallbacks off, loudly: an optional feature's
+    typo must not take every request down with it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(targets, list) and all(isinstance(target, str) and target for target in targets)
+        for targets in data.values()
+    ):
+        from mistral_gateway.observability import logger
+
+        logger.error(f'{name} must be JSON like {{"model": ["fallback model", ...]}}; fallbacks are off')
+        return {}
+    return {str(model): tuple(targets) for model, targets in data.items()}
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,11 @@ class Settings:
     stream_idle_timeout_ms: int = 60_000
     stream_keepalive_ms: int = 15_000
     stream_max_ms: int = 600_000
+    # Model fallbacks (fallback.py): requested model -> targets tried in order when it keeps failing; a target
+    # "self-hosted:<model>" is that model on the second upstream (a Mistral-compatible server of your own).
+    fallback_chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    self_hosted_url: str = ""
+    self_hosted_secret_id: str = ""  # empty: the server takes no key (e.g. on a private network)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -96,6 +123,9 @@ class Settings:
             stream_idle_timeout_ms=max(1_000, _int("STREAM_IDLE_TIMEOUT_MS", 60_000)),
             stream_keepalive_ms=max(100, _int("STREAM_KEEPALIVE_MS", 15_000)),
             stream_max_ms=max(1_000, _int("STREAM_MAX_MS", 600_000)),
+            fallback_chains=_chains("FALLBACK_CHAINS"),
+            self_hosted_url=os.environ.get("SELF_HOSTED_SERVER_URL", "").strip().rstrip("/"),
+            self_hosted_secret_id=os.environ.get("SELF_HOSTED_SECRET_ID", "").strip(),
         )
 
 

@@ -130,6 +130,7 @@ class GatewayRequest:
     caller: str | None
     control: CacheControl
     deadline: Deadline
+    fallbacks: bool = True  # false when the caller sent `X-Gateway-Fallbacks: off` (fallback.py)
 
     @classmethod
     def from_event(cls, event: Any, lambda_context: Any, *, with_body: bool = True) -> GatewayRequest:
@@ -158,12 +159,18 @@ class GatewayRequest:
         parsed: dict[str, Any] = {}
         if with_body:
             parsed = parse_json_body(body, headers.get("content-type"), max_bytes=config.max_body_bytes)
-        return cls(body=parsed, caller=caller_id(event), control=control, deadline=deadline)
+        fallbacks = (headers.get("x-gateway-fallbacks") or "").strip().lower() not in ("off", "false", "0", "no")
+        return cls(body=parsed, caller=caller_id(event), control=control, deadline=deadline, fallbacks=fallbacks)
 
     @property
     def context(self) -> dict[str, Any]:
         """The keyword arguments every service function takes."""
         return {"caller": self.caller, "control": self.control, "deadline": self.deadline}
+
+    @property
+    def completion_context(self) -> dict[str, Any]:
+        """What chat, FIM and batch take besides: whether model fallbacks may answer."""
+        return {**self.context, "fallbacks": self.fallbacks}
 
 
 def json_response(status: int, body: str, headers: dict[str, str] | None = None) -> Response:

@@ -50,6 +50,7 @@ QUOTA_ERRORS = "QuotaErrors"
 TIME_TO_FIRST_TOKEN = "TimeToFirstToken"  # streamed misses: request start to Mistral's first event forwarded
 STREAM_DURATION = "StreamDuration"
 STREAMS_ENDED_EARLY = "StreamsEndedEarly"  # cut, idle, too long or the caller hung up: nothing stored
+MODEL_FALLBACKS = "ModelFallbacks"  # by from, to and reason (all from the operator's chains, never the caller)
 
 EMITTED_METRICS = frozenset(
     {
@@ -81,6 +82,7 @@ EMITTED_METRICS = frozenset(
         TIME_TO_FIRST_TOKEN,
         STREAM_DURATION,
         STREAMS_ENDED_EARLY,
+        MODEL_FALLBACKS,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )
@@ -98,6 +100,13 @@ def count_by(
     name: str, dimension: str, value_of_dimension: str, value: float = 1, unit: MetricUnit = MetricUnit.Count
 ) -> None:
     """A metric with its own low-cardinality dimension (e.g. UpstreamErrors by kind, cost by model)."""
+    count_by_dimensions(name, {dimension: value_of_dimension}, value, unit)
+
+
+def count_by_dimensions(
+    name: str, dimensions: dict[str, str], value: float = 1, unit: MetricUnit = MetricUnit.Count
+) -> None:
+    """A metric with low-cardinality dimensions of its own (values the operator set, never the caller)."""
     with single_metric(
         name=name,
         unit=unit,
@@ -105,7 +114,8 @@ def count_by(
         namespace=metrics.namespace,
         default_dimensions=metrics.default_dimensions,
     ) as metric:
-        metric.add_dimension(name=dimension, value=value_of_dimension)
+        for dimension, value_of_dimension in dimensions.items():
+            metric.add_dimension(name=dimension, value=value_of_dimension)
 
 
 _tracer: Any = None

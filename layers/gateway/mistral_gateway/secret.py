@@ -34,21 +34,36 @@ def _provider() -> Any:
 
 
 def mistral_api_key(*, refresh: bool = False) -> str:
+    return _read_key(settings().secret_id, refresh=refresh)
+
+
+# Sent to a self-hosted server that takes no key: HTTP cannot carry an empty bearer token, and such a server
+# ignores the header. Never Mistral's key: that one goes to Mistral only.
+NO_KEY = "none"
+
+
+def self_hosted_api_key(*, refresh: bool = False) -> str:
+    """The second upstream's key, from its own secret (SelfHostedSecretArn), or NO_KEY."""
+    secret_id = settings().self_hosted_secret_id
+    return _read_key(secret_id, refresh=refresh) if secret_id else NO_KEY
+
+
+def _read_key(secret_id: str, *, refresh: bool) -> str:
     config = settings()
     try:
-        raw = _provider().get(config.secret_id, max_age=config.secret_max_age_seconds, force_fetch=refresh)
+        raw = _provider().get(secret_id, max_age=config.secret_max_age_seconds, force_fetch=refresh)
     except Exception as error:
         code = aws.error_code(error.__cause__ or error.__context__ or error)  # Powertools wraps boto's error
         # Operator-facing detail in the log; the caller gets a generic 503.
         logger.error(
             "cannot read the Mistral API key from Secrets Manager",
-            extra={"secret_id": config.secret_id, "error_code": code, "hint": HINTS.get(code, HINTS["default"])},
+            extra={"secret_id": secret_id, "error_code": code, "hint": HINTS.get(code, HINTS["default"])},
         )
         observability.count(observability.SECRET_ERRORS)
         raise ServiceUnavailable("The gateway is not able to reach its upstream credentials.") from None
     key = _extract(raw)
     if not key:
-        logger.error("the Mistral API key secret is empty", extra={"secret_id": config.secret_id})
+        logger.error("the Mistral API key secret is empty", extra={"secret_id": secret_id})
         observability.count(observability.SECRET_ERRORS)
         raise ServiceUnavailable("The gateway is not able to reach its upstream credentials.")
     return key

@@ -48,6 +48,7 @@ class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)  # usage, cost or saving (economics.py), quota
     events: bytes | None = None  # a cached stream's original SSE events (replayed to streamed requests)
+    model: str | None = None  # the model that answered, when a fallback did (fallback.py); priced by it
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Fetched:
     body: bytes
     usage: dict[str, int]
     complete: bool
+    served: Any = None  # fallback.Served: who answered (None: not a completion)
 
 
 @cache
@@ -86,13 +88,17 @@ def check_model(body: dict[str, Any]) -> None:
 # --- endpoints -------------------------------------------------------------------------------------------
 
 
-def chat_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+def chat_completion(
+    body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
+) -> Answer:
     body = dialect.mistral_chat(body)
-    return _completion("chat", "ChatCompletionRequest", "messages", body, caller, control, deadline)
+    return _completion("chat", "ChatCompletionRequest", "messages", body, caller, control, deadline, fallbacks)
 
 
-def fim_completion(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
-    return _completion("fim", "FIMCompletionRequest", "prompt", body, caller, control, deadline)
+def fim_completion(
+    body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
+) -> Answer:
+    return _completion("fim", "FIMCompletionRequest", "prompt", body, caller, control, deadline, fallbacks)
 
 
 def _completion(
@@ -103,6 +109,7 @@ def _completion(
     caller: str | None,
     control: CacheControl,
     deadline: Deadline,
+    fallbacks: bool,
 ) -> Answer:
     """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
     check_model(body)
@@ -110,10 +117,22 @@ def _completion(
     def prepare() -> Fetch:
         request = validate(request_model, body)
         log_prompt(body.get(prompt_field))
-        from mistral_gateway import upstream
+        from mistral_gateway import fallback, upstream
 
         ask = upstream.chat if kind == "chat" else upstream.fim
-        return lambda: _completed(ask(request.sdk_arguments(), deadline))
+        arguments = request.sdk_arguments()
+
+        def fetch() -> Fetched:
+            fetched, served = fallback.first_answer(
+                arguments["model"],
+                lambda target: ask({**arguments, "model": target.model}, deadline, target.upstream),
+                deadline,
+                enabled=fallbacks,
+            )
+            # Only what the requested model answered is ever stored (fallback.py).
+            return Fetched(fetched.body, fetched.usage, is_complete(fetched.data) and not served.fell_back, served)
+
+        return fetch
 
     answer = through_cache(kind, canonical_chat(body), caller, control, prepare, deadline, budget=body)
     answer = priced(answer, body)
@@ -166,7 +185,9 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     return _replace_body(answer, json.dumps(listing))
 
 
-def batch_chat(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+def batch_chat(
+    body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
+) -> Answer:
     """Up to BATCH_MAX_ITEMS chat requests, answered in order, each with its own status and cache status."""
     items = body.get("requests")
     limit = settings().batch_max_items
@@ -181,7 +202,7 @@ def batch_chat(body: dict[str, Any], *, caller: str | None, control: CacheContro
                 raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
             if item.get("stream") is True:
                 raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
-            answer = chat_completion(item, caller=caller, control=control, deadline=deadline)
+            answer = chat_completion(item, caller=caller, control=control, deadline=deadline, fallbacks=fallbacks)
             return {"index": index, "status": 200, "cache": answer.cache_status, "body": json.loads(answer.body)}
         except GatewayError as error:
             return {"index": index, "status": error.status, "cache": None, "body": error.body()}
@@ -258,6 +279,16 @@ def through_cache(
         account(fetched.body, fetched.usage)
         if fetched.complete and store(found.key, fetched.body, fetched.usage, control):
             flight.landed()
+    served = fetched.served
+    if served is not None and served.fell_back:
+        logger.append_keys(**served.log_fields())
+        return Answer(
+            body=fetched.body.decode(),
+            cache_status=status,
+            usage=fetched.usage,
+            headers={**spending.headers, **served.headers()},
+            model=served.target.model,
+        )
     return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=spending.headers)
 
 
@@ -341,10 +372,6 @@ def _token_counts(usage: dict[str, int]) -> dict[str, int]:
     return {"prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0)}
 
 
-def _completed(fetched: Any) -> Fetched:
-    return Fetched(fetched.body, fetched.usage, complete=is_complete(fetched.data))
-
-
 def is_complete(data: dict[str, Any]) -> bool:
     """A whole, successful answer: every choice finished for a normal reason."""
     choices = data.get("choices")
@@ -364,7 +391,8 @@ def _replace_body(answer: Answer, body: str) -> Answer:
 
 
 def priced(answer: Answer, body: dict[str, Any]) -> Answer:
-    extra = economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage)
+    """Usage, cost or saving headers, priced at the model that answered."""
+    extra = economics.headers_and_metrics(answer.model or body.get("model"), answer.cache_status, answer.usage)
     return replace(answer, headers={**answer.headers, **extra})
 
 

@@ -17,10 +17,10 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mistral_gateway import observability, quota, service, sse, upstream
+from mistral_gateway import fallback, observability, quota, service, sse, upstream
 from mistral_gateway.canonical import canonical_chat
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
@@ -51,7 +51,13 @@ class StreamOutcome:
 
 
 def completion_stream(
-    route: str, body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline
+    route: str,
+    body: dict[str, Any],
+    *,
+    caller: str | None,
+    control: CacheControl,
+    deadline: Deadline,
+    fallbacks: bool = True,
 ) -> service.Answer | LiveStream:
     """A streamed chat (`route="chat"`) or FIM request: a cached answer replayed as events, or Mistral's
     stream opened and handed to a LiveStream. Raises a GatewayError for anything before the first byte."""
@@ -67,9 +73,18 @@ def completion_stream(
     service.log_prompt(body.get("messages" if route == "chat" else "prompt"))
     status = service.count_miss(control)
     spending = quota.Spending(caller, body)  # 429 when the caller's budget is spent
-    config = settings()
+    idle_ms = settings().stream_idle_timeout_ms
+    arguments = request.sdk_arguments()
     try:
-        opened = upstream.open_stream(route, request.sdk_arguments(), deadline, config.stream_idle_timeout_ms)
+        # Fallbacks only while opening: once Mistral's 200 is in, the stream is this target's (fallback.py).
+        opened, served = fallback.first_answer(
+            arguments["model"],
+            lambda target: upstream.open_stream(
+                route, {**arguments, "model": target.model}, deadline, idle_ms, target.upstream
+            ),
+            deadline,
+            enabled=fallbacks,
+        )
     except service.STALE_ON as error:
         spending.release()
         if found.stale is not None and service.within_stale_window(found.stale):
@@ -78,8 +93,11 @@ def completion_stream(
     except BaseException:
         spending.release()
         raise
-    headers = {"X-Cache": status, **spending.headers}
-    return LiveStream(opened, found.key, control, spending, deadline, started, headers, model=body.get("model"))
+    headers = {"X-Cache": status, **spending.headers, **served.headers()}
+    if served.fell_back:
+        logger.append_keys(**served.log_fields())
+        control = replace(control, store=False)  # only what the requested model answered is stored
+    return LiveStream(opened, found.key, control, spending, deadline, started, headers, upstream=served.target.upstream)
 
 
 class LiveStream:
@@ -96,7 +114,7 @@ class LiveStream:
         started: float,
         headers: dict[str, str],
         *,
-        model: Any = None,
+        upstream: str = "mistral",
     ) -> None:
         self.headers = headers
         self.outcome = StreamOutcome()
@@ -106,7 +124,7 @@ class LiveStream:
         self._spending = spending
         self._deadline = deadline
         self._started = started
-        self._model = model
+        self._upstream_name = upstream
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stop_reason: str | None = None
         self._finished = threading.Event()
@@ -218,7 +236,7 @@ class LiveStream:
         else:
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
-                upstream.stream_failed("timeout" if ended == "idle_timeout" else "connection")
+                upstream.stream_failed("timeout" if ended == "idle_timeout" else "connection", self._upstream_name)
             if usage:
                 service.account(b"", usage)
         if outcome.first_token_ms is not None:

@@ -35,6 +35,11 @@ from mistral_gateway.observability import logger
 
 T = TypeVar("T")
 
+# The upstreams: Mistral, and optionally a Mistral-compatible server of your own (fallback targets
+# "self-hosted:<model>"). Each has its own SDK client, key and circuit breaker.
+MISTRAL = "mistral"
+SELF_HOSTED = "self-hosted"
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 BASE_BACKOFF_MS = 200
 MAX_BACKOFF_MS = 4_000
@@ -67,20 +72,25 @@ def _remember(response: Any) -> None:
 
 
 @cache
-def _sdk() -> Any:
+def _sdk(upstream: str = MISTRAL) -> Any:
     import httpx2
     from mistralai.client import Mistral
 
     http = httpx2.Client(event_hooks={"response": [_remember]}, follow_redirects=False)
     return Mistral(
-        api_key=secret.mistral_api_key,  # a callable: read (from the Parameters cache) on every request
-        server_url=settings().server_url,
+        api_key=_key_reader(upstream),  # a callable: read (from the Parameters cache) on every request
+        server_url=settings().server_url if upstream == MISTRAL else settings().self_hosted_url,
         client=http,
     )
 
 
+def _key_reader(upstream: str) -> Callable[..., str]:
+    return secret.mistral_api_key if upstream == MISTRAL else secret.self_hosted_api_key
+
+
 @cache
-def breaker() -> CircuitBreaker:
+def breaker(upstream: str = MISTRAL) -> CircuitBreaker:
+    """One circuit per upstream: Mistral being down never blocks the self-hosted server, nor the reverse."""
     config = settings()
     return CircuitBreaker(config.circuit_failure_threshold, config.circuit_cooldown_seconds)
 
@@ -91,12 +101,12 @@ def reset() -> None:
     breaker.cache_clear()
 
 
-def chat(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
-    return _passthrough("chat", lambda client: client.chat.complete, arguments, deadline)
+def chat(arguments: dict[str, Any], deadline: Deadline, upstream: str = MISTRAL) -> UpstreamAnswer:
+    return _passthrough("chat", lambda client: client.chat.complete, arguments, deadline, upstream)
 
 
-def fim(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
-    return _passthrough("fim", lambda client: client.fim.complete, arguments, deadline)
+def fim(arguments: dict[str, Any], deadline: Deadline, upstream: str = MISTRAL) -> UpstreamAnswer:
+    return _passthrough("fim", lambda client: client.fim.complete, arguments, deadline, upstream)
 
 
 def embeddings(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
@@ -130,12 +140,14 @@ class UpstreamStream:
             self.response.close()
 
 
-def open_stream(operation: str, arguments: dict[str, Any], deadline: Deadline, idle_timeout_ms: int) -> UpstreamStream:
+def open_stream(
+    operation: str, arguments: dict[str, Any], deadline: Deadline, idle_timeout_ms: int, upstream: str = MISTRAL
+) -> UpstreamStream:
     """Open a streamed chat or FIM answer under the retry policy: everything before Mistral's 200 is retried
     and mapped like a plain call; once this returns, the caller forwards the body and failures are in-band.
     The SDK builds, authenticates and checks the request; its parsed events are not used, so Mistral's bytes
     pass through untouched."""
-    client = _sdk()
+    client = _sdk(upstream)
     method = client.chat.stream if operation == "chat" else client.fim.stream
 
     def attempt(timeout_ms: int) -> UpstreamStream:
@@ -143,25 +155,30 @@ def open_stream(operation: str, arguments: dict[str, Any], deadline: Deadline, i
         events = method(**arguments, timeout_ms=min(timeout_ms, idle_timeout_ms))
         return UpstreamStream(events.response)
 
-    return call(attempt, deadline, operation=f"{operation}.stream")
+    return call(attempt, deadline, operation=f"{operation}.stream", upstream=upstream)
 
 
-def stream_failed(kind: str) -> None:
+def stream_failed(kind: str, upstream: str = MISTRAL) -> None:
     """A stream that broke after Mistral's 200 (cut, idle too long): counted like a failed attempt."""
-    _attempt_failed(kind)
+    _attempt_failed(kind, breaker(upstream))
 
 
 def _passthrough(
-    operation: str, method_of: Callable[[Any], Callable[..., Any]], arguments: dict[str, Any], deadline: Deadline
+    operation: str,
+    method_of: Callable[[Any], Callable[..., Any]],
+    arguments: dict[str, Any],
+    deadline: Deadline,
+    upstream: str = MISTRAL,
 ) -> UpstreamAnswer:
     """One SDK method under the retry policy, answering with Mistral's raw bytes (the SDK still parses them)."""
-    method = method_of(_sdk())  # built (and imported) before the clock starts: UpstreamLatency is Mistral's only
+    # Built (and imported) before the clock starts: UpstreamLatency is the upstream's time only.
+    method = method_of(_sdk(upstream))
 
     def attempt(timeout_ms: int) -> UpstreamAnswer:
         method(**arguments, timeout_ms=timeout_ms)
         return _raw_answer()
 
-    return call(attempt, deadline, operation=operation)
+    return call(attempt, deadline, operation=operation, upstream=upstream)
 
 
 def _raw_answer() -> UpstreamAnswer:
@@ -173,13 +190,13 @@ def _raw_answer() -> UpstreamAnswer:
     return UpstreamAnswer(body=body, data=data)
 
 
-def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> T:
+def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, upstream: str = MISTRAL) -> T:
     """Run `attempt(timeout_ms)` under the retry policy; raise a GatewayError when it cannot succeed."""
     import httpx2
     from mistralai.client import errors as sdk_errors
 
     config = settings()
-    circuit = breaker()
+    circuit = breaker(upstream)
     attempts = 0
     refreshed_key = False
     while True:
@@ -201,7 +218,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
             return result
         except (sdk_errors.ResponseValidationError, ValueError, UpstreamError):
             # An answer that is not JSON, or not the shape the SDK (or _raw_answer) expects.
-            _attempt_failed("garbage")
+            _attempt_failed("garbage", circuit)
             raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
         except sdk_errors.MistralError as error:
             status = error.status_code
@@ -211,10 +228,10 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
                 refreshed_key = True
                 attempts -= 1
                 logger.warning("Mistral rejected the API key; re-reading the secret once")
-                secret.mistral_api_key(refresh=True)
+                _key_reader(upstream)(refresh=True)
                 continue
             if status not in RETRYABLE_STATUSES:
-                raise _rejected(error, status) from None
+                raise _rejected(error, status, circuit) from None
             if status == 429:
                 retry_after_ms = _retry_after_ms(error.headers)
             failure: GatewayError = _final_error(error, status, retry_after_ms)
@@ -229,7 +246,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str) -> 
             circuit.settle()  # never leave a half-open trial slot taken
             raise
 
-        _attempt_failed(kind)
+        _attempt_failed(kind, circuit)
         wait_ms = _backoff_ms(attempts, retry_after_ms)
         if attempts >= config.upstream_max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
             raise failure
@@ -262,9 +279,9 @@ def _final_error(error: Any, status: int, retry_after_ms: float | None) -> Gatew
     return UpstreamError(f"Mistral failed with status {status}.")
 
 
-def _rejected(error: Any, status: int) -> GatewayError:
+def _rejected(error: Any, status: int, circuit: CircuitBreaker) -> GatewayError:
     """Mistral refused the request itself: relay its status and body (never cached)."""
-    _attempt_failed("auth" if status in (401, 403) else "rejected")
+    _attempt_failed("auth" if status in (401, 403) else "rejected", circuit)
     if status in (401, 403):
         logger.error("Mistral rejects the gateway's API key; update the secret", extra={"status": status})
         return UpstreamError("The gateway's Mistral credentials were rejected.")
@@ -275,10 +292,11 @@ def _rejected(error: Any, status: int) -> GatewayError:
     return UpstreamRejected(status, body, "Mistral rejected the request.")
 
 
-def _attempt_failed(kind: str) -> None:
-    """Count a failed attempt and tell the circuit breaker (which decides which kinds mean Mistral is down)."""
+def _attempt_failed(kind: str, circuit: CircuitBreaker) -> None:
+    """Count a failed attempt and tell the upstream's circuit breaker (which decides which kinds mean the
+    upstream is down)."""
     _error_metric(kind)
-    breaker().record(kind)
+    circuit.record(kind)
 
 
 def _error_metric(kind: str) -> None:
