@@ -1,0 +1,94 @@
+"""The one retry policy (upstream.call) against scripted attempts: no network, no real waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from mistralai.client import errors as sdk_errors
+
+from mistral_gateway import upstream
+from mistral_gateway.deadline import Deadline
+from mistral_gateway.errors import RateLimited, UpstreamError, UpstreamRejected, UpstreamTimeout
+
+REQUEST = httpx2.Request("POST", "http://mistral.invalid/v1/chat/completions")
+
+
+@pytest.fixture(autouse=True)
+def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """Backoff pauses are recorded instead of slept; jitter is its upper bound; circuits start closed."""
+    from mistral_gateway.observability import metrics
+
+    pauses: list[float] = []
+    monkeypatch.setattr(upstream.time, "sleep", pauses.append)
+    monkeypatch.setattr(upstream.random, "uniform", lambda low, high: high)
+    upstream.reset()
+    yield pauses
+    upstream.reset()
+    metrics.clear_metrics()
+
+
+def status(code: int, **headers: str) -> sdk_errors.SDKError:
+    return sdk_errors.SDKError("API error occurred", httpx2.Response(code, headers=headers, request=REQUEST))
+
+
+def scripted(*outcomes: Any) -> tuple[Callable[[int], str], list[int]]:
+    """An attempt that raises (or returns) the next outcome; records the timeout each attempt was given."""
+    timeouts: list[int] = []
+    remaining = list(outcomes)
+
+    def attempt(timeout_ms: int) -> str:
+        timeouts.append(timeout_ms)
+        outcome = remaining.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return str(outcome)
+
+    return attempt, timeouts
+
+
+def call(attempt: Callable[[int], str], budget_ms: int = 20_000) -> str:
+    return upstream.call(attempt, Deadline.start(budget_ms), operation="test")
+
+
+def test_5xx_and_connection_errors_are_retried_with_growing_backoff(waits: list[float]) -> None:
+    attempt, timeouts = scripted(status(503), httpx2.ConnectError("refused"), "answer")
+    assert call(attempt) == "answer"
+    assert waits == [0.2, 0.4] and len(timeouts) == 3
+
+
+def test_retry_after_is_honoured_when_it_fits_the_deadline(waits: list[float]) -> None:
+    attempt, _ = scripted(status(429, **{"retry-after": "2"}), "answer")
+    assert call(attempt) == "answer" and waits == [2.0]
+
+
+def test_a_retry_after_that_does_not_fit_is_a_429_at_once(waits: list[float]) -> None:
+    attempt, timeouts = scripted(status(429, **{"retry-after": "60"}))
+    with pytest.raises(RateLimited) as limited:
+        call(attempt)
+    assert limited.value.headers["Retry-After"] == "60" and waits == [] and len(timeouts) == 1
+
+
+def test_attempts_stop_at_the_configured_maximum(waits: list[float]) -> None:
+    attempt, timeouts = scripted(*[status(500)] * 5)
+    with pytest.raises(UpstreamError):
+        call(attempt)
+    assert len(timeouts) == 3  # UPSTREAM_MAX_ATTEMPTS from the template
+
+
+def test_every_attempt_fits_the_time_left(waits: list[float]) -> None:
+    attempt, timeouts = scripted(httpx2.ReadTimeout("slow"), "answer")
+    assert call(attempt, budget_ms=5_000) == "answer"
+    assert all(timeout <= 5_000 for timeout in timeouts)
+    with pytest.raises(UpstreamTimeout):
+        call(scripted("never asked")[0], budget_ms=100)  # less than one attempt can use: no attempt at all
+
+
+def test_the_callers_own_4xx_is_relayed_once_and_never_retried(waits: list[float]) -> None:
+    attempt, timeouts = scripted(status(400))
+    with pytest.raises(UpstreamRejected) as rejected:
+        call(attempt)
+    assert rejected.value.status == 400 and len(timeouts) == 1 and waits == []
+    assert upstream.breaker().state == "closed"
