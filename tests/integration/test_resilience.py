@@ -288,7 +288,8 @@ def test_a_dead_leaders_lease_does_not_hang_anyone(gateway, emulator, chat_body,
 
     body = chat_body("the leader died")
     key = cache_key("chat", cache_scope(None), canonical_chat(body))
-    lease, _ = response_cache().claim(key, lease_seconds=0.5)  # a leader that will never store or release
+    # A leader that will never store or release (2 s: long enough that a loaded machine still finds it live)
+    lease, _ = response_cache().claim(key, lease_seconds=2.0)
     assert lease is not None
     response = gateway.chat(body)
     assert response.status == 200 and response.header("X-Cache") == "MISS"
