@@ -265,3 +265,17 @@ def test_the_served_line_and_metrics_come_when_the_stream_ends(client, emulator,
     assert line["correlation_id"]  # API Gateway's request id, handed over in x-amzn-request-context
     emitted = sum_emf_metrics(capsys.readouterr().out)
     assert {"TimeToFirstToken", "StreamDuration", "CacheMiss", "PromptTokens"} <= set(emitted)
+
+
+def test_a_stream_that_reaches_the_cap_ends_with_an_error_event(client, emulator, gateway, monkeypatch) -> None:
+    from mistral_gateway.config import settings
+
+    # Given a 1.5 s cap and an answer that takes about 2.5 s to write
+    monkeypatch.setenv("STREAM_MAX_MS", "1500")
+    settings.cache_clear()
+    emulator.script(Fault(chunk_delay=0.2))
+    _, raw = read_all(client, "longer than the cap allows")
+    events = data_events(raw)
+    assert "[DONE]" not in events and "time limit" in json.loads(events[-1])["message"]
+    wait_for(lambda: served_lines(gateway))
+    assert served_lines(gateway)[0]["stream_ended"] == "too_long" and served_lines(gateway)[0]["stored"] is False
