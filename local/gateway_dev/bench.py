@@ -8,9 +8,11 @@ so the numbers carry over from one laptop to another: what the gateway adds, not
 - Cold starts run in fresh processes that import the handler module the way Lambda does (no dev tooling).
 - Warm figures invoke the handler in this process with API Gateway proxy events, alternating with the floor.
 - Only the layer build (figure 6) reaches PyPI; without it the layer is reported as 'not measured'.
+- Streaming (figures 9 to 11: first event of a streamed miss, a replayed stream, the streaming function's cold
+  start) lives in gateway_dev.bench_stream.
 
 Prints one table, writes docs/benchmarks.md and keeps the raw numbers in .bench/results.json.
-Run with `python -m gateway_dev.bench` (about a minute on two cores; the target is under three).
+Run with `python -m gateway_dev.bench` (about two minutes on two cores; the target is under three).
 """
 
 from __future__ import annotations
@@ -1121,6 +1123,7 @@ class Run:
     cost: Costs
     sizing: list[dict[str, float]]
     rows: list[Row]
+    streaming: Any = None  # gateway_dev.bench_stream.StreamFigures
 
 
 def machine() -> dict[str, Any]:
@@ -1202,6 +1205,7 @@ def results_json(run: Run) -> dict[str, Any]:
             "secret_reads_per_warm_container_month_usd": run.cost.secret_per_container_month,
         },
         "memory_sizing": run.sizing,
+        "streaming": bench_stream().results(run.streaming),
         "table": [{**row.__dict__, "verdict": row.verdict} for row in run.rows],
     }
 
@@ -1213,6 +1217,9 @@ def markdown(run: Run, table: str) -> str:
         doc_method(run),
         doc_cold(run),
         doc_warm(run),
+        bench_stream().doc_section(
+            run.streaming, median_of(run.cold.hit, "total_ms"), median_of(run.cold.floor, "total_ms")
+        ),
         doc_memory_and_layer(run),
         doc_costs(run),
         doc_decisions(run),
@@ -1245,6 +1252,8 @@ IN_THE_WAY = {
     "OpenTelemetry and its workflow encoders (~130 ms) even when unused, which only the SDK can change. The X-Ray "
     "SDK (~150 ms, its recorder builds botocore clients) now loads only for sampled invocations; a sampled cold "
     "miss pays it.",
+    "9. Streamed miss": "See 'Where the time goes' under Streaming: each step of the first event is measured "
+    "there, the SDK's opening of Mistral's stream and the cache lookup first.",
     "4. Warm miss": "The single-flight lease is one conditional UpdateItem per miss (see the row with it off: "
     "well within the target). It is kept on by default: one duplicated Mistral call costs more than thousands "
     "of those writes, and the gap is a few milliseconds against answers that take seconds.",
@@ -1316,6 +1325,7 @@ start here is a fresh process with bytecode on disk, as Lambda's runtime has for
    `make serve` and the tests' `http_gateway` run it, with a caller key) versus the same SDK straight at the
    emulator; {HTTP_ITERATIONS} calls each, alternating. Everything (server, moto, emulator, client) shares one
    process and its GIL, so this shows the shape, not production latency.
+9. to 11. **Streaming**: see [Streaming](#streaming-figures-9-to-11) below.
 """
 
 
@@ -1611,6 +1621,7 @@ def measure() -> Run:
         mixed = mixed_load(stack)
         progress("the SDK through the local HTTP gateway and straight to the emulator")
         http = over_http(stack)
+        streaming = bench_stream().measure(stack)
     finally:
         stack.stop()
     cost = costs(stack.memory_mb, cold, hit, miss)
@@ -1622,12 +1633,20 @@ def measure() -> Run:
         layer_row(layer),
         *cost_rows(cost),
         *http_rows(http),
+        *bench_stream().rows(streaming),
     ]
     seconds = time.perf_counter() - started
     return Run(
         started_at, seconds, machine(), stack.memory_mb, cold, hit, miss, miss_no_lease, mixed, layer, http, cost,
-        sizing, rows,
+        sizing, rows, streaming=streaming,
     )  # fmt: skip
+
+
+def bench_stream() -> Any:
+    """The streaming figures' module (imported late: it imports this one)."""
+    from gateway_dev import bench_stream as module
+
+    return module
 
 
 def main() -> int:
@@ -1641,4 +1660,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("gateway_dev.bench", sys.modules[__name__])  # one copy for bench_stream to import
     sys.exit(main())

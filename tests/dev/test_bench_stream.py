@@ -1,0 +1,65 @@
+"""The benchmark's streaming figures (gateway_dev.bench_stream) in a fast mode: a few iterations of each, so a
+change that breaks the measurement code shows up in `make test`. Nothing here checks how fast anything is."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from gateway_dev import bench_stream
+from gateway_dev.template import Template
+
+
+def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gateway: str, emulator: Any) -> None:
+    # When the benchmark measures two paced streamed misses through the local HTTP gateway
+    miss = bench_stream.streamed_miss(
+        http_gateway, None, emulator, "smoke", iterations=2, events=12, gap_s=0.01, warmup=0
+    )
+    # Then each answer was forwarded whole (12 events and [DONE]), with a floor sample per request
+    assert miss.events == 13
+    assert len(miss.gateway_first.samples) == len(miss.floor_first.samples) == len(miss.overhead.samples) == 2
+    # And the steps account for the whole first-event time, request by request
+    assert set(miss.phases) == {name for name, _ in bench_stream.PHASES}
+    for i, first in enumerate(miss.gateway_first.samples):
+        assert math.isclose(sum(miss.phases[name].samples[i] for name in miss.phases), first, abs_tol=1e-6)
+    # And the gateway's functions are no longer wrapped afterwards
+    from mistral_gateway import service, streaming
+
+    assert not hasattr(service.look_up, "__wrapped__") and not hasattr(streaming.completion_stream, "__wrapped__")
+    assert emulator.stream_delay == 0.0 and emulator.answer_words == 0
+
+
+def test_a_cached_stream_is_replayed_with_its_original_events(http_gateway: str, emulator: Any) -> None:
+    replay = bench_stream.stream_replay(
+        http_gateway, None, emulator, os.environ["CACHE_TABLE_NAME"], "smoke", iterations=2, events=12, warmup=0
+    )
+    assert replay.events == replay.original_events == 13 and replay.bytes_equal
+    assert len(replay.hit_first.samples) == len(replay.floor_first.samples) == 2
+
+
+def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
+    template: Template, emulator: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from gateway_dev.resources import create_resources
+    from gateway_dev.serve import start_moto
+
+    # Given a moto server the fresh processes can reach, with the template's table and secret
+    moto_url, stop_moto = start_moto()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+        create_resources(template, mistral_api_key=emulator.api_key)
+        env = {**os.environ, "MISTRAL_SERVER_URL": emulator.url}
+        # When one round of cold starts runs (floor, hit, miss)
+        cold = bench_stream.stream_cold_starts(
+            template, env, os.environ["CACHE_TABLE_NAME"], "smoke", runs=1, warmup=False, profile=False,
+            floor_dir=tmp_path,
+        )  # fmt: skip
+    finally:
+        stop_moto()
+    # Then each answered, the hit from the cache and the miss from the emulator
+    assert [(run.status, run.cache) for run in cold.hit] == [(200, "HIT")]
+    assert [(run.status, run.cache) for run in cold.miss] == [(200, "MISS")]
+    assert [run.status for run in cold.floor] == [200]
+    assert all(run.ready_ms <= run.answered_ms for run in cold.floor + cold.hit + cold.miss)
