@@ -1217,9 +1217,7 @@ def markdown(run: Run, table: str) -> str:
         doc_method(run),
         doc_cold(run),
         doc_warm(run),
-        bench_stream().doc_section(
-            run.streaming, median_of(run.cold.hit, "total_ms"), median_of(run.cold.floor, "total_ms")
-        ),
+        bench_stream().doc_section(run.streaming, runs_stats(run.cold.hit).median, runs_stats(run.cold.floor).median),
         doc_memory_and_layer(run),
         doc_costs(run),
         doc_decisions(run),

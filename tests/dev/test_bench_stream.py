@@ -36,7 +36,7 @@ def test_a_cached_stream_is_replayed_with_its_original_events(http_gateway: str,
         http_gateway, None, emulator, os.environ["CACHE_TABLE_NAME"], "smoke", iterations=2, events=12, warmup=0
     )
     assert replay.events == replay.original_events == 13 and replay.bytes_equal
-    assert len(replay.hit_first.samples) == len(replay.floor_first.samples) == 2
+    assert len(replay.hit_first.samples) == len(replay.floor_first.samples) == len(replay.hit_first_kept.samples) == 2
 
 
 def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
