@@ -6,9 +6,9 @@ and the streaming function's cold start, each against a floor measured in the sa
   Where the time goes comes from perf_counter marks around the steps of `streaming.completion_stream`.
 - 10. First event of a cached stream replayed, against a bare Starlette app on the same kind of uvicorn server
   doing one GetItem of the same item and answering the same bytes.
-- 11. The streaming function's cold start: a fresh `python -m uvicorn app:app` process, as the Lambda Web
-  Adapter starts it (`run.sh`), polled on /ready as the adapter does, then one request; against the same
-  command serving a bare Starlette app whose request does one boto3 GetItem.
+- 11. The streaming function's cold start: a fresh process started by `run.sh` (the Lambda Web Adapter's entry
+  point: `python -m uvicorn app:app`), polled on /ready as the adapter does, then one request; against the same
+  launcher serving a bare Starlette app whose request does one boto3 GetItem.
 
 Kept apart from bench.py (called from its `measure()` and its doc writer) so the benchmark can be split later.
 """
@@ -19,6 +19,7 @@ import contextlib
 import functools
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -65,10 +66,11 @@ READY_POLL_S = 0.005  # how often the parent asks /ready, as the Web Adapter's r
 TARGET_TTFT_OVERHEAD_MS = 13.0
 
 STREAM_APP_DIR = ROOT / "functions" / "stream"
+LAUNCHER = STREAM_APP_DIR / "run.sh"
 FLOOR_APP_DIR = BENCH_DIR / "stream-floor"
 
-# The cold-start floor: the least a function behind the Web Adapter that reads this table does. The same
-# command as run.sh starts it; its request does one GetItem (a key from the environment).
+# The cold-start floor: the least a function behind the Web Adapter that reads this table does. run.sh starts
+# it as `app:app` from its own directory; its request does one GetItem (a key from the environment).
 FLOOR_APP = '''"""make bench: the cold-start floor of the streaming function (written by gateway_dev.bench_stream)."""
 import os
 
@@ -473,30 +475,31 @@ def free_port() -> int:
 
 
 def serve_once(
-    app_dir: Path,
-    app: str,
-    env: dict[str, str],
-    body: dict[str, Any],
-    headers: dict[str, str],
-    flags: tuple[str, ...] = (),
+    app_dir: Path, env: dict[str, str], body: dict[str, Any], headers: dict[str, str], **extra: str
 ) -> ServerRun:
-    """Start `python -m uvicorn app` as run.sh does, ask /ready every few ms until it answers (as the Web
-    Adapter's readiness check does), send one request, read its answer to the end, stop the process."""
+    """Start `app_dir`'s `app:app` with run.sh, as the Web Adapter does (the task root as working directory,
+    `python` this interpreter), ask /ready every few ms until it answers (the adapter's readiness check), send
+    one request, read its answer to the end, stop the process."""
     port = free_port()
-    command = [
-        sys.executable, *flags, "-m", "uvicorn", "--app-dir", str(app_dir), "--host", "127.0.0.1",
-        "--port", str(port), "--no-access-log", "--log-level", "warning", app,
-    ]  # fmt: skip
+    launch_env = {
+        **env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "LAMBDA_TASK_ROOT": str(app_dir),
+        "AWS_LWA_PORT": str(port),
+        **extra,
+    }
     client = http_client()
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        process = subprocess.Popen(
+            ["bash", str(LAUNCHER)], cwd=app_dir, env=launch_env, stdout=subprocess.DEVNULL, stderr=errors
+        )
         try:
             ready = wait_ready(port, process, started)
             answer = read_stream(client, f"http://127.0.0.1:{port}{CHAT_PATH}", body, headers)
         except Exception as error:
             errors.seek(0)
-            raise RuntimeError(f"{app} did not answer: {error}\n{errors.read().decode()[-3000:]}") from error
+            raise RuntimeError(f"{app_dir}/app.py did not answer: {error}\n{errors.read().decode()[-3000:]}") from error
         finally:
             process.terminate()
             try:
@@ -591,10 +594,10 @@ def stream_cold_starts(
     headers = adapter_headers(CALLER_ID)
     hit_body = stream_body(f"cold streamed question {nonce}")
     floor_dir.mkdir(parents=True, exist_ok=True)
-    (floor_dir / "floor_app.py").write_text(FLOOR_APP)
+    (floor_dir / "app.py").write_text(FLOOR_APP)
 
-    def stream_app(body: dict[str, Any], flags: tuple[str, ...] = ()) -> ServerRun:
-        return serve_once(STREAM_APP_DIR, "app:app", env, body, headers, flags)
+    def stream_app(body: dict[str, Any], **extra: str) -> ServerRun:
+        return serve_once(STREAM_APP_DIR, env, body, headers, **extra)
 
     before = cache_keys(table, endpoint)
     stored = stream_app(hit_body)  # a miss that stores the answer the hits replay
@@ -606,7 +609,7 @@ def stream_cold_starts(
     for run in range(-1 if warmup else 0, runs):
         progress(f"streaming function cold starts, round {run + 1} of {runs}")
         round_runs = {
-            "floor": serve_once(floor_dir, "floor_app:app", floor_env, {}, headers),
+            "floor": serve_once(floor_dir, floor_env, {}, headers),
             "hit": stream_app(hit_body),
             "miss": stream_app(stream_body(f"cold streamed miss {nonce} {run}")),
         }
@@ -622,7 +625,7 @@ def stream_cold_starts(
         raise RuntimeError("the streaming cold-start floor failed")
     hit_profile = None
     if profile:
-        profiled = stream_app(hit_body, ("-X", "importtime"))
+        profiled = stream_app(hit_body, PYTHONPROFILEIMPORTTIME="1")  # `python -X importtime`
         hit_profile = import_profile(ChildRun(profiled.answered_ms, {}, 0, profiled.stderr))
     return StreamCold(results["floor"], results["hit"], results["miss"], hit_profile, runs=runs)
 
@@ -744,7 +747,7 @@ def rows(figures: StreamFigures) -> list[Row]:
         Row(
             "11. Streaming function cold start, cache hit (spawn to answer)",
             spread(cold_hit),
-            f"{spread(cold_floor)}: uvicorn + bare Starlette app + boto3 GetItem, started the same way",
+            f"{spread(cold_floor)}: run.sh + bare Starlette app + boto3 GetItem",
             f"{cold_hit.median / cold_floor.median:.2f}{X}",
         ),
         Row(
@@ -824,7 +827,7 @@ def doc_section(figures: StreamFigures, buffered_cold_hit_ms: float, buffered_fl
     profile = ""
     if cold.hit_profile is not None:
         profile = (
-            "\nCostliest imports of a cold streamed hit (`python -X importtime -m uvicorn ...`, cumulative, uvicorn's "
+            "\nCostliest imports of a cold streamed hit (`PYTHONPROFILEIMPORTTIME=1`, cumulative, uvicorn's "
             f"own included): {profile_text(significant(cold.hit_profile.top_level))}; inside them: "
             f"{profile_text(significant(cold.hit_profile.inside))}.\n"
         )
@@ -854,12 +857,13 @@ a fresh connection per request on every side. They all share one GIL on a busy t
   {REPLAY_ITERATIONS} times (after {WARMUP_ITERATIONS} uncounted), each followed by the floor: a bare Starlette
   app on the same kind of uvicorn server (`BackgroundServer`) doing one GetItem of the same item and answering
   the same bytes. It stands for the least a replay over this path can do: one HTTP exchange and one DynamoDB read.
-- **11. Cold start.** A fresh `python -m uvicorn --app-dir functions/stream app:app` process per run, the
-  command `run.sh` gives the Web Adapter, with the streaming function's environment from the template; the
-  parent asks `GET /ready` every {READY_POLL_S * 1000:.0f} ms (the adapter's readiness check) and then sends one
-  streamed request with the adapter's headers, read to the end (the emulator unpaced). Timed from spawn. Floor:
-  the same command serving a bare Starlette app (`.bench/stream-floor/floor_app.py`) that creates a boto3 client
-  at import and does one GetItem of the same item per request. {cold.runs} runs each, alternating, after one
+- **11. Cold start.** A fresh process per run started by `functions/stream/run.sh`, the Web Adapter's entry
+  point (`python -m uvicorn app:app`, here with `python` this interpreter and the task root as working
+  directory), with the streaming function's environment from the template; the parent asks `GET /ready` every
+  {READY_POLL_S * 1000:.0f} ms (the adapter's readiness check) and then sends one streamed request with the
+  adapter's headers, read to the end (the emulator unpaced). Timed from spawn. Floor: the same launcher serving
+  a bare Starlette app (`.bench/stream-floor/app.py`) that creates a boto3 client at import and does one GetItem
+  of the same item per request. {cold.runs} runs each, alternating, after one
   uncounted round that writes the bytecode (`.bench/pycache`) and stores the answer the hits replay.
 
 ### 9. First event of a streamed miss
@@ -910,7 +914,7 @@ bare floor's {ms(replay.floor_first_kept.median)}: {kept_text(replay)}
 
 | process, spawn to | /ready answers | first request | answered |
 |---|---|---|---|
-{cold_line("floor: uvicorn + bare Starlette + boto3 GetItem", floor)}
+{cold_line("floor: run.sh + bare Starlette + boto3 GetItem", floor)}
 {cold_line("streaming function, cache hit", hit)}
 {cold_line("streaming function, miss", cold_miss)}
 
