@@ -144,6 +144,7 @@ class BackgroundServer:
 
         self._socket = socket.socket()
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as serve.py: no delayed-ACK stall
         self._socket.bind((host, port))
         self._socket.listen(128)
         self.url = f"http://{host}:{self._socket.getsockname()[1]}"
