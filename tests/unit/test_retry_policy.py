@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,3 +93,19 @@ def test_the_callers_own_4xx_is_relayed_once_and_never_retried(waits: list[float
         call(attempt)
     assert rejected.value.status == 400 and len(timeouts) == 1 and waits == []
     assert upstream.breaker().state == "closed"
+
+
+def test_the_sdk_builds_each_marshalling_model_once_and_still_sends_the_same_body() -> None:
+    from mistralai.client.utils import serializers
+
+    upstream._build_sdk_models_once()
+    upstream._build_sdk_models_once()  # idempotent: never wraps twice
+    from mistralai.client import models
+
+    messages = [{"role": "user", "content": "same body"}]
+    first = serializers.marshal_json(messages, list[models.UserMessage])
+    second = serializers.marshal_json(messages, list[models.UserMessage])
+    assert first == second and json.loads(first) == [{"role": "user", "content": "same body"}]
+    built = serializers.create_model("Marshaller", body=(list[models.UserMessage], ...))
+    assert built is serializers.create_model("Marshaller", body=(list[models.UserMessage], ...))
+    assert serializers.create_model.memoized_by_gateway is True  # type: ignore[attr-defined]
