@@ -60,7 +60,7 @@ def template() -> Template:
 def emulator_server() -> Iterator[Any]:
     from gateway_dev.emulator import MistralEmulator
 
-    server = MistralEmulator(api_key=TEST_MISTRAL_KEY).start()
+    server = MistralEmulator(api_key=TEST_MISTRAL_KEY, accept_any_model=True).start()
     yield server
     server.stop()
 
@@ -69,6 +69,7 @@ def emulator_server() -> Iterator[Any]:
 def emulator(emulator_server: Any) -> Iterator[Any]:
     emulator_server.reset()
     emulator_server.api_key = TEST_MISTRAL_KEY
+    emulator_server.accept_any_model = True  # tests use made-up model names; a test of unknown models flips it
     yield emulator_server
     emulator_server.reset()
 
@@ -231,6 +232,23 @@ def http_gateway(gateway: Gateway, template: Template) -> Iterator[str]:
     server = BackgroundServer(LocalGateway(ApiBridge(template)))
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def keyed_http_gateway(gateway: Gateway, template: Template) -> Iterator[Any]:
+    """Call it with {caller key: key id} to serve the API over HTTP with those keys enforced, as `make serve` does."""
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.bridge import ApiBridge
+
+    servers: list[Any] = []
+
+    def serve(api_keys: dict[str, str]) -> str:
+        servers.append(BackgroundServer(LocalGateway(ApiBridge(template, api_keys=api_keys))))
+        return str(servers[-1].url)
+
+    yield serve
+    for server in servers:
+        server.stop()
 
 
 def chat_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:

@@ -34,6 +34,8 @@ SETTINGS_VARIABLES = {
     "FALLBACK_CHAINS",
     "SELF_HOSTED_SERVER_URL",
     "SELF_HOSTED_SECRET_ID",
+    "ACCOUNT_ENDPOINTS",
+    "CORS_ALLOW_ORIGIN",
 }
 
 
@@ -227,3 +229,61 @@ def test_alarms_cover_errors_latency_circuit_and_throttles_and_notify_the_topic(
         assert alarm["Properties"]["AlarmActions"] == {
             "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
         }
+
+
+# --- what API Gateway gets: the template as SAM translates it (offline, samtranslator) -------------------
+
+
+@pytest.fixture(scope="module")
+def translated(template: Template) -> dict[str, Any]:
+    return template.translated()
+
+
+def _paths(translated: dict[str, Any]) -> dict[str, Any]:
+    return dict(translated["Resources"]["GatewayApi"]["Properties"]["Body"]["paths"])
+
+
+def test_every_path_answers_a_preflight_without_a_key(translated: dict[str, Any]) -> None:
+    from mistral_gateway.cors import allowed_request_headers
+
+    paths = _paths(translated)
+    assert "/v1/{proxy+}" in paths and "/v1/models/{model_id}" in paths
+    for path, operations in paths.items():
+        preflight = operations["options"]
+        assert preflight["x-amazon-apigateway-integration"]["type"] == "mock", path
+        assert not preflight.get("security"), f"{path}: a preflight carries no key, so it must not need one"
+        headers = preflight["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${CorsAllowOrigin}'"}
+        allowed = headers["method.response.header.Access-Control-Allow-Headers"].strip("'").split(",")
+        assert sorted(allowed) == allowed_request_headers()  # the function's CORSConfig allows the same
+        methods = set(headers["method.response.header.Access-Control-Allow-Methods"].strip("'").split(","))
+        assert {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} <= methods
+
+
+def test_the_proxy_route_takes_every_method_behind_the_key_and_exact_routes_stay(translated: dict[str, Any]) -> None:
+    paths = _paths(translated)
+    assert set(paths["/v1/{proxy+}"]) == {"get", "post", "put", "patch", "delete", "options"}
+    for method in ("get", "post", "put", "patch", "delete"):
+        assert paths["/v1/{proxy+}"][method]["security"], method  # authorizer and API key
+    assert set(paths["/v1/chat/completions"]) == {"post", "options"}
+
+
+def test_uploads_and_downloads_are_binary_and_gateway_errors_carry_cors(translated: dict[str, Any]) -> None:
+    body = translated["Resources"]["GatewayApi"]["Properties"]["Body"]
+    assert {"multipart/form-data", "application/octet-stream", "audio/*"} <= set(
+        body["x-amazon-apigateway-binary-media-types"]
+    )
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        headers = body["x-amazon-apigateway-gateway-responses"][kind]["responseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${CorsAllowOrigin}'"}
+
+
+def test_account_endpoints_are_off_unless_the_operator_says_so(template: Template) -> None:
+    spec = template.document["Parameters"]["EnableAccountEndpoints"]
+    assert spec["Default"] == "false" and "Off by default" in spec["Description"]
+    assert "read or delete what another caller created" in " ".join(spec["Description"].split())
+    assert template.function_environment("ApiFunction")["ACCOUNT_ENDPOINTS"] == "false"
+    assert (
+        Template(parameters={"EnableAccountEndpoints": "true"}).function_environment("ApiFunction")["ACCOUNT_ENDPOINTS"]
+        == "true"
+    )

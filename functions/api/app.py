@@ -13,14 +13,15 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mistral_gateway import observability, service
+from mistral_gateway import observability, passthrough, relay_http, service
+from mistral_gateway.cors import cors_config
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.health import check_health
 from mistral_gateway.http import GatewayRequest, answer_response, caller_id, error_response, json_response
 from mistral_gateway.observability import logger, metrics
 from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
 
-app = APIGatewayRestResolver()
+app = APIGatewayRestResolver(cors=cors_config())
 
 
 @app.post(
@@ -62,6 +63,12 @@ def models() -> Response[str]:
     return answer_response(service.list_models(**request.context))
 
 
+@app.get("/v1/models/<model_id>", summary="Retrieve a model", tags=["Mistral API"], responses=ERROR_RESPONSES)
+def model(model_id: str) -> Response[str]:
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context, with_body=False)
+    return answer_response(service.retrieve_model(model_id, **request.context))
+
+
 @app.post(
     "/v1/batch/chat/completions",
     summary="Several chat completions in one call",
@@ -72,6 +79,18 @@ def models() -> Response[str]:
 def batch_chat_completions() -> Response[str]:
     request = GatewayRequest.from_event(app.current_event, app.lambda_context)
     return answer_response(service.batch_chat(request.body, **request.completion_context))
+
+
+# Every other Mistral route. A regex group makes it a "dynamic" route for Powertools, tried after the exact
+# routes above and after /v1/models/<model_id> (API Gateway likewise prefers them over /v1/{proxy+}).
+# DELETE /v1/models/{id} (a fine-tuned model of the account) has its own API Gateway resource: it goes the same way.
+@app.route("/v1/(.+)", method=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@app.delete("/v1/models/<model_id>", include_in_schema=False)
+def mistral_passthrough(**_path: str) -> Response[Any]:
+    if _has_own_route(app.current_event.path):
+        raise MethodNotAllowed(f"Method {app.current_event.http_method} is not allowed on {app.current_event.path}.")
+    forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
+    return relay_http.relayed_response(passthrough.handle(forward))
 
 
 @app.get("/health", summary="Whether the secret and the cache table are reachable", tags=["Gateway"])
@@ -103,6 +122,11 @@ def unexpected_error(error: Exception) -> Response:
     # The trace goes to the log for the operator; the caller gets a JSON 500 without it.
     logger.exception("unexpected error")
     return error_response(GatewayError("The gateway failed unexpectedly; the request can be retried."))
+
+
+def _has_own_route(path: str) -> bool:
+    """Whether one of the gateway's exact routes serves `path` (with another method): that is a 405."""
+    return any(route.rule.match(path) for route in app._static_routes)
 
 
 @app.not_found

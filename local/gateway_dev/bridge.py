@@ -127,11 +127,16 @@ class ApiBridge:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         response = self.handle(request)
+        if response.status_code >= 400 and "Access-Control-Allow-Origin" not in response.headers:
+            response.headers.update(self.template.gateway_response_headers())  # as API Gateway's DEFAULT_4XX/5XX
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
         # Like a real stage URL, /<stage>/... works too (SDKs configured with the deployed URL shape).
         path, route = self.route_for(request.method, request.path)
+        if request.method == "OPTIONS" and any(r.pattern.match(path) for r in self.routes):
+            # API Gateway answers preflights itself (the template's Cors: a MOCK method, no key needed).
+            return Response(b"", status=200, headers=self.template.cors_preflight_headers())
         if route is None:
             if any(r.pattern.match(path) for r in self.routes):
                 return _error(405, f"Method {request.method} is not allowed on {path}.")

@@ -27,6 +27,8 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from gateway_dev import emulator_routes
+
 EMBEDDING_DIMENSIONS = 1024
 # Words that lengthen an answer to `answer_words`, so a paced stream lasts long enough to watch.
 FILLER = ["and", "the", "emulator", "keeps", "writing", "one", "word", "at", "a", "time"]
@@ -36,6 +38,8 @@ MODELS: list[dict[str, Any]] = [
     {"id": "mistral-large-latest", "fim": False, "chat": True, "context": 131072},
     {"id": "codestral-latest", "fim": True, "chat": True, "context": 262144},
     {"id": "mistral-embed", "fim": False, "chat": False, "context": 8192},
+    {"id": "mistral-ocr-latest", "fim": False, "chat": False, "context": 16384},
+    {"id": "mistral-moderation-latest", "fim": False, "chat": False, "context": 8192},
 ]
 
 
@@ -55,6 +59,7 @@ class Fault:
     # Holds the stream before its third event until the test sets it: proves what a client got meanwhile.
     gate: threading.Event | None = field(default=None, compare=False)
     stream_error: bool = False  # an error event in place of the third event, then the connection ends
+    content_type: str = "application/json"  # of the garbage body (text/html: a proxy's error page)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class MistralEmulator:
     # Models that always fail with this status (e.g. {"mistral-large-latest": 429}): model fallbacks can be
     # seen locally. `make serve` reads EMULATOR_FAILING_MODELS="model=status,...".
     failing_models: dict[str, int] = field(default_factory=dict)
+    # Mistral answers 400 invalid_model for a model it does not serve; tests that use made-up names relax it.
+    accept_any_model: bool = False
     requests: list[RecordedRequest] = field(default_factory=list)
     _faults: deque[Fault] = field(default_factory=deque)
     _server: BaseWSGIServer | None = None
@@ -166,13 +173,19 @@ class MistralEmulator:
         if failing:
             return _fault_response(Fault(status=failing))
         if fault and fault.garbage:
-            return Response(b"<html>upstream exploded</html>", status=200, content_type="application/json")
+            return Response(b"<html>upstream exploded</html>", status=200, content_type=fault.content_type)
         routes = {
             "/v1/chat/completions": ("POST", self._chat),
             "/v1/fim/completions": ("POST", self._fim),
             "/v1/embeddings": ("POST", self._embeddings),
             "/v1/models": ("GET", self._models),
         }
+        model = payload.get("model") if isinstance(payload, dict) else None
+        if isinstance(model, str) and not self.knows(model):
+            return emulator_routes.invalid_model(model)
+        extra = emulator_routes.dispatch(self, request, payload, raw)
+        if extra is not None:
+            return extra
         if request.path not in routes:
             return _json(404, {"detail": "Not Found"})
         method, handler = routes[request.path]
@@ -181,6 +194,13 @@ class MistralEmulator:
         if payload is ValueError or (method == "POST" and not isinstance(payload, dict)):
             return _error(400, "Invalid JSON body", "invalid_request_error")
         return handler(payload or {}, raw, environ, fault)
+
+    def knows(self, model: str) -> bool:
+        return self.accept_any_model or model.startswith("ft:") or any(card["id"] == model for card in MODELS)
+
+    def chat_answer(self, body: dict[str, Any], raw: bytes) -> Response:
+        """A chat completion for another route's request (agents answer like chat)."""
+        return self._chat(body, raw, {}, None)
 
     # -- endpoints ----------------------------------------------------------------------------------------
     def _chat(self, body: dict[str, Any], raw: bytes, environ: dict[str, Any], fault: Fault | None) -> Response:
@@ -195,10 +215,9 @@ class MistralEmulator:
         assert isinstance(messages, list)
         last_user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {})
         prompt_text = _text(last_user.get("content"))
-        wants_tool = bool(body.get("tools")) and (
-            body.get("tool_choice") in ("any", "required") or "call a tool" in prompt_text
-        )
+        wants_tool = emulator_routes.wants_tool(body, prompt_text)
         content = "Emulated answer to: " + prompt_text[:200]
+        content = emulator_routes.structured_content(body, content) or content
         prompt_tokens = max(1, sum(len(_text(m.get("content")).split()) for m in messages if isinstance(m, dict)))
         return self._completion(body, raw, environ, fault, content, prompt_tokens, wants_tool)
 
@@ -222,7 +241,8 @@ class MistralEmulator:
         wants_tool: bool,
     ) -> Response:
         words = content.split(" ")
-        words += [FILLER[i % len(FILLER)] for i in range(max(0, self.answer_words - len(words)))]
+        if not emulator_routes.is_structured(body):  # filler would break the JSON
+            words += [FILLER[i % len(FILLER)] for i in range(max(0, self.answer_words - len(words)))]
         finish_reason = "stop"
         max_tokens = body.get("max_tokens")
         if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and len(words) > max_tokens:
@@ -230,10 +250,10 @@ class MistralEmulator:
         content = " ".join(words)
         tool_calls = None
         if wants_tool:
-            tool = body["tools"][0].get("function", {}).get("name", "tool")
+            tool, arguments = emulator_routes.tool_call(body)
             call_id = hashlib.sha256(raw).hexdigest()[:9]
             tool_calls = [
-                {"id": call_id, "type": "function", "function": {"name": tool, "arguments": "{}"}, "index": 0}
+                {"id": call_id, "type": "function", "function": {"name": tool, "arguments": arguments}, "index": 0}
             ]
             content, finish_reason = "", "tool_calls"
         completion_tokens = len(content.split()) if content else 1
@@ -289,7 +309,10 @@ class MistralEmulator:
         )
 
     def _models(self, body: dict[str, Any], raw: bytes, environ: dict[str, Any], fault: Fault | None) -> Response:
-        cards = [
+        return _json(200, {"object": "list", "data": self.model_cards()})
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        return [
             {
                 "id": model["id"],
                 "object": "model",
@@ -313,7 +336,6 @@ class MistralEmulator:
             }
             for model in MODELS
         ]
-        return _json(200, {"object": "list", "data": cards})
 
 
 def embedding(text: str) -> list[float]:

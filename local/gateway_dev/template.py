@@ -163,6 +163,23 @@ class Template:
         module, _, attribute = str(location).partition(":")
         return self.path.parent / str(resource["Properties"]["CodeUri"]), module, attribute
 
+    def cors_preflight_headers(self, api: str = "GatewayApi") -> dict[str, str]:
+        """What API Gateway's MOCK OPTIONS method answers, from the Api's Cors property (values are quoted)."""
+        cors = self.properties(api).get("Cors") or {}
+        names = {
+            "AllowOrigin": "Access-Control-Allow-Origin",
+            "AllowHeaders": "Access-Control-Allow-Headers",
+            "AllowMethods": "Access-Control-Allow-Methods",
+            "MaxAge": "Access-Control-Max-Age",
+        }
+        return {header: str(cors[key]).strip("'") for key, header in names.items() if key in cors}
+
+    def gateway_response_headers(self, api: str = "GatewayApi", kind: str = "DEFAULT_4XX") -> dict[str, str]:
+        """The headers API Gateway adds to its own errors (GatewayResponses), e.g. Access-Control-Allow-Origin."""
+        responses = self.properties(api).get("GatewayResponses") or {}
+        headers = (responses.get(kind, {}).get("ResponseParameters") or {}).get("Headers") or {}
+        return {name: str(value).strip("'") for name, value in headers.items()}
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """Globals' variables overlaid with the function's own, resolved (what Lambda would set)."""
         merged: dict[str, Any] = {}

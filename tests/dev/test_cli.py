@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +13,9 @@ CALLER_KEY = "cli-caller-key-secret-123"
 
 
 @pytest.fixture
-def guarded_gateway(gateway: Any, template: Any) -> Iterator[str]:
+def guarded_gateway(keyed_http_gateway: Any) -> str:
     """The API over HTTP with caller keys enforced, as `make serve` runs it."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
-
-    server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={CALLER_KEY: "cli-caller"})))
-    yield server.url
-    server.stop()
+    return str(keyed_http_gateway({CALLER_KEY: "cli-caller"}))
 
 
 def run_cli(url: str, *lines: str, key: str = CALLER_KEY, extra: tuple[str, ...] = ()) -> str:

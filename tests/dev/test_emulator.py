@@ -19,7 +19,7 @@ KEY = "emulator-test-key"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MistralEmulator]:
-    with MistralEmulator(api_key=KEY) as emulator:
+    with MistralEmulator(api_key=KEY, accept_any_model=True) as emulator:
         yield emulator
 
 

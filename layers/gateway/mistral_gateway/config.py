@@ -93,6 +93,10 @@ class Settings:
     fallback_chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     self_hosted_url: str = ""
     self_hosted_secret_id: str = ""  # empty: the server takes no key (e.g. on a private network)
+    # Mistral's account routes (files, batch jobs, agents...) shared by every caller: off unless enabled.
+    account_endpoints: bool = False
+    # Access-Control-Allow-Origin for browsers (the template's CorsAllowOrigin).
+    cors_allow_origin: str = "*"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -126,6 +130,8 @@ class Settings:
             fallback_chains=_chains("FALLBACK_CHAINS"),
             self_hosted_url=os.environ.get("SELF_HOSTED_SERVER_URL", "").strip().rstrip("/"),
             self_hosted_secret_id=os.environ.get("SELF_HOSTED_SECRET_ID", "").strip(),
+            account_endpoints=_bool("ACCOUNT_ENDPOINTS", False),
+            cors_allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "").strip() or "*",
         )
 
 

@@ -51,6 +51,7 @@ TIME_TO_FIRST_TOKEN = "TimeToFirstToken"  # streamed misses: request start to Mi
 STREAM_DURATION = "StreamDuration"
 STREAMS_ENDED_EARLY = "StreamsEndedEarly"  # cut, idle, too long or the caller hung up: nothing stored
 MODEL_FALLBACKS = "ModelFallbacks"  # by from, to and reason (all from the operator's chains, never the caller)
+PASSTHROUGH_REQUESTS = "PassThroughRequests"  # by `policy`: cached, passed, account
 
 EMITTED_METRICS = frozenset(
     {
@@ -83,6 +84,7 @@ EMITTED_METRICS = frozenset(
         STREAM_DURATION,
         STREAMS_ENDED_EARLY,
         MODEL_FALLBACKS,
+        PASSTHROUGH_REQUESTS,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )

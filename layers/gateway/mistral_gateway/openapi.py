@@ -59,10 +59,27 @@ def document(app: Any, server_url: str) -> dict[str, Any]:
     )
     spec: dict[str, Any] = json.loads(schema)
     _add_request_bodies(spec)
+    _add_passthrough(spec)
     for path in ("/health",):  # public routes need no caller key
         for operation in spec["paths"].get(path, {}).values():
             operation["security"] = []
     return spec
+
+
+def _add_passthrough(spec: dict[str, Any]) -> None:
+    """The catch-all route (a regex to Powertools, `/v1/{proxy+}` to API Gateway), documented by hand."""
+    from mistral_gateway.routes_policy import ROUTES
+
+    table = "; ".join(f"`/v1/{rule.prefix}`: {rule.policy.value}" for rule in ROUTES)
+    operation = {
+        "summary": "Every other Mistral route",
+        "tags": ["Mistral API"],
+        "description": "Relayed to Mistral with the gateway's key; Mistral's status and body come back as sent. "
+        f"Per route: {table}; any other route: off by default (403, see EnableAccountEndpoints).",
+        "parameters": [{"name": "proxy+", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "Mistral's answer"}, **{str(k): v for k, v in ERROR_RESPONSES.items()}},
+    }
+    spec["paths"]["/v1/{proxy+}"] = {method: operation for method in ("get", "post", "put", "patch", "delete")}
 
 
 def _add_request_bodies(spec: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import (
     GatewayError,
     InvalidRequest,
+    NotFound,
     RateLimited,
     RequestValidationFailed,
     ServiceUnavailable,
@@ -183,6 +184,28 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     listing = json.loads(answer.body)
     listing["data"] = [card for card in listing.get("data", []) if card.get("id") in allowed]
     return _replace_body(answer, json.dumps(listing))
+
+
+def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
+    """One model card (`GET /v1/models/{id}`), cached briefly like the list; a model off the allow-list is 404,
+    as Mistral answers for a model it does not know."""
+    allowed = settings().allowed_models
+    if allowed and model_id not in allowed:
+        raise NotFound(f"Model not found: {model_id}", param="model_id", code="model_not_found")
+
+    def fetch() -> Fetched:
+        from mistral_gateway import passthrough
+
+        card = passthrough.Forward("GET", f"models/{model_id}", "", {}, None, None, control, deadline)
+        relayed = passthrough.relay(card)
+        if relayed.status >= 400:
+            raise passthrough.RelayedRejection(relayed)
+        passthrough.json_object(relayed)
+        return Fetched(relayed.body, {}, complete=True)
+
+    shared = CacheControl(read=control.read, store=control.store, max_age=control.max_age or MODELS_TTL_SECONDS)
+    key = {"path": f"/v1/models/{model_id}"}
+    return through_cache("models", key, None, shared, lambda: fetch, deadline, scope="shared")
 
 
 def batch_chat(

@@ -13,6 +13,7 @@ import contextlib
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,6 +124,30 @@ def breaker(upstream: str = MISTRAL) -> CircuitBreaker:
     return CircuitBreaker(config.circuit_failure_threshold, config.circuit_cooldown_seconds)
 
 
+class StatusFailure(Exception):
+    """A non-2xx answer to a call made without the SDK (the pass-through): what call() reads of the SDK's
+    MistralError (status_code, headers, body), so both kinds of call share one retry policy."""
+
+    def __init__(self, status_code: int, headers: Any, body: bytes) -> None:
+        super().__init__(f"Mistral answered {status_code}")
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+
+def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(unreadable answer, refused or failed status) exception types. The SDK's own are added only when the SDK
+    is already loaded: the pass-through never imports it (~200 ms of cold start)."""
+    unreadable: tuple[type[BaseException], ...] = (ValueError, UpstreamError)
+    statuses: tuple[type[BaseException], ...] = (StatusFailure,)
+    if "mistralai.client" in sys.modules:
+        from mistralai.client import errors as sdk_errors
+
+        unreadable += (sdk_errors.ResponseValidationError,)
+        statuses += (sdk_errors.MistralError,)
+    return unreadable, statuses
+
+
 def reset() -> None:
     """Drop the container's SDK client and circuit state (tests change the upstream between cases)."""
     _sdk.cache_clear()
@@ -221,8 +246,8 @@ def _raw_answer() -> UpstreamAnswer:
 def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, upstream: str = MISTRAL) -> T:
     """Run `attempt(timeout_ms)` under the retry policy; raise a GatewayError when it cannot succeed."""
     import httpx2
-    from mistralai.client import errors as sdk_errors
 
+    unreadable_errors, status_errors = _error_types()
     config = settings()
     circuit = breaker(upstream)
     attempts = 0
@@ -244,12 +269,12 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
             observability.milliseconds(observability.UPSTREAM_LATENCY, (time.perf_counter() - started) * 1000)
             circuit.succeeded()
             return result
-        except (sdk_errors.ResponseValidationError, ValueError, UpstreamError):
+        except unreadable_errors:
             # An answer that is not JSON, or not the shape the SDK (or _raw_answer) expects.
             _attempt_failed("garbage", circuit)
             raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
-        except sdk_errors.MistralError as error:
-            status = error.status_code
+        except status_errors as error:
+            status = error.status_code  # type: ignore[attr-defined]
             if status == 401 and not refreshed_key:
                 # The key may have been rotated: re-read it once, try once more.
                 circuit.settle()  # Mistral answered: it is up
@@ -261,7 +286,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
             if status not in RETRYABLE_STATUSES:
                 raise _rejected(error, status, circuit) from None
             if status == 429:
-                retry_after_ms = _retry_after_ms(error.headers)
+                retry_after_ms = _retry_after_ms(error.headers)  # type: ignore[attr-defined]
             failure: GatewayError = _final_error(error, status, retry_after_ms)
             kind = "rate_limited" if status == 429 else "server_error"
         except httpx2.TimeoutException:
@@ -308,7 +333,11 @@ def _final_error(error: Any, status: int, retry_after_ms: float | None) -> Gatew
 
 
 def _rejected(error: Any, status: int, circuit: CircuitBreaker) -> GatewayError:
-    """Mistral refused the request itself: relay its status and body (never cached)."""
+    """Mistral refused the request itself: relay its status and body (never cached). Only a 4xx is a refusal: any
+    other status left here (a 2xx the SDK could not read, e.g. an HTML page; a 3xx; a 501) is Mistral failing."""
+    if not 400 <= status < 500:
+        _attempt_failed("garbage", circuit)
+        return UpstreamError(f"Mistral answered with status {status} and a body the gateway could not read.")
     _attempt_failed("auth" if status in (401, 403) else "rejected", circuit)
     if status in (401, 403):
         logger.error("Mistral rejects the gateway's API key; update the secret", extra={"status": status})

@@ -1,0 +1,217 @@
+"""Every Mistral route without a handler of its own: checked against routes_policy, then cached or relayed.
+
+Transport-agnostic on purpose: `handle(Forward)` takes what any front end can build (an API Gateway event here,
+an ASGI request in a streaming function later) and gives back a `Relayed` answer with raw bytes. Mistral is
+called with httpx2 directly, not through the SDK: the SDK has no method for most of these routes, and its
+import (~200 ms) would land on cold starts that do not need it. Calls share upstream.call's retry policy,
+deadline, circuit breaker, metrics and X-Ray subsegment with the SDK's calls.
+
+What Mistral answers is relayed byte for byte when it is a 2xx the gateway can read or a 4xx (Mistral refusing
+the request). Anything else (5xx after retries, 3xx, a 2xx HTML page or a JSON type that does not parse) is a
+502 and is never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from urllib.parse import quote
+
+from mistral_gateway import economics, observability, routes_policy, secret
+from mistral_gateway.config import settings
+from mistral_gateway.deadline import Deadline
+from mistral_gateway.errors import Forbidden, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
+from mistral_gateway.http import CacheControl, parse_json_body
+from mistral_gateway.observability import logger
+from mistral_gateway.routes_policy import Policy
+
+# Caller headers Mistral needs to read the body and shape the answer; nothing else is forwarded (the caller's
+# key, cookies and proxies' headers stay here).
+FORWARDED_HEADERS = ("content-type", "accept", "accept-language")
+# Mistral's answer headers worth relaying (its rate-limit headers describe the gateway's key, not the caller's).
+RELAYED_HEADERS = ("content-disposition",)
+_TEXT_TYPES = re.compile(r"^\s*(application/([\w.+-]+\+)?json|text/event-stream|text/plain)", re.IGNORECASE)
+_JSON_TYPE = re.compile(r"^\s*application/([\w.+-]+\+)?json", re.IGNORECASE)
+
+
+class AccountEndpointsDisabled(Forbidden):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} is one of Mistral's account endpoints, which this gateway keeps off: every caller shares the "
+            "gateway's one Mistral account, so one caller could read or delete what another created. An operator "
+            "can turn them on with the template parameter EnableAccountEndpoints=true (ACCOUNT_ENDPOINTS=true).",
+            code="account_endpoints_disabled",
+        )
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One caller request for Mistral, however it arrived."""
+
+    method: str
+    subpath: str  # the path after /v1/, e.g. "ocr" or "files/abc/content"
+    query: str  # the raw query string, without "?"
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes | None
+    caller: str | None
+    control: CacheControl
+    deadline: Deadline
+
+
+@dataclass(frozen=True)
+class Relayed:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_text(self) -> bool:
+        return bool(_TEXT_TYPES.match(self.content_type))
+
+
+def handle(request: Forward) -> Relayed:
+    """Apply the route's policy: 403 (account routes, unless enabled), the cache, or a plain relay."""
+    rule = routes_policy.rule_for(request.method, request.subpath)
+    logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
+    observability.count_by(observability.PASSTHROUGH_REQUESTS, "policy", rule.policy.name.lower())
+    if rule.policy is Policy.ACCOUNT and not settings().account_endpoints:
+        path = f"/v1/{request.subpath.strip('/')}"
+        if rule is routes_policy.UNLISTED:
+            raise NotFound(
+                f"No route for {request.method} {path}. If it is one of Mistral's account endpoints, an operator "
+                "can pass those through with the template parameter EnableAccountEndpoints=true.",
+                code="account_endpoints_disabled",
+            )
+        raise AccountEndpointsDisabled(path)
+    if rule.policy is Policy.CACHED:
+        return cached_inference(rule.prefix, request)
+    return relay(request)
+
+
+def cached_inference(kind: str, request: Forward) -> Relayed:
+    """OCR, moderations, classifications: the cache flow of chat, keyed on the canonical JSON body.
+
+    A document or image given by http(s) URL is not cached (X-Cache: BYPASS): what is behind a URL can change,
+    and fetching it here to hash it would double the download inside the 29 s limit. Inline (data: URI) and
+    uploaded (file_id) documents are content-addressed, so they are cached.
+    """
+    from mistral_gateway import service
+
+    body = parse_json_body(request.body, request.headers.get("content-type"), max_bytes=settings().max_body_bytes)
+    service.check_model(body)
+    control = request.control
+    if references_remote_content(body):
+        logger.append_keys(cache_skipped="remote_url")
+        control = CacheControl(read=False, store=False)
+
+    def prepare() -> service.Fetch:
+        def fetch() -> service.Fetched:
+            relayed = relay(request)
+            if relayed.status >= 400:
+                raise RelayedRejection(relayed)
+            data = json_object(relayed)
+            return service.Fetched(relayed.body, _usage(data), complete=True)
+
+        return fetch
+
+    canonical = {key: value for key, value in body.items() if value is not None}
+    answer = service.through_cache(f"v1/{kind}", canonical, request.caller, control, prepare, request.deadline)
+    headers = {"X-Cache": answer.cache_status, **answer.headers}
+    headers.update(economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage))
+    return Relayed(200, "application/json", answer.body.encode(), headers)
+
+
+def references_remote_content(value: Any, name: str = "") -> bool:
+    """Whether the body points at content by http(s) URL anywhere (document_url, image_url, image_url.url...)."""
+    if isinstance(value, dict):
+        return any(references_remote_content(item, str(key)) for key, item in value.items())
+    if isinstance(value, list):
+        return any(references_remote_content(item, name) for item in value)
+    return name.endswith("url") and isinstance(value, str) and value[:8].lower().startswith(("http://", "https://"))
+
+
+class RelayedRejection(UpstreamRejected):
+    """Mistral's 4xx on a cached route: relayed as Mistral sent it, and (like every failure) never stored."""
+
+    def __init__(self, relayed: Relayed) -> None:
+        try:
+            upstream_body = json.loads(relayed.body)
+        except ValueError:
+            upstream_body = None
+        super().__init__(relayed.status, upstream_body, "Mistral rejected the request.")
+
+
+def relay(request: Forward) -> Relayed:
+    """Send the request to Mistral under the retry policy; Mistral's 2xx (readable) or 4xx, or a GatewayError."""
+    from mistral_gateway import upstream
+
+    url = upstream_url(request.subpath, request.query)
+    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if request.headers.get(name)}
+    client = _client()  # built before the clock starts, as for the SDK
+
+    def attempt(timeout_ms: int) -> Relayed:
+        headers["authorization"] = f"Bearer {secret.mistral_api_key()}"
+        response = client.request(request.method, url, content=request.body, headers=headers, timeout=timeout_ms / 1000)
+        status = response.status_code
+        if status in upstream.RETRYABLE_STATUSES or status == 401 or not (200 <= status < 300 or 400 <= status < 500):
+            # call() retries 429/5xx, re-reads the key once on 401, and makes anything else not 2xx/4xx a 502.
+            raise upstream.StatusFailure(status, response.headers, response.content)
+        content_type = response.headers.get("content-type", "application/octet-stream")
+        relayed = Relayed(
+            status,
+            content_type,
+            response.content,
+            {name.title(): response.headers[name] for name in RELAYED_HEADERS if name in response.headers},
+        )
+        if 200 <= status < 300:
+            _readable(relayed)
+        return relayed
+
+    return upstream.call(attempt, request.deadline, operation="passthrough")
+
+
+def upstream_url(subpath: str, query: str) -> str:
+    segments = subpath.strip("/").split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InvalidRequest(f"/v1/{subpath} is not a valid path.")
+    path = quote("/".join(segments), safe="/:@!$&'()*+,;=-._~")
+    return f"{settings().server_url}/v1/{path}" + (f"?{query}" if query else "")
+
+
+def _readable(relayed: Relayed) -> None:
+    """A 2xx the caller can use: HTML (a proxy's error page) or a JSON type that does not parse is Mistral failing."""
+    if relayed.content_type.lower().lstrip().startswith("text/html"):
+        raise UpstreamError("Mistral answered with an HTML page instead of an API answer.")
+    if _JSON_TYPE.match(relayed.content_type) and relayed.body:
+        json_object(relayed)
+
+
+def json_object(relayed: Relayed) -> dict[str, Any]:
+    """The answer as a JSON object, or a 502: a cached answer must be one."""
+    try:
+        data = json.loads(relayed.body)
+    except ValueError:
+        raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
+    if not isinstance(data, dict):
+        raise UpstreamError("Mistral returned an answer the gateway could not read.")
+    return data
+
+
+def _usage(data: dict[str, Any]) -> dict[str, int]:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return {}
+    counts = {key: usage.get(key) for key in ("prompt_tokens", "completion_tokens")}
+    return {key: value if isinstance(value, int) else 0 for key, value in counts.items()}
+
+
+@cache
+def _client() -> Any:
+    import httpx2
+
+    return httpx2.Client(follow_redirects=False, headers={"user-agent": "mistral-gateway"})
