@@ -80,6 +80,9 @@ def _add_passthrough(spec: dict[str, Any]) -> None:
         "responses": {"200": {"description": "Mistral's answer"}, **{str(k): v for k, v in ERROR_RESPONSES.items()}},
     }
     spec["paths"]["/v1/{proxy+}"] = {method: operation for method in ("get", "post", "put", "patch", "delete")}
+    deletion = {**operation, "summary": "Delete a fine-tuned model (an account route: off by default)"}
+    deletion["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    spec["paths"].setdefault("/v1/models/{model_id}", {})["delete"] = deletion
 
 
 def _add_request_bodies(spec: dict[str, Any]) -> None:
