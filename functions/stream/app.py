@@ -21,11 +21,13 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mistral_gateway import observability, service, streaming
+from mistral_gateway import cors, observability, service, streaming
 from mistral_gateway.config import settings
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.http import GatewayRequest, caller_id
@@ -197,4 +199,6 @@ ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
 app = Starlette(
     routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
     exception_handlers={HTTPException: _http_error},
+    # Browsers: the buffered function's CORS policy (mistral_gateway/cors.py), on streams and errors too.
+    middleware=[Middleware(CORSMiddleware, **cors.middleware_options())],
 )

@@ -60,7 +60,8 @@ class LocalGateway:
         if self.bridge.api_keys and not route.public:
             key_id, refusal = authenticate(self.bridge.api_keys, headers)
             if refusal is not None:
-                await _error(send, *refusal)
+                status, message, error_type = refusal
+                await _error(send, status, message, error_type, self.bridge.template.gateway_response_headers())
                 return
         app = self.apps.get(route.function) or self.apps.setdefault(
             route.function, load_asgi_app(self.bridge.template, route.function)
@@ -117,9 +118,12 @@ class _Headers:
         return self._values.get(name.lower(), default)
 
 
-async def _error(send: Send, status: int, message: str, error_type: str) -> None:
+async def _error(send: Send, status: int, message: str, error_type: str, headers: dict[str, str]) -> None:
+    """The authorizer's refusal, with the headers API Gateway puts on its own errors (CORS)."""
     body = json.dumps({"object": "error", "message": message, "type": error_type, "param": None, "code": None})
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    raw_headers = [(b"content-type", b"application/json")]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body.encode()})
 
 

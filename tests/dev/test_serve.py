@@ -104,6 +104,10 @@ def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
             model="mistral-small-latest", messages=[{"role": "user", "content": "Hello from the serve test"}]
         )
         assert sdk.choices[0].message.content == first[2]["choices"][0]["message"]["content"]
+        # And a browser's preflight is answered without a key, as API Gateway answers it
+        preflight = urllib.request.Request(f"{url}/v1/ocr", method="OPTIONS", headers={"Origin": "https://app.example"})
+        with urllib.request.urlopen(preflight, timeout=30) as answer:
+            assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
         # And Ctrl-C stops everything and frees the port
         output = stop_with_ctrl_c(process, lines)
     assert "stopped: API, moto and upstream emulator are down" in output and "Traceback" not in output

@@ -161,3 +161,15 @@ def test_a_refused_browser_call_still_carries_cors(keyed_gateway, emulator) -> N
         f"{keyed_gateway}/v1/chat/completions", json={}, headers={"Origin": ORIGIN, "Authorization": "Bearer nope"}
     )
     assert refused.status_code == 403 and refused.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_cross_origin_stream_carries_cors(keyed_gateway, emulator) -> None:
+    body = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "stream to a browser"}]}
+    headers = {"Origin": ORIGIN, "Authorization": f"Bearer {BROWSER_KEY}"}
+    with httpx2.stream(
+        "POST", f"{keyed_gateway}/v1/chat/completions", json={**body, "stream": True}, headers=headers
+    ) as streamed:
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        assert streamed.headers["access-control-allow-origin"] == "*"
+        assert "X-Cache" in streamed.headers["access-control-expose-headers"]
+        assert b"[DONE]" in b"".join(streamed.iter_bytes())

@@ -1,12 +1,15 @@
 """The CORS headers every answer carries for browsers, built once from the template's CorsAllowOrigin.
 
 Powertools' CORSConfig adds them to every response of the resolver (routes, errors, not-found) whenever the
-request has an Origin, and answers preflights that reach the function. In the cloud API Gateway answers
-preflights itself (template.yaml Cors: a MOCK OPTIONS method on every path, no key needed); the allowed
-headers here and there are the same list (a test keeps them in step).
+request has an Origin, and answers preflights that reach the function. The streaming function's Starlette app
+gets the same policy through Starlette's CORSMiddleware. In the cloud API Gateway answers preflights itself
+(template.yaml Cors: a MOCK OPTIONS method on every path, no key needed); the allowed headers here and there
+are the same list (a test keeps them in step).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_lambda_powertools.event_handler import CORSConfig
 
@@ -52,6 +55,17 @@ def cors_config() -> CORSConfig:
         expose_headers=list(EXPOSED_HEADERS),
         max_age=PREFLIGHT_MAX_AGE_SECONDS,
     )
+
+
+def middleware_options() -> dict[str, Any]:
+    """The same policy for Starlette's CORSMiddleware (the streaming function's ASGI app)."""
+    return {
+        "allow_origins": [settings().cors_allow_origin],
+        "allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        "allow_headers": allowed_request_headers(),
+        "expose_headers": list(EXPOSED_HEADERS),
+        "max_age": PREFLIGHT_MAX_AGE_SECONDS,
+    }
 
 
 def allowed_request_headers() -> list[str]:
