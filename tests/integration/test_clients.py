@@ -76,6 +76,34 @@ def test_langchain_chat_openai_invokes_and_structures(http_gateway, emulator) ->
     assert City.model_validate(tools.tool_calls[0]["args"])
 
 
+def test_openai_streams_with_developer_messages_and_openai_labels(openai_client, emulator) -> None:
+    chunks = openai_client.chat.completions.create(
+        model="mistral-small-latest",
+        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "stream it"}],
+        user="end-user-7",
+        store=True,
+        service_tier="default",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text == "Emulated answer to: stream it"
+    assert {"user", "store", "service_tier"}.isdisjoint(emulator.requests[-1].json)
+
+
+def test_langchain_streams_through_both_dialects(http_gateway, emulator) -> None:
+    from langchain_mistralai import ChatMistralAI
+    from langchain_openai import ChatOpenAI
+
+    for llm in (
+        ChatMistralAI(model="mistral-small-latest", api_key="caller-key", endpoint=f"{http_gateway}/v1"),
+        ChatOpenAI(model="mistral-small-latest", api_key="caller-key", base_url=f"{http_gateway}/v1", max_retries=0),
+    ):
+        assert (
+            "".join(str(chunk.content) for chunk in llm.stream("stream please")) == "Emulated answer to: stream please"
+        )
+
+
 # --- the routes beyond chat -------------------------------------------------------------------------------
 
 
