@@ -245,3 +245,17 @@ def test_the_pass_through_path_loads_neither_the_sdk_nor_pydantic() -> None:
     run = subprocess.run([sys.executable, "-c", COLD_PASSTHROUGH], capture_output=True, text=True, env=env, timeout=120)
     status, sdk_loaded, pydantic_loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert (status, sdk_loaded, pydantic_loaded) == (200, False, False), run.stderr[-2000:]
+
+
+def test_pass_through_and_cached_routes_spend_the_callers_budget(gateway, emulator) -> None:
+    from gateway_dev import quota as quota_admin
+
+    quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"requests_per_minute": 2})
+    agent = {"agent_id": "ag-1", "messages": [{"role": "user", "content": "budgeted"}]}
+    first = gateway.request("POST", "/v1/agents/completions", agent, api_key_id="alice")
+    second = gateway.request("POST", "/v1/moderations", MODERATION, api_key_id="alice")
+    third = gateway.request("POST", "/v1/agents/completions", agent, api_key_id="alice")
+    assert (first.status, first.header("RateLimit-Remaining")) == (200, "1")
+    assert (second.status, second.header("RateLimit-Remaining")) == (200, "0")
+    assert third.status == 429 and third.json["code"] == "quota_exceeded"
+    assert emulator.calls("/v1/agents/completions") == 1

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from mistral_gateway import economics, observability, routes_policy, secret
+from mistral_gateway import economics, observability, quota, routes_policy, secret
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import Forbidden, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
@@ -90,7 +90,16 @@ def handle(request: Forward) -> Relayed:
         raise AccountEndpointsDisabled(path)
     if rule.policy is Policy.CACHED:
         return cached_inference(rule.prefix, request)
-    return relay(request)
+    return budgeted_relay(request)
+
+
+def budgeted_relay(request: Forward) -> Relayed:
+    """A relay that counts against the caller's budgets (quota.py) like chat: one request, and the tokens the
+    answer reports (reserved from the JSON body's text beforehand; 429 when spent)."""
+    with quota.Spending(request.caller, _json_or_empty(request.body)) as spending:
+        relayed = relay(request)
+        spending.settle(sum(_usage(_json_or_empty(relayed.body)).values()))
+    return replace(relayed, headers={**relayed.headers, **spending.headers})
 
 
 def cached_inference(kind: str, request: Forward) -> Relayed:
@@ -120,7 +129,9 @@ def cached_inference(kind: str, request: Forward) -> Relayed:
         return fetch
 
     canonical = {key: value for key, value in body.items() if value is not None}
-    answer = service.through_cache(f"v1/{kind}", canonical, request.caller, control, prepare, request.deadline)
+    answer = service.through_cache(
+        f"v1/{kind}", canonical, request.caller, control, prepare, request.deadline, budget=body
+    )
     headers = {"X-Cache": answer.cache_status, **answer.headers}
     headers.update(economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage))
     return Relayed(200, "application/json", answer.body.encode(), headers)
@@ -200,6 +211,15 @@ def json_object(relayed: Relayed) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UpstreamError("Mistral returned an answer the gateway could not read.")
     return data
+
+
+def _json_or_empty(raw: bytes | None) -> dict[str, Any]:
+    """A JSON object body, or {} (multipart, binary, no body): what budgets estimate from."""
+    try:
+        data = json.loads(raw) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _usage(data: dict[str, Any]) -> dict[str, int]:
