@@ -259,3 +259,12 @@ def test_pass_through_and_cached_routes_spend_the_callers_budget(gateway, emulat
     assert (second.status, second.header("RateLimit-Remaining")) == (200, "0")
     assert third.status == 429 and third.json["code"] == "quota_exceeded"
     assert emulator.calls("/v1/agents/completions") == 1
+
+
+def test_the_model_allow_list_holds_on_every_route(gateway, emulator, monkeypatch) -> None:
+    monkeypatch.setenv("ALLOWED_MODELS", "mistral-small-latest")
+    settings.cache_clear()
+    speech = gateway.request("POST", "/v1/audio/speech", {"model": "voxtral-tts", "input": "hello"})
+    ocr = gateway.request("POST", "/v1/ocr", OCR_INLINE)
+    assert speech.status == ocr.status == 400 and speech.json["code"] == "model_not_allowed"
+    assert emulator.calls() == 0

@@ -96,7 +96,12 @@ def handle(request: Forward) -> Relayed:
 def budgeted_relay(request: Forward) -> Relayed:
     """A relay that counts against the caller's budgets (quota.py) like chat: one request, and the tokens the
     answer reports (reserved from the JSON body's text beforehand; 429 when spent)."""
-    with quota.Spending(request.caller, _json_or_empty(request.body)) as spending:
+    body = _json_or_empty(request.body)
+    if "model" in body:
+        from mistral_gateway import service
+
+        service.check_model(body)  # AllowedModels holds on every route that names a model
+    with quota.Spending(request.caller, body) as spending:
         relayed = relay(request)
         spending.settle(sum(_usage(_json_or_empty(relayed.body)).values()))
     return replace(relayed, headers={**relayed.headers, **spending.headers})
