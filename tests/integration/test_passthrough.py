@@ -188,8 +188,10 @@ def test_wrong_methods_on_the_gateways_own_routes_stay_405(gateway, emulator) ->
 
 
 def test_a_path_that_climbs_out_of_v1_is_refused(gateway, emulator) -> None:
-    refused = gateway.request("POST", "/v1/ocr/../files", OCR_INLINE)
-    assert refused.status in (400, 403, 404) and emulator.calls() == 0
+    for path in ("/v1/ocr/../files", "/v1/agents/completions/./x", "/v1/agents//completions"):
+        refused = gateway.request("POST", path, OCR_INLINE)
+        assert refused.status == 400 and "not a valid path" in refused.json["message"], path
+    assert emulator.calls() == 0
 
 
 def test_cors_headers_are_on_hits_errors_and_pass_throughs(gateway, emulator, chat_body) -> None:

@@ -76,6 +76,7 @@ class Relayed:
 
 def handle(request: Forward) -> Relayed:
     """Apply the route's policy: 403 (account routes, unless enabled), the cache, or a plain relay."""
+    checked_path(request.subpath)  # before the policy: "ocr/../files" must not pass as OCR
     rule = routes_policy.rule_for(request.method, request.subpath)
     logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
     observability.count_by(observability.PASSTHROUGH_REQUESTS, "policy", rule.policy.name.lower())
@@ -192,11 +193,16 @@ def relay(request: Forward) -> Relayed:
 
 
 def upstream_url(subpath: str, query: str) -> str:
+    path = quote(checked_path(subpath), safe="/:@!$&'()*+,;=-._~")
+    return f"{settings().server_url}/v1/{path}" + (f"?{query}" if query else "")
+
+
+def checked_path(subpath: str) -> str:
+    """The sub-path without its outer slashes; empty, `.` and `..` segments are a 400 (no climbing out of /v1)."""
     segments = subpath.strip("/").split("/")
     if any(segment in ("", ".", "..") for segment in segments):
         raise InvalidRequest(f"/v1/{subpath} is not a valid path.")
-    path = quote("/".join(segments), safe="/:@!$&'()*+,;=-._~")
-    return f"{settings().server_url}/v1/{path}" + (f"?{query}" if query else "")
+    return "/".join(segments)
 
 
 def _readable(relayed: Relayed) -> None:
