@@ -16,7 +16,8 @@ from aws_lambda_powertools.event_handler import CORSConfig
 from mistral_gateway.config import settings
 
 # What a browser script may read of an answer besides the CORS-safelisted headers: the cache status, usage,
-# cost and savings (economics.py), the caller's budget (quota.py), when to retry, and a download's file name.
+# cost and savings (economics.py), the caller's budget (quota.py), when to retry, a download's file name, and
+# who answered (fallback.py). A test checks every such header the code sets is listed.
 EXPOSED_HEADERS = (
     "X-Cache",
     "X-Usage-Prompt-Tokens",
@@ -30,12 +31,16 @@ EXPOSED_HEADERS = (
     "RateLimit-Policy",
     "Retry-After",
     "Content-Disposition",
+    "X-Served-Model",
+    "X-Served-Upstream",
+    "X-Fallback-Reason",
 )
 # Request headers a browser may send: Powertools always allows Authorization, Content-Type, X-Api-Key,
 # X-Amz-Date and X-Amz-Security-Token; the SDKs add these (OpenAI's x-stainless-* telemetry included).
 ALLOWED_HEADERS = (
     "Cache-Control",
     "Accept",
+    "X-Gateway-Fallbacks",
     "X-Stainless-Arch",
     "X-Stainless-Lang",
     "X-Stainless-Os",
