@@ -109,6 +109,7 @@ def test_agents_completions_pass_through_byte_for_byte(gateway, emulator) -> Non
     body = {"agent_id": "ag-123", "messages": [{"role": "user", "content": "hello agent"}]}
     answer = gateway.request("POST", "/v1/agents/completions", body)
     assert answer.status == 200 and answer.header("X-Cache") is None
+    assert int(answer.header("X-Usage-Prompt-Tokens")) == answer.json["usage"]["prompt_tokens"]  # metered
     assert answer.json["choices"][0]["message"]["content"] == "Emulated answer to: hello agent"
     direct = emulator.requests[-1]
     assert direct.headers["authorization"] == "Bearer test-mistral-key-0123456789"  # the gateway's key, injected

@@ -104,8 +104,12 @@ def budgeted_relay(request: Forward) -> Relayed:
         service.check_model(body)  # AllowedModels holds on every route that names a model
     with quota.Spending(request.caller, body) as spending:
         relayed = relay(request)
-        spending.settle(sum(_usage(_json_or_empty(relayed.body)).values()))
-    return replace(relayed, headers={**relayed.headers, **spending.headers})
+        answer = _json_or_empty(relayed.body)
+        usage = _usage(answer)
+        spending.settle(sum(usage.values()))
+    # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
+    priced = economics.headers_and_metrics(answer.get("model") or body.get("model"), "MISS", usage)
+    return replace(relayed, headers={**relayed.headers, **spending.headers, **priced})
 
 
 def cached_inference(kind: str, request: Forward) -> Relayed:
