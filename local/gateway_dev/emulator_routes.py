@@ -68,10 +68,17 @@ def is_structured(body: dict[str, Any]) -> bool:
 
 
 def wants_tool(body: dict[str, Any], prompt_text: str) -> bool:
+    """Whether to answer with a tool call. With tool_choice "auto" (or none given) it calls one when the user
+    spoke last and answers in text after a tool's result: the loop an agent runs (LlamaIndex's structured
+    output relies on "auto"), made deterministic."""
     choice = body.get("tool_choice")
-    return bool(body.get("tools")) and (
-        choice in ("any", "required") or isinstance(choice, dict) or "call a tool" in prompt_text
-    )
+    if not body.get("tools") or choice == "none":
+        return False
+    if choice in ("any", "required") or isinstance(choice, dict) or "call a tool" in prompt_text:
+        return True
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    return isinstance(last, dict) and last.get("role") == "user"
 
 
 def tool_call(body: dict[str, Any]) -> tuple[str, str]:

@@ -95,3 +95,15 @@ def test_the_routes_the_gateway_caches_or_passes_answer_deterministically(emulat
     assert {k: v for k, v in first.json().items() if k != "created"} == {
         k: v for k, v in second.json().items() if k != "created"
     }
+
+
+def test_auto_tool_choice_calls_a_tool_then_answers_its_result(emulator) -> None:
+    tools = [{"type": "function", "function": {"name": "find_place", "parameters": SCHEMA}}]
+    call = chat(emulator, tools=tools)["tool_calls"][0]
+    after = [
+        {"role": "user", "content": "Where?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "name": "find_place", "content": "Paris"},
+    ]
+    assert chat(emulator, tools=tools, messages=after)["content"].startswith("Emulated answer")
+    assert chat(emulator, tools=tools, tool_choice="none")["tool_calls"] is None
