@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
 # Size caps (on top of MAX_BODY_BYTES): generous for real use, and each gets a 422 naming the field.
 MAX_MESSAGES = 2_048
@@ -183,6 +183,14 @@ class EmbeddingRequest(_Strict):
     output_dimension: Annotated[int, Field(ge=1)] | None = None
     output_dtype: Literal["float", "int8", "uint8", "binary", "ubinary"] | None = None
     encoding_format: Literal["float", "base64"] | None = None
+
+    @field_validator("encoding_format")
+    @classmethod
+    def _readable_answer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Mistral would answer base64 strings the SDK's response model cannot hold (a 502 for the caller).
+        if value == "base64" and info.data.get("output_dtype") not in (None, "float"):
+            raise ValueError("base64 is only available for float vectors on this gateway")
+        return value
 
     @property
     def converts_locally(self) -> bool:

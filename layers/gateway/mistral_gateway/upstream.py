@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from mistral_gateway import observability, secret
+from mistral_gateway import observability, refusals, secret
 from mistral_gateway.circuit import CircuitBreaker
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
@@ -239,15 +239,21 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
         retry_after_ms: float | None = None
         try:
             observability.count(observability.UPSTREAM_CALLS)
+            _last.response = None  # set by the response hook only if Mistral answers this attempt
             with observability.traced(f"mistral.{operation}"):
                 result = attempt(timeout_ms)
             observability.milliseconds(observability.UPSTREAM_LATENCY, (time.perf_counter() - started) * 1000)
             circuit.succeeded()
             return result
-        except (sdk_errors.ResponseValidationError, ValueError, UpstreamError):
-            # An answer that is not JSON, or not the shape the SDK (or _raw_answer) expects.
-            _attempt_failed("garbage", circuit)
-            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
+        except (sdk_errors.ResponseValidationError, ValueError, UpstreamError) as error:
+            # The SDK refused the request before sending it (the caller's fault: 422, Mistral never asked),
+            # or Mistral's answer is not JSON / not the shape the SDK (or _raw_answer) expects.
+            unreadable = refusals.classify(error, _last.response)
+            if unreadable.kind is None:
+                circuit.settle()
+            else:
+                _attempt_failed(unreadable.kind, circuit)
+            raise unreadable.error from None
         except sdk_errors.MistralError as error:
             status = error.status_code
             if status == 401 and not refreshed_key:
@@ -267,7 +273,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
         except httpx2.TimeoutException:
             kind = "timeout"
             failure = UpstreamTimeout("Mistral did not answer in time.")
-        except (httpx2.TransportError, httpx2.StreamError):
+        except (httpx2.TransportError, httpx2.StreamError, sdk_errors.NoResponseError):
             kind = "connection"
             failure = UpstreamError("The gateway could not reach Mistral.")
         except BaseException:

@@ -1,0 +1,60 @@
+"""One caller must never hurt another (issue 14): what one caller sends cannot open the circuit for everyone,
+outlive the operator's TTL, or be served a hit that validation would have refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
+TOOL_WITHOUT_PARAMETERS = [{"type": "function", "function": {"name": "lookup"}}]
+
+
+def circuit() -> Any:
+    from mistral_gateway import upstream
+
+    return upstream.breaker()
+
+
+# --- the breaker learns only from Mistral ---------------------------------------------------------------------
+
+
+def test_requests_the_sdk_refuses_are_422s_that_never_reach_the_breaker(gateway, emulator, chat_body) -> None:
+    threshold = circuit().threshold
+    for n in range(threshold + 2):
+        response = gateway.chat(chat_body(f"refused {n}", tools=TOOL_WITHOUT_PARAMETERS))
+        assert response.status == 422, response.body[:300]
+        assert response.json["code"] == "sdk_refused" and response.json["param"] == "parameters"
+        assert "parameters" in response.json["message"]
+    assert emulator.calls() == 0
+    assert (circuit().state, circuit().failures) == ("closed", 0)
+    assert gateway.chat(chat_body("another caller")).status == 200
+
+
+def test_embeddings_the_sdk_cannot_read_back_are_refused_before_mistral(gateway, emulator) -> None:
+    body = {"model": "mistral-embed", "input": "x", "output_dtype": "int8", "encoding_format": "base64"}
+    for _ in range(circuit().threshold + 1):
+        response = gateway.request("POST", EMBED, body)
+        assert response.status == 422 and response.json["param"] == "encoding_format"
+    assert emulator.calls() == 0 and circuit().state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "kind"),
+    [(200, b'{"object": "surprise"}', "unexpected_shape"), (200, b"<html>oops", "garbage"), (500, b"{}", "garbage")],
+)
+def test_an_unreadable_answer_is_classified_by_what_mistral_sent(status: int, content: bytes, kind: str) -> None:
+    import httpx2
+
+    from mistral_gateway import refusals
+
+    response = httpx2.Response(status, content=content)
+    assert refusals.classify(ValueError("bad"), response).kind == kind
+    assert refusals.classify(ValueError("bad"), None).error.status == 422
+
+
+def test_an_answer_of_an_unexpected_shape_does_not_open_the_circuit() -> None:
+    from mistral_gateway.circuit import TRIPPING_KINDS
+
+    assert "unexpected_shape" not in TRIPPING_KINDS and "garbage" in TRIPPING_KINDS
