@@ -70,7 +70,7 @@ def models() -> Response[str]:
     description='`{"requests": [chat requests]}` answered in order, each with its own status and cache.',
 )
 def batch_chat_completions() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context, item_list="requests")
     return answer_response(service.batch_chat(request.body, **request.completion_context))
 
 

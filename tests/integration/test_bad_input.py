@@ -18,6 +18,22 @@ def chat(**fields: Any) -> dict[str, Any]:
     return {"model": "mistral-small-latest", "messages": USER, **fields}
 
 
+def nested(levels: int, leaf: Any = "x") -> Any:
+    """`levels` arrays around `leaf` (in a request: that much deeper than where it stands)."""
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def deep_raw(levels: int) -> str:
+    """A chat body with `levels` nested arrays as its messages: too deep for json.loads' own recursion."""
+    return '{"model": "m", "messages": ' + "[" * levels + "]" * levels + "}"
+
+
+LONE = "\ud800"  # a lone surrogate: valid JSON (as the escape \\ud800), but not encodable text
+
+
 # (method, path, body: JSON value, raw str/bytes, or None, extra headers, expected status)
 CASES: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
     # unreadable bodies
@@ -64,6 +80,34 @@ CASES: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
     "too many messages": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x"}] * 2_049), {}, 422),
     "message text too long": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x" * 500_001}]), {}, 422),
     "bad cache-control max-age": ("POST", CHAT, chat(), {"Cache-Control": "max-age=soon"}, 400),
+    # limits decided at the edge (limits.py): nesting and string validity, on every route
+    "lone surrogate in content": ("POST", CHAT, chat(messages=[{"role": "user", "content": LONE}]), {}, 400),
+    "lone surrogate in model": ("POST", CHAT, chat(model=LONE), {}, 400),
+    "lone surrogate in a key": ("POST", CHAT, chat(metadata={LONE: 1}), {}, 400),
+    "lone surrogate in metadata": ("POST", CHAT, chat(metadata={"tag": "a" + LONE}), {}, 400),
+    "low surrogate alone": ("POST", CHAT, chat(messages=[{"role": "user", "content": "\udfff"}]), {}, 400),
+    "lone surrogate in fim": ("POST", FIM, {"model": "codestral-latest", "prompt": LONE}, {}, 400),
+    "lone surrogate in embeddings": ("POST", EMBED, {"model": "mistral-embed", "input": [LONE]}, {}, 400),
+    "deep metadata": ("POST", CHAT, chat(metadata={"a": nested(255)}), {}, 400),
+    "deep tool parameters": (
+        "POST",
+        CHAT,
+        chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"p": nested(255)}}}]),
+        {},
+        400,
+    ),
+    "deep content parts": (
+        "POST",
+        CHAT,
+        chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x", "extra": nested(255)}]}]),
+        {},
+        400,
+    ),
+    "just over the depth limit": ("POST", CHAT, chat(metadata={"a": nested(63)}), {}, 400),
+    "deep beyond json's recursion": ("POST", CHAT, deep_raw(1_000), {}, 400),
+    "very deep": ("POST", CHAT, deep_raw(100_000), {}, 400),
+    "deep embeddings input": ("POST", EMBED, {"model": "mistral-embed", "input": nested(300)}, {}, 400),
+    "deep beside a batch": ("POST", BATCH, {"requests": [chat()], "note": nested(300)}, {}, 400),
     # other endpoints
     "fim without prompt": ("POST", FIM, {"model": "codestral-latest"}, {}, 422),
     "fim prompt a list": ("POST", FIM, {"model": "codestral-latest", "prompt": ["a"]}, {}, 422),
@@ -130,6 +174,39 @@ def test_a_batch_with_bad_items_answers_each_with_its_own_4xx(gateway: Any, emul
     assert response.status == 200
     assert [item["status"] for item in response.json["data"]] == [400, 422, 400]
     assert emulator.calls() == 0
+
+
+def test_a_batch_item_beyond_the_limits_is_its_own_400_and_the_others_are_answered(gateway, emulator) -> None:
+    hostile = [
+        chat(messages=[{"role": "user", "content": LONE}]),
+        chat(metadata={"a": nested(255)}),
+        chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"p": nested(255)}}}]),
+    ]
+    items = [chat(messages=[{"role": "user", "content": "first fine item"}]), *hostile, chat(model=LONE)]
+    response = gateway.request("POST", BATCH, {"requests": items})
+    assert response.status == 200
+    assert [item["status"] for item in response.json["data"]] == [200, 400, 400, 400, 400]
+    assert response.json["data"][1]["body"]["param"] == "requests.1.messages.0.content"
+    assert emulator.calls() == 1
+
+
+def test_a_batch_validates_every_item_before_any_upstream_call(gateway, emulator) -> None:
+    items = [chat(messages=[{"role": "user", "content": f"valid item {n}"}]) for n in range(3)]
+    response = gateway.request("POST", BATCH, {"requests": [*items, chat(metadata={"a": nested(255)})]})
+    assert [item["status"] for item in response.json["data"]] == [200, 200, 200, 400]
+    assert emulator.calls() == 3
+    # and a batch whose every item is bad never reaches Mistral at all
+    response = gateway.request("POST", BATCH, {"requests": [chat(temperature="hot"), chat(model=LONE)]})
+    assert [item["status"] for item in response.json["data"]] == [422, 400]
+    assert emulator.calls() == 3
+
+
+def test_nesting_up_to_the_limit_is_accepted(gateway, emulator) -> None:
+    from mistral_gateway.limits import MAX_DEPTH
+
+    # body (1) > metadata (2) > "a" (3) > arrays ...: the deepest array stands at MAX_DEPTH
+    response = gateway.chat(chat(metadata={"a": nested(MAX_DEPTH - 2, leaf=1)}))
+    assert response.status == 200, response.body[:300]
 
 
 # --- property-based: arbitrary JSON where a chat request is expected ---------------------------------------------

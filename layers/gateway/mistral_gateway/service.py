@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
-from mistral_gateway import dialect, economics, observability, quota, singleflight, sse
+from mistral_gateway import dialect, economics, limits, observability, quota, singleflight, sse
 from mistral_gateway.cache import CachedAnswer, Entry, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
@@ -196,12 +196,12 @@ def batch_chat(
     if len(items) > limit:
         raise InvalidRequest(f"A batch holds at most {limit} requests; got {len(items)}.", param="requests")
 
+    refused_items = [_refused_batch_item(index, item) for index, item in enumerate(items)]  # before any upstream call
+
     def one(index: int, item: Any) -> dict[str, Any]:
+        if (refused := refused_items[index]) is not None:
+            return refused
         try:
-            if not isinstance(item, dict):
-                raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
-            if item.get("stream") is True:
-                raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
             answer = chat_completion(item, caller=caller, control=control, deadline=deadline, fallbacks=fallbacks)
             return {"index": index, "status": 200, "cache": answer.cache_status, "body": json.loads(answer.body)}
         except GatewayError as error:
@@ -213,6 +213,21 @@ def batch_chat(
     logger.append_keys(cache="BATCH", batch_items=len(results), batch_hits=hits)
     summary = {"object": "batch.chat.completion", "data": results}
     return Answer(body=json.dumps(summary), cache_status="BATCH")
+
+
+def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
+    """The item's own 4xx result if it could not be answered alone, else None."""
+    try:
+        if not isinstance(item, dict):
+            raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
+        if item.get("stream") is True:
+            raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
+        limits.check(item, at=f"requests.{index}")
+        check_model(item)
+        validate("ChatCompletionRequest", dialect.mistral_chat(item))
+    except GatewayError as error:
+        return {"index": index, "status": error.status, "cache": None, "body": error.body()}
+    return None
 
 
 # --- the cache flow shared by every endpoint ---------------------------------------------------------------
