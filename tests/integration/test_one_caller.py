@@ -58,3 +58,51 @@ def test_an_answer_of_an_unexpected_shape_does_not_open_the_circuit() -> None:
     from mistral_gateway.circuit import TRIPPING_KINDS
 
     assert "unexpected_shape" not in TRIPPING_KINDS and "garbage" in TRIPPING_KINDS
+
+
+# --- the operator's TTL is a ceiling ------------------------------------------------------------------------------
+
+
+def stored_items() -> list[dict[str, Any]]:
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName="mistral-gateway-CacheTable")["Items"]
+    return [item for item in items if "body" in item]
+
+
+@pytest.fixture
+def operator_ttl(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from mistral_gateway import config
+
+    def set_ttl(seconds: int) -> Any:
+        monkeypatch.setenv("CACHE_TTL_SECONDS", str(seconds))
+        config.settings.cache_clear()
+        return gateway
+
+    return set_ttl
+
+
+def test_a_ttl_of_zero_stores_nothing_whatever_the_caller_asks(operator_ttl, emulator, chat_body) -> None:
+    gateway = operator_ttl(0)
+    for _ in range(2):
+        response = gateway.chat(chat_body("keep this for a month"), headers={"Cache-Control": "max-age=2592000"})
+        assert response.status == 200 and response.header("X-Cache") == "MISS"
+    assert gateway.chat(chat_body("keep this for a month")).header("X-Cache") == "MISS"
+    assert stored_items() == [] and emulator.calls() == 3
+
+
+def test_max_age_can_shorten_the_operators_ttl_but_never_extend_it(operator_ttl, chat_body) -> None:
+    gateway = operator_ttl(60)
+    gateway.chat(chat_body("long"), headers={"Cache-Control": "max-age=2592000"})
+    gateway.chat(chat_body("short"), headers={"Cache-Control": "max-age=10"})
+    lifetimes = sorted(int(i["fresh_until"]["N"]) - int(i["created_at"]["N"]) for i in stored_items())
+    assert lifetimes == [10, 60]
+
+
+def test_the_ttl_policy_on_its_own() -> None:
+    from mistral_gateway.http import CacheControl
+
+    assert CacheControl.parse("max-age=99999").ttl(60) == 60
+    assert CacheControl.parse("max-age=5").ttl(60) == 5
+    assert CacheControl.parse(None).ttl(60) == 60
+    assert CacheControl.parse("max-age=600").ttl(0) == 0

@@ -101,6 +101,11 @@ class CacheControl:
     def bypassed(self) -> bool:
         return not self.read
 
+    def ttl(self, operator_ttl: int) -> int:
+        """How long an answer is stored: the caller's max-age may shorten the operator's TTL, never extend it
+        (CacheTtlSeconds=0 stores nothing, whatever the caller says)."""
+        return operator_ttl if self.max_age is None else max(0, min(self.max_age, operator_ttl))
+
 
 def caller_id(event: dict[str, Any]) -> str | None:
     """The caller's API key id: set by API Gateway (usage plans) or by our authorizer. Never the key itself."""

@@ -314,7 +314,7 @@ def _flight(found: Lookup, control: CacheControl, deadline: Deadline) -> singlef
 
 
 def ttl_for(control: CacheControl) -> int:
-    return control.max_age if control.max_age is not None else settings().cache_ttl_seconds
+    return control.ttl(settings().cache_ttl_seconds)
 
 
 def store(key: str, body: bytes, usage: dict[str, int], control: CacheControl, events: bytes | None = None) -> bool:
