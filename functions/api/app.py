@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -100,8 +101,10 @@ def gateway_error(error: GatewayError) -> Response:
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response:
-    # The trace goes to the log for the operator; the caller gets a JSON 500 without it.
-    logger.exception("unexpected error")
+    # The trace goes to the log for the operator (frames only: an exception's message may quote the request,
+    # unbounded); the caller gets a JSON 500 without it.
+    frames = "".join(traceback.format_tb(error.__traceback__))[-observability.MAX_LOGGED_TRACE_CHARS :]
+    logger.error("unexpected error", extra={"error_class": type(error).__name__, "frames": frames})
     return error_response(GatewayError("The gateway failed unexpectedly; the request can be retried."))
 
 
@@ -124,8 +127,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.info(
         "request served",
         extra={
-            "method": event.get("httpMethod"),
-            "route": event.get("resource") or event.get("path"),
+            "method": observability.bounded(event.get("httpMethod")),
+            "route": observability.bounded(event.get("resource") or event.get("path")),
             "status": result.get("statusCode"),
             "caller": caller_id(event),  # the API key's id (or its hash), never the key
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),

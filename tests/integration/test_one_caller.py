@@ -106,3 +106,31 @@ def test_the_ttl_policy_on_its_own() -> None:
     assert CacheControl.parse("max-age=5").ttl(60) == 5
     assert CacheControl.parse(None).ttl(60) == 60
     assert CacheControl.parse("max-age=600").ttl(0) == 0
+
+
+# --- nothing a request chooses is logged unbounded ----------------------------------------------------------------
+
+LONGEST_LOG_LINE = 4_096
+
+
+@pytest.mark.parametrize("allowed", ["", "mistral-small-latest"])
+def test_a_huge_model_name_or_path_writes_no_huge_log_line(gateway, chat_body, monkeypatch, allowed) -> None:
+    from mistral_gateway import config
+
+    monkeypatch.setenv("ALLOWED_MODELS", allowed)
+    config.settings.cache_clear()
+    huge = "m" * 900_000
+    assert gateway.chat({**chat_body("hi"), "model": huge}).status in (400, 422)
+    assert gateway.request("POST", EMBED, {"model": huge, "input": "x"}).status in (400, 422)
+    assert len(gateway.last_result["body"]) < LONGEST_LOG_LINE  # nor is it echoed back whole
+    assert gateway.request("GET", "/v1/" + "x" * 8_000).status == 404
+    lines = gateway.logs.getvalue().splitlines()
+    assert lines and max(len(line) for line in lines) < LONGEST_LOG_LINE
+
+
+def test_bounded_marks_what_it_cut() -> None:
+    from mistral_gateway.observability import MAX_LOGGED_CHARS, bounded
+
+    assert bounded("short") == "short" and bounded(None) is None and bounded(7) == 7
+    cut = bounded("x" * 10_000)
+    assert cut.startswith("x" * MAX_LOGGED_CHARS) and cut.endswith("[10000 chars]") and len(cut) < 300

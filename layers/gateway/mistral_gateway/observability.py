@@ -18,6 +18,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger(use_rfc3339=True)
 metrics = Metrics()
+# Whatever a request can choose (a model name, a path) is logged at most this long: one caller must not be
+# able to write megabytes of log lines (CloudWatch bills ingestion) or bury other callers' lines.
+MAX_LOGGED_CHARS = 200
+MAX_LOGGED_TRACE_CHARS = 8_000
 # /health and /docs legitimately emit no metric; Powertools would warn on every such request.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
@@ -147,3 +151,10 @@ def traced(name: str, *, lazy: bool = False) -> Iterator[None]:
         return
     with tracer().provider.in_subsegment(f"## {name}"):
         yield
+
+
+def bounded(value: Any, limit: int = MAX_LOGGED_CHARS) -> Any:
+    """A request-derived value fit for a log line: strings cut to `limit` characters (marked), others as is."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}...[{len(value)} chars]"
+    return value

@@ -77,12 +77,13 @@ def check_model(body: dict[str, Any]) -> None:
     model = body.get("model")
     if allowed and isinstance(model, str) and model not in allowed:
         raise InvalidRequest(
-            f"Model {model!r} is not enabled on this gateway. Enabled: {', '.join(sorted(allowed))}.",
+            f"Model {observability.bounded(model)!r} is not enabled on this gateway. "
+            f"Enabled: {', '.join(sorted(allowed))}.",
             param="model",
             code="model_not_allowed",
         )
     if isinstance(model, str):
-        logger.append_keys(model=model)
+        logger.append_keys(model=observability.bounded(model))
 
 
 # --- endpoints -------------------------------------------------------------------------------------------
