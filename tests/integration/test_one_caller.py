@@ -134,3 +134,57 @@ def test_bounded_marks_what_it_cut() -> None:
     assert bounded("short") == "short" and bounded(None) is None and bounded(7) == 7
     cut = bounded("x" * 10_000)
     assert cut.startswith("x" * MAX_LOGGED_CHARS) and cut.endswith("[10000 chars]") and len(cut) < 300
+
+
+# --- the same answer to the same question, hit or miss ------------------------------------------------------------
+
+# Each was served as a HIT of the valid request it canonicalises to, though validation refuses it.
+INVALID_TWINS = {
+    "stream_options not an object": {"stream_options": 5},
+    "tool_calls on a user message": {"messages": [{"role": "user", "content": "twin", "tool_calls": []}]},
+    "junk seed beside random_seed": {"seed": "junk", "random_seed": 7},
+    "unknown field set to null": {"colour": None},
+    "unknown message field set to null": {"messages": [{"role": "user", "content": "twin", "name": None}]},
+    "unknown service tier": {"service_tier": "platinum"},
+    "metadata not an object": {"metadata": ["a"]},
+    "temperature as a string": {"temperature": "0.5"},
+    "max_tokens true": {"max_tokens": True},
+    "n a string": {"n": "1"},
+    "n true": {"n": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_TWINS))
+def test_a_hit_is_only_served_to_a_request_validation_accepts(gateway, emulator, chat_body, name) -> None:
+    valid = chat_body("twin", random_seed=7)
+    assert gateway.chat(valid).status == 200
+    assert gateway.chat(valid).header("X-Cache") == "HIT"
+    response = gateway.chat({**valid, **INVALID_TWINS[name]})
+    assert response.status == 422, (response.status, response.header("X-Cache"))
+    assert response.header("X-Cache") is None and response.json["param"]
+    assert emulator.calls() == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_tokens", True), ("temperature", "0.5"), ("random_seed", 1.5)])
+def test_no_lax_coercion_reaches_mistral(gateway, emulator, chat_body, field, value) -> None:
+    response = gateway.chat(chat_body("lax", **{field: value}))
+    assert response.status == 422 and response.json["param"] == field
+    assert emulator.calls() == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"n": 1.0}, {}),
+        ({"max_tokens": 50.0}, {"max_tokens": 50}),
+        ({"temperature": 1}, {"temperature": 1.0}),
+        ({"random_seed": 3.0, "top_p": 1}, {"random_seed": 3}),
+    ],
+)
+def test_numerically_equal_requests_share_an_entry(gateway, emulator, chat_body, first, second) -> None:
+    assert gateway.chat(chat_body("equal", **first)).header("X-Cache") == "MISS"
+    assert gateway.chat(chat_body("equal", **second)).header("X-Cache") == "HIT"
+    sent = emulator.requests[-1].json
+    for field, value in first.items():  # Mistral got whole numbers as integers
+        if field in ("max_tokens", "random_seed", "n"):
+            assert sent.get(field, 1) == value and type(sent.get(field, 1)) is int

@@ -23,3 +23,8 @@ def mistral_chat(body: dict[str, Any]) -> dict[str, Any]:
         if openai_name in body and body[openai_name] is not None:
             translated.setdefault(mistral_name, body[openai_name])
     return translated
+
+
+def speaks_openai(body: dict[str, Any]) -> bool:
+    """Whether the body uses a field this module renames or drops."""
+    return any(name in body for name in (*_RENAMED, *_DROPPED))

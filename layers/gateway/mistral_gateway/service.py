@@ -1,8 +1,9 @@
-"""The request flow of every endpoint: cache lookup, then (on a miss) validation, the upstream call, the store.
+"""The request flow of every endpoint: validation, cache lookup, then (on a miss) the upstream call, the store.
 
-handler -> service -> (cache, upstream). Validation runs after the lookup on purpose: only validated
-requests are ever stored, and the key is computed over the raw body without coercion, so a body that would
-fail validation can never be a hit; meanwhile a hit never loads pydantic or the SDK.
+handler -> service -> (cache, upstream). Every request is validated before the lookup and the key is
+computed over its validated form, so a hit is only served to a request that would pass validation, and
+`1.0` / `1` share an entry. The simple requests admission.py vouches for skip pydantic until a miss, so
+their hits still never load pydantic or the SDK.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
-from mistral_gateway import dialect, economics, limits, observability, quota, singleflight, sse
+from mistral_gateway import admission, dialect, economics, limits, observability, quota, singleflight, sse
 from mistral_gateway.cache import CachedAnswer, Entry, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
@@ -92,7 +93,7 @@ def check_model(body: dict[str, Any]) -> None:
 def chat_completion(
     body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
 ) -> Answer:
-    body = dialect.mistral_chat(body)
+    body = in_mistral_dialect(body)
     return _completion("chat", "ChatCompletionRequest", "messages", body, caller, control, deadline, fallbacks)
 
 
@@ -114,9 +115,10 @@ def _completion(
 ) -> Answer:
     """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
     check_model(body)
+    form, validated = admitted(request_model, body)
 
     def prepare() -> Fetch:
-        request = validate(request_model, body)
+        request = validated or validate(request_model, body)
         log_prompt(body.get(prompt_field))
         from mistral_gateway import fallback, upstream
 
@@ -135,14 +137,15 @@ def _completion(
 
         return fetch
 
-    answer = through_cache(kind, canonical_chat(body), caller, control, prepare, deadline, budget=body)
+    answer = through_cache(kind, canonical_chat(form), caller, control, prepare, deadline, budget=body)
     answer = priced(answer, body)
     return as_stream(answer) if body.get("stream") is True else answer
 
 
 def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
     check_model(body)
-    canonical = {key: value for key, value in body.items() if value is not None}
+    form, validated = admitted("EmbeddingRequest", body)
+    canonical = dict(form)
     if isinstance(canonical.get("input"), str):
         canonical["input"] = [canonical["input"]]
     local_encoding = canonical.get("output_dtype", "float") == "float"
@@ -152,7 +155,7 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
         del canonical["metadata"]  # a label, not part of the answer
 
     def prepare() -> Fetch:
-        request = validate("EmbeddingRequest", body)
+        request = validated or validate("EmbeddingRequest", body)
         from mistral_gateway import upstream
 
         def fetch() -> Fetched:
@@ -439,6 +442,22 @@ def validate(model_name: str, body: dict[str, Any]) -> Any:
         return getattr(models, model_name).model_validate(body)
     except ValidationError as error:
         raise validation_failed(error) from None
+
+
+def in_mistral_dialect(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat body in Mistral's dialect; what the translation drops or renames is validated first."""
+    if dialect.speaks_openai(body):
+        validate("OpenAIDialectFields", body)
+    return dialect.mistral_chat(body)
+
+
+def admitted(model_name: str, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Validate before the cache lookup: the form the key is computed over, and the validated request (None
+    when admission.py vouches for the body as it is, so a hit of a simple request never loads pydantic)."""
+    if admission.certainly_valid(model_name, body):
+        return body, None
+    request = validate(model_name, body)
+    return request.key_form(), request
 
 
 def validation_failed(error: Any) -> RequestValidationFailed:
