@@ -188,3 +188,45 @@ def test_numerically_equal_requests_share_an_entry(gateway, emulator, chat_body,
     for field, value in first.items():  # Mistral got whole numbers as integers
         if field in ("max_tokens", "random_seed", "n"):
             assert sent.get(field, 1) == value and type(sent.get(field, 1)) is int
+
+
+# --- token budgets cannot be overspent ----------------------------------------------------------------------------
+
+QUOTA_TABLE, MALLORY = "mistral-gateway-QuotaTable", "key-id-mallory"
+
+
+def test_a_budget_is_never_overspent_by_a_prompt_that_costs_more_than_it_looks(gateway, emulator, chat_body) -> None:
+    from gateway_dev import quota as quota_admin
+
+    quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"tokens_per_minute": 12_000})
+    words = "a " * 15_000  # 30,000 characters, 15,000 tokens in the emulator's count
+    response = gateway.chat(chat_body(words, max_tokens=10), api_key_id=MALLORY)
+    assert response.status == 429 and response.json["code"] == "quota_exceeded"
+    assert emulator.calls() == 0
+    assert quota_admin.show(QUOTA_TABLE, MALLORY)["usage"]["minute"]["tokens"] <= 12_000
+
+
+def test_what_is_settled_never_exceeds_what_was_reserved(gateway, emulator, chat_body, monkeypatch) -> None:
+    from gateway_dev import quota as quota_admin
+    from mistral_gateway import quota
+
+    quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"tokens_per_day": 10_000_000})
+    settled: list[tuple[int, int]] = []
+    settle = quota.settle
+
+    def spy(reservation: Any, actual: int) -> None:
+        settled.append((reservation.tokens, actual))
+        settle(reservation, actual)
+
+    monkeypatch.setattr(quota, "settle", spy)
+    bodies = [
+        chat_body("a " * 15_000),
+        chat_body("é " * 5_000, n=3, max_tokens=20),
+        chat_body("tools", tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]),
+        {"model": "mistral-embed", "input": ["b " * 5_000, "c " * 5_000]},
+    ]
+    for body in bodies:
+        path = EMBED if "input" in body else CHAT
+        assert gateway.request("POST", path, body, api_key_id=MALLORY).status == 200
+    assert len(settled) == len(bodies)
+    assert all(actual <= reserved for reserved, actual in settled), settled
