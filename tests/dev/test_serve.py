@@ -96,7 +96,7 @@ def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
         # Then the first is a labelled MISS, the repeat a HIT, the stranger is refused with JSON
         assert first[0] == 200 and first[1]["x-cache"] == "MISS" and first[1]["x-mistral-emulator"] == "true"
         assert second[0] == 200 and second[1]["x-cache"] == "HIT" and second[2] == first[2]
-        assert refused[0] == 403 and "message" in refused[2]
+        assert refused[0] == 401 and "message" in refused[2]
         # And the official SDK works against it unchanged
         from mistralai.client import Mistral
 

@@ -22,8 +22,7 @@ DESCRIPTION = (
 
 ERROR_RESPONSES: dict[int, Any] = {
     400: {"description": "The body is not JSON, or not allowed (Mistral-style error object)"},
-    401: {"description": "Missing caller key"},
-    403: {"description": "Invalid caller key"},
+    401: {"description": "Missing or invalid caller key"},
     413: {"description": "The body is larger than the gateway accepts"},
     422: {"description": "The body is not a valid request; `message` names the field, `detail` lists all"},
     429: {"description": "Rate limited (caller quota or Mistral); see Retry-After"},
