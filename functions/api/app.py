@@ -22,6 +22,8 @@ from mistral_gateway.observability import logger, metrics
 from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
 
 app = APIGatewayRestResolver()
+# The public documents change only with a deploy: browsers (and any CDN in front) may reuse them for an hour.
+PUBLIC_CACHE = "public, max-age=3600"
 
 
 @app.post(
@@ -83,12 +85,14 @@ def health() -> Response[str]:
 
 @app.get("/openapi.json", summary="This OpenAPI document", tags=["Gateway"])
 def openapi() -> Response[str]:
-    return json_response(200, openapi_json(app))
+    return json_response(200, openapi_json(app), {"Cache-Control": PUBLIC_CACHE})
 
 
 @app.get("/docs", summary="Swagger UI for this API", tags=["Gateway"])
 def docs() -> Response[str]:
-    return Response(status_code=200, content_type="text/html", body=swagger_html(app))
+    return Response(
+        status_code=200, content_type="text/html", body=swagger_html(app), headers={"Cache-Control": PUBLIC_CACHE}
+    )
 
 
 @app.exception_handler(GatewayError)

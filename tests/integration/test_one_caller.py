@@ -230,3 +230,19 @@ def test_what_is_settled_never_exceeds_what_was_reserved(gateway, emulator, chat
         assert gateway.request("POST", path, body, api_key_id=MALLORY).status == 200
     assert len(settled) == len(bodies)
     assert all(actual <= reserved for reserved, actual in settled), settled
+
+
+# --- a batch counts per item ----------------------------------------------------------------------------------------
+
+
+def test_every_batch_item_counts_against_the_callers_budgets(gateway, emulator, chat_body) -> None:
+    from gateway_dev import quota as quota_admin
+
+    quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"requests_per_minute": 3})
+    items = [chat_body(f"batch item {n}", max_tokens=5) for n in range(5)]
+    response = gateway.request("POST", "/v1/batch/chat/completions", {"requests": items}, api_key_id=MALLORY)
+    assert response.status == 200
+    statuses = sorted(item["status"] for item in response.json["data"])
+    assert statuses == [200, 200, 200, 429, 429]
+    assert emulator.calls() == 3
+    assert quota_admin.show(QUOTA_TABLE, MALLORY)["usage"]["minute"]["requests"] == 3
