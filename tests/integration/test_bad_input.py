@@ -249,3 +249,99 @@ def test_arbitrary_bodies_never_cause_a_5xx_or_a_bad_upstream_call(gateway: Any,
     else:
         assert_clean_4xx(response)
         assert emulator.calls() == before
+
+
+# --- property-based: one hostile element in an otherwise valid request, on every route --------------------------
+
+VALID_BODIES = {
+    CHAT: chat(),
+    FIM: {"model": "codestral-latest", "prompt": "def f(", "suffix": "return 1"},
+    EMBED: {"model": "mistral-embed", "input": ["one", "two"]},
+}
+CHAT_ONLY = frozenset({"deep tool schema", "tool without parameters", "openai junk beside mistral"})
+Mutation = tuple[Any, Any]  # (argument, mutate(body, argument) -> hostile body)
+
+
+def _set(field: str, value: Any) -> Any:
+    return lambda body, _: {**body, field: value}
+
+
+def _surrogate(body: dict[str, Any], where: str) -> dict[str, Any]:
+    return {**body, "model": "x" + LONE} if where == "model" else {**body, "metadata": {where: LONE}}
+
+
+def _deep_metadata(body: dict[str, Any], levels: int) -> dict[str, Any]:
+    return {**body, "metadata": {"a": nested(levels)}}
+
+
+def _deep_tool(body: dict[str, Any], levels: int) -> dict[str, Any]:
+    return {**body, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"p": nested(levels)}}}]}
+
+
+def _beside_mistral(body: dict[str, Any], pair: tuple[str, Any]) -> dict[str, Any]:
+    return {**body, "random_seed": 1, "max_tokens": 5, pair[0]: pair[1]}
+
+
+def _mutations(fields: list[str], value: Any) -> Any:
+    return st.sampled_from(fields).map(lambda field: (field, lambda body, f: {**body, f: value}))
+
+
+# Each makes a valid body certainly invalid, the ways issue 14 found (and their neighbours).
+HOSTILE: dict[str, Any] = {
+    "lone surrogate": st.sampled_from(["model", "note", LONE]).map(lambda where: (where, _surrogate)),
+    "too deep": st.integers(64, 400).map(lambda levels: (levels, _deep_metadata)),
+    "deep tool schema": st.integers(64, 300).map(lambda levels: (levels, _deep_tool)),
+    "a string for a number": _mutations(["temperature", "top_p", "max_tokens", "random_seed", "n"], "1"),
+    "a boolean for a number": _mutations(["temperature", "max_tokens", "random_seed", "n", "min_tokens"], True),
+    "a fraction for a whole number": _mutations(["max_tokens", "random_seed", "n"], 1.5),
+    "out of range": st.sampled_from([("temperature", 2.01), ("top_p", -0.1), ("n", 129), ("max_tokens", -1)]).map(
+        lambda pair: (pair, lambda body, p: {**body, p[0]: p[1]})
+    ),
+    "openai junk beside mistral": st.sampled_from(
+        [("seed", "junk"), ("stream_options", 5), ("max_completion_tokens", True)]
+    ).map(lambda pair: (pair, _beside_mistral)),
+    "null unknown field": _mutations(["colour", "logit_bias", "user"], None),
+    "tool without parameters": st.just((None, _set("tools", [{"type": "function", "function": {"name": "f"}}]))),
+    "huge model name": st.integers(257, 200_000).map(lambda n: (n, lambda body, k: {**body, "model": "m" * k})),
+}
+
+
+@st.composite
+def hostile_requests(draw: Any) -> tuple[str, str, str]:
+    """(route, kind, raw body): a valid request with one hostile element; in a batch, as its one item."""
+    kind = draw(st.sampled_from(sorted(HOSTILE)))
+    argument, mutate = draw(HOSTILE[kind])
+    route = draw(st.sampled_from([CHAT, CHAT, FIM, EMBED, BATCH]))
+    if route == BATCH:
+        return route, kind, json.dumps({"requests": [mutate(chat(), argument)]})
+    if kind in CHAT_ONLY:
+        route = CHAT  # elsewhere these fields are merely unknown (refused too, but not the point)
+    return route, kind, json.dumps(mutate(VALID_BODIES[route], argument))
+
+
+def circuit_is_untouched() -> bool:
+    from mistral_gateway import upstream
+
+    breaker = upstream.breaker()
+    return breaker.state == "closed" and breaker.failures == 0
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(request=hostile_requests())
+def test_hostile_requests_are_4xx_without_upstream_calls_or_circuit_openings(gateway, emulator, request) -> None:
+    route, kind, raw = request
+    response = gateway.request("POST", route, raw=raw)
+    if route == BATCH:  # the batch is answered; its one item carries the 4xx
+        assert response.status == 200, response.body[:300]
+        (item,) = response.json["data"]
+        assert 400 <= item["status"] < 500 and item["body"]["object"] == "error", (kind, item)
+    else:
+        assert_clean_4xx(response)
+    assert emulator.calls() == 0, kind
+    assert circuit_is_untouched(), kind
+    assert no_cache_writes()

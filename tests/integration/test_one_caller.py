@@ -27,9 +27,36 @@ def test_requests_the_sdk_refuses_are_422s_that_never_reach_the_breaker(gateway,
         assert response.status == 422, response.body[:300]
         assert response.json["code"] == "sdk_refused" and response.json["param"] == "parameters"
         assert "parameters" in response.json["message"]
+    named_choice_without_name = chat_body("refused", tool_choice={"type": "function", "function": {}})
+    assert gateway.chat(named_choice_without_name).json["code"] == "sdk_refused"
     assert emulator.calls() == 0
     assert (circuit().state, circuit().failures) == ("closed", 0)
     assert gateway.chat(chat_body("another caller")).status == 200
+
+
+def test_a_refusal_inside_the_upstream_call_is_the_callers_and_garbage_is_mistrals(gateway) -> None:
+    import httpx2
+
+    from mistral_gateway import upstream
+    from mistral_gateway.deadline import Deadline
+    from mistral_gateway.errors import RequestValidationFailed, UpstreamError
+
+    def refused(timeout_ms: int) -> None:
+        raise ValueError("the SDK refused this request")  # nothing was sent: no response for this attempt
+
+    def garbage(timeout_ms: int) -> None:
+        upstream._last.response = httpx2.Response(200, content=b"<html>oops")  # what the response hook records
+        raise ValueError("not JSON")
+
+    for _ in range(circuit().threshold + 1):
+        with pytest.raises(RequestValidationFailed):
+            upstream.call(refused, Deadline.start(5_000), operation="chat")
+    assert (circuit().state, circuit().failures) == ("closed", 0)
+    with pytest.raises(UpstreamError):
+        upstream.call(garbage, Deadline.start(5_000), operation="chat")
+    assert circuit().failures == 1
+    with pytest.raises(RequestValidationFailed):  # a stale response of an earlier attempt does not count
+        upstream.call(refused, Deadline.start(5_000), operation="chat")
 
 
 def test_embeddings_the_sdk_cannot_read_back_are_refused_before_mistral(gateway, emulator) -> None:

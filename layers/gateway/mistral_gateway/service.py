@@ -122,6 +122,8 @@ def _completion(
         log_prompt(body.get(prompt_field))
         from mistral_gateway import fallback, upstream
 
+        upstream.preflight(kind, request.sdk_arguments())
+
         ask = upstream.chat if kind == "chat" else upstream.fim
         arguments = request.sdk_arguments()
 
@@ -157,6 +159,8 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
     def prepare() -> Fetch:
         request = validated or validate("EmbeddingRequest", body)
         from mistral_gateway import upstream
+
+        upstream.preflight("embeddings", request.sdk_arguments())
 
         def fetch() -> Fetched:
             fetched = upstream.embeddings(request.sdk_arguments(), deadline)

@@ -72,6 +72,7 @@ def completion_stream(
         return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
 
     request = validated or service.validate(request_model, body)
+    upstream.preflight(route, request.sdk_arguments())
     service.log_prompt(body.get("messages" if route == "chat" else "prompt"))
     status = service.count_miss(control)
     spending = quota.Spending(caller, body)  # 429 when the caller's budget is spent

@@ -191,6 +191,22 @@ def stream_failed(kind: str, upstream: str = MISTRAL) -> None:
     _attempt_failed(kind, breaker(upstream))
 
 
+# The SDK's own request models: what it refuses client-side, before sending.
+_SDK_REQUESTS = {"chat": "ChatCompletionRequest", "fim": "FIMCompletionRequest", "embeddings": "EmbeddingRequest"}
+
+
+def preflight(operation: str, arguments: dict[str, Any]) -> None:
+    """Raise the caller's 422 for a request the SDK would refuse, before the gateway writes anything (a
+    single-flight lease, a budget reservation). `call` still tells refusals from garbage as a backstop."""
+    from mistralai.client import models as sdk_models
+    from pydantic import ValidationError
+
+    try:
+        getattr(sdk_models, _SDK_REQUESTS[operation]).model_validate(arguments)
+    except ValidationError as error:
+        raise refusals.classify(error, None).error from None
+
+
 def _passthrough(
     operation: str,
     method_of: Callable[[Any], Callable[..., Any]],
