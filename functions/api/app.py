@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -107,8 +106,7 @@ def gateway_error(error: GatewayError) -> Response:
 def unexpected_error(error: Exception) -> Response:
     # The trace goes to the log for the operator (frames only: an exception's message may quote the request,
     # unbounded); the caller gets a JSON 500 without it.
-    frames = "".join(traceback.format_tb(error.__traceback__))[-observability.MAX_LOGGED_TRACE_CHARS :]
-    logger.error("unexpected error", extra={"error_class": type(error).__name__, "frames": frames})
+    observability.log_unexpected("unexpected error", error)
     return error_response(GatewayError("The gateway failed unexpectedly; the request can be retried."))
 
 

@@ -155,6 +155,23 @@ def test_a_huge_model_name_or_path_writes_no_huge_log_line(gateway, chat_body, m
     assert lines and max(len(line) for line in lines) < LONGEST_LOG_LINE
 
 
+def test_an_unexpected_error_logs_its_frames_not_its_message(gateway, chat_body, monkeypatch) -> None:
+    from mistral_gateway import service
+
+    quoted = "quoting the request: " + "my secret prompt " * 50_000
+
+    def explode(*_: Any, **__: Any) -> None:
+        raise RuntimeError(quoted)
+
+    monkeypatch.setattr(service, "chat_completion", explode)
+    response = gateway.chat(chat_body("anything"))
+    assert response.status == 500 and "secret" not in response.text
+    (record,) = [r for r in gateway.log_records() if r["message"] == "unexpected error"]
+    assert record["error_class"] == "RuntimeError" and "explode" in record["frames"]
+    assert "my secret prompt" not in gateway.logs.getvalue()
+    assert max(len(line) for line in gateway.logs.getvalue().splitlines()) < 3 * LONGEST_LOG_LINE
+
+
 def test_bounded_marks_what_it_cut() -> None:
     from mistral_gateway.observability import MAX_LOGGED_CHARS, bounded
 

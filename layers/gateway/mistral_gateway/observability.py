@@ -158,3 +158,12 @@ def bounded(value: Any, limit: int = MAX_LOGGED_CHARS) -> Any:
     if isinstance(value, str) and len(value) > limit:
         return f"{value[:limit]}...[{len(value)} chars]"
     return value
+
+
+def log_unexpected(message: str, error: BaseException) -> None:
+    """An unexpected error for the operator: its class and stack frames, bounded. Not its message, which may
+    quote the request (a key, a prompt, megabytes of it)."""
+    import traceback
+
+    frames = "".join(traceback.format_tb(error.__traceback__))[-MAX_LOGGED_TRACE_CHARS:]
+    logger.error(message, extra={"error_class": type(error).__name__, "frames": frames})

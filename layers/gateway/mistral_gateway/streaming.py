@@ -198,8 +198,8 @@ class LiveStream:
             self._queue.put(sse.error_event(failure.body()))
         try:
             self._finish(ended, answer, bytes(sent), chunks)
-        except Exception:  # bookkeeping must never keep the caller's stream open
-            logger.exception("stream bookkeeping failed")
+        except Exception as error:  # bookkeeping must never keep the caller's stream open
+            observability.log_unexpected("stream bookkeeping failed", error)
         finally:
             self._finished.set()
             self._queue.put(_END)
