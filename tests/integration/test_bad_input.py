@@ -201,6 +201,27 @@ def test_a_batch_validates_every_item_before_any_upstream_call(gateway, emulator
     assert emulator.calls() == 3
 
 
+def test_batch_items_the_sdk_or_the_dialect_refuses_are_refused_before_any_upstream_call(
+    gateway, emulator, monkeypatch
+) -> None:
+    from mistral_gateway import service
+
+    answered: list[Any] = []
+    chat_completion = service.chat_completion
+    monkeypatch.setattr(
+        service, "chat_completion", lambda item, **kw: answered.append(item) or chat_completion(item, **kw)
+    )
+    items = [
+        chat(tools=[{"type": "function", "function": {"name": "f"}}]),
+        chat(seed="junk", random_seed=1),
+        chat(tool_choice={"type": "function", "function": {}}),
+    ]
+    response = gateway.request("POST", BATCH, {"requests": items})
+    assert [item["status"] for item in response.json["data"]] == [422, 422, 422]
+    assert answered == []  # refused in the first pass, before the items are answered concurrently
+    assert emulator.calls() == 0 and no_cache_writes()
+
+
 def test_nesting_up_to_the_limit_is_accepted(gateway, emulator) -> None:
     from mistral_gateway.limits import MAX_DEPTH
 

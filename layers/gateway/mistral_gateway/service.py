@@ -231,8 +231,13 @@ def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
         if item.get("stream") is True:
             raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
         limits.check(item, at=f"requests.{index}")
-        check_model(item)
-        validate("ChatCompletionRequest", dialect.mistral_chat(item))
+        body = in_mistral_dialect(item)
+        check_model(body)
+        _, validated = admitted("ChatCompletionRequest", body)
+        if validated is not None:  # what admission.py vouches for is also what the SDK accepts
+            from mistral_gateway import upstream
+
+            upstream.preflight("chat", validated.sdk_arguments())
     except GatewayError as error:
         return {"index": index, "status": error.status, "cache": None, "body": error.body()}
     return None
