@@ -137,9 +137,8 @@ def test_make_serve_streams_event_by_event() -> None:
     with make_serve(EMULATOR_TOKENS_PER_SECOND="10", EMULATOR_ANSWER_TOKENS="40") as (url, process, lines):
         arrivals: list[float] = []
         request = {"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
-        with httpx2.stream(
-            "POST", f"{url}/v1/chat/completions", json=request, headers={"x-api-key": CALLER_KEY}, timeout=30
-        ) as response:
+        auth = {"Authorization": f"Bearer {CALLER_KEY}"}
+        with httpx2.stream("POST", f"{url}/v1/chat/completions", json=request, headers=auth, timeout=30) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     arrivals.append(time.monotonic())
