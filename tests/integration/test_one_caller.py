@@ -3,6 +3,7 @@ outlive the operator's TTL, or be served a hit that validation would have refuse
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -290,3 +291,32 @@ def test_every_batch_item_counts_against_the_callers_budgets(gateway, emulator, 
     assert statuses == [200, 200, 200, 429, 429]
     assert emulator.calls() == 3
     assert quota_admin.show(QUOTA_TABLE, MALLORY)["usage"]["minute"]["requests"] == 3
+
+
+# --- the same on the streaming function ---------------------------------------------------------------------------
+
+STREAMED_HOSTILE = {
+    "lone surrogate": {"messages": [{"role": "user", "content": "\ud800"}]},
+    "too deep": {"metadata": {"a": json.loads("[" * 70 + "]" * 70)}},
+    "tool the SDK refuses": {"tools": TOOL_WITHOUT_PARAMETERS},
+    "junk seed beside random_seed": {"seed": "junk", "random_seed": 7},
+    "max_tokens true": {"max_tokens": True},
+    "huge model name": {"model": "m" * 300_000},
+    "null unknown field": {"colour": None},
+}
+
+
+def test_hostile_streamed_requests_are_4xx_before_the_first_byte(http_gateway, gateway, emulator, chat_body) -> None:
+    import httpx2
+
+    with httpx2.Client(base_url=http_gateway, timeout=20) as client:
+        valid = chat_body("streamed twin", random_seed=7, stream=True)
+        assert client.post(CHAT, json=valid).status_code == 200  # cached: each twin below would key like it
+        calls = emulator.calls()
+        for name, hostile in STREAMED_HOSTILE.items():
+            response = client.post(CHAT, content=json.dumps({**valid, **hostile}))
+            assert 400 <= response.status_code < 500, (name, response.status_code, response.text[:200])
+            assert response.json()["object"] == "error" and "x-cache" not in response.headers, name
+    assert emulator.calls() == calls
+    assert (circuit().state, circuit().failures) == ("closed", 0)
+    assert max(len(line) for line in gateway.logs.getvalue().splitlines()) < LONGEST_LOG_LINE
