@@ -85,3 +85,10 @@ def test_the_common_requests_are_vouched_for() -> None:
     assert admission.certainly_valid("EmbeddingRequest", {"model": "mistral-embed", "input": ["a", "b"]})
     assert admission.certainly_valid("FIMCompletionRequest", {"model": "codestral-latest", "prompt": "def"})
     assert not admission.certainly_valid("ChatCompletionRequest", {**chat, "max_tokens": 64.0})  # pydantic decides
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(fields=st.dictionaries(st.sampled_from(["seed", "max_completion_tokens", "stream_options"]), junk | st.just({})))
+def test_what_admission_vouches_for_in_the_openai_dialect_is_valid(fields: dict[str, Any]) -> None:
+    if admission.openai_fields_certainly_valid(fields):
+        models.OpenAIDialectFields.model_validate(fields)

@@ -112,3 +112,17 @@ def certainly_valid(request_model: str, body: dict[str, Any]) -> bool:
     """True only for a body the pydantic model would accept unchanged (so it keys as its validated form)."""
     fields, required = _SHAPES[request_model]
     return required <= body.keys() and all(name in fields and fields[name](value) for name, value in body.items())
+
+
+# The OpenAI SDK's names (dialect.py), as models.OpenAIDialectFields checks them.
+_OPENAI_FIELDS = {
+    "seed": _whole(0, 2**63),
+    "max_completion_tokens": _whole(0, MAX_OUTPUT_TOKENS),
+    "stream_options": lambda value: isinstance(value, dict),
+}
+
+
+def openai_fields_certainly_valid(body: dict[str, Any]) -> bool:
+    """True only if the OpenAI-named fields present would pass OpenAIDialectFields (the OpenAI SDK's usual
+    `stream_options: {"include_usage": true}` then costs no pydantic on a hit)."""
+    return all(check(body[name]) for name, check in _OPENAI_FIELDS.items() if name in body)

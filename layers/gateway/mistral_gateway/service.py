@@ -455,7 +455,7 @@ def validate(model_name: str, body: dict[str, Any]) -> Any:
 
 def in_mistral_dialect(body: dict[str, Any]) -> dict[str, Any]:
     """A chat body in Mistral's dialect; what the translation drops or renames is validated first."""
-    if dialect.speaks_openai(body):
+    if dialect.speaks_openai(body) and not admission.openai_fields_certainly_valid(body):
         validate("OpenAIDialectFields", body)
     return dialect.mistral_chat(body)
 
