@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mistral_gateway.errors import InvalidRequest
 from mistral_gateway.http import parse_json_body
@@ -51,3 +53,49 @@ def test_a_skipped_list_is_left_to_its_items() -> None:
 def test_nesting_json_itself_cannot_parse_is_a_400() -> None:
     with pytest.raises(InvalidRequest, match="deeper"):
         parse_json_body("[" * 200_000 + "]" * 200_000, None, max_bytes=1_000_000)
+
+
+def reference_ok(value: Any, depth: int = 1) -> bool:
+    """The limits as plainly as they can be said (recursively: fine for the small values generated)."""
+    if isinstance(value, str):
+        return "\ud800" not in value
+    if isinstance(value, list):
+        return depth <= MAX_DEPTH and all(reference_ok(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return depth <= MAX_DEPTH and all(reference_ok(k) and reference_ok(v, depth + 1) for k, v in value.items())
+    return True
+
+
+texts = st.sampled_from(["", "a", "é", "\ud800", "x\ud800y", "😀"])
+leaves = st.none() | st.integers() | texts
+
+
+@st.composite
+def near_the_limit(draw: Any) -> Any:
+    """A small tree, sometimes buried just above or below the depth limit."""
+    tree = draw(
+        st.recursive(
+            leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=8
+        )
+    )
+    return (
+        depth(draw(st.sampled_from([0, 0, MAX_DEPTH - 3, MAX_DEPTH - 1, MAX_DEPTH])))
+        if tree is None
+        else _bury(tree, draw(st.sampled_from([0, MAX_DEPTH - 4, MAX_DEPTH - 1])))
+    )
+
+
+def _bury(value: Any, levels: int) -> Any:
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(value=near_the_limit())
+def test_the_fast_pass_and_the_reference_agree(value: Any) -> None:
+    if reference_ok(value):
+        check(value)
+    else:
+        with pytest.raises(InvalidRequest):
+            check(value)
