@@ -343,8 +343,8 @@ def hostile_requests(draw: Any) -> tuple[str, str, str]:
 def circuit_is_untouched() -> bool:
     from mistral_gateway import upstream
 
-    breaker = upstream.breaker()
-    return breaker.state == "closed" and breaker.failures == 0
+    breakers = [upstream.breaker(name) for name in (upstream.MISTRAL, upstream.SELF_HOSTED)]
+    return all(breaker.state == "closed" and breaker.failures == 0 for breaker in breakers)
 
 
 @settings(

@@ -15,7 +15,7 @@ TOOL_WITHOUT_PARAMETERS = [{"type": "function", "function": {"name": "lookup"}}]
 def circuit() -> Any:
     from mistral_gateway import upstream
 
-    return upstream.breaker()
+    return upstream.breaker(upstream.MISTRAL)  # the one `call` uses (the cache keys on the argument as given)
 
 
 # --- the breaker learns only from Mistral ---------------------------------------------------------------------
