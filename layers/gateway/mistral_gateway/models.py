@@ -2,8 +2,9 @@
 
 The field set of `ChatCompletionRequest` equals the mistralai SDK's own request model (a test keeps them in
 step); on top of the SDK's types we enforce the ranges Mistral documents, so a bad value gets our 422
-before any upstream call. Unknown top-level fields are rejected, as Mistral does. These models are imported
-only on the miss path: a cache hit never pays for pydantic.
+before any upstream call. Unknown top-level fields are rejected, as Mistral does. Numbers must be JSON
+numbers (no lax coercion of "0.5" or true); a whole-number field takes 1.0 as 1. These models run before the
+cache lookup, except for the simple requests admission.py vouches for, whose hits never load pydantic.
 """
 
 from __future__ import annotations
