@@ -1,9 +1,9 @@
 """The API's OpenAPI document, generated from the routes (Powertools) and our request models (pydantic).
 
 Powertools derives paths, summaries and responses from the route decorators. Request bodies are validated
-by our own models on the miss path rather than by Powertools (see docs/decisions.md), so their schemas are
-added here from those same models. Everything is built on the first request for it (never on the chat path)
-and kept for the container's life.
+by our own models before the cache lookup (admission.py aside) rather than by Powertools (see
+docs/decisions.md), so their schemas are added here from those same models. Everything is built on the
+first request for it (never on the chat path) and kept for the container's life.
 """
 
 from __future__ import annotations

@@ -245,8 +245,8 @@ def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
 
 # --- the cache flow shared by every endpoint ---------------------------------------------------------------
 
-# What an endpoint hands the flow: `prepare()` validates the request (raising a 4xx) and returns the upstream
-# call; validation happens only on a miss, and before any write to the cache.
+# What an endpoint hands the flow: `prepare()` (run only on a miss, before any write to the cache) finishes
+# validation where admission.py vouched for the body, checks it against the SDK, and returns the upstream call.
 Fetch = Callable[[], Fetched]
 # Failures of Mistral (not of the request) after which an expired answer is better than an error.
 STALE_ON = (UpstreamError, UpstreamTimeout, RateLimited, ServiceUnavailable)
