@@ -281,3 +281,12 @@ def sum_emf_metrics(stdout: str) -> dict[str, float]:
 def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Any:
     """Call it to get the EMF metrics written to stdout since the test began (or the last call)."""
     return lambda: sum_emf_metrics(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="session")
+def authorizer(template: Template) -> Any:
+    """The caller-key authorizer's module (functions/authorizer/app.py), loaded as Lambda would."""
+    from gateway_dev.bridge import handler_module, load_function
+
+    load_function(template, "AuthorizerFunction")
+    return handler_module(template, "AuthorizerFunction")

@@ -22,6 +22,8 @@ from mistral_gateway.observability import logger, metrics
 from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
 
 app = APIGatewayRestResolver(cors=cors_config())
+# The public documents change only with a deploy: browsers (and any CDN in front) may reuse them for an hour.
+PUBLIC_CACHE = "public, max-age=3600"
 
 
 @app.post(
@@ -77,7 +79,7 @@ def model(model_id: str) -> Response[str]:
     description='`{"requests": [chat requests]}` answered in order, each with its own status and cache.',
 )
 def batch_chat_completions() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    request = GatewayRequest.from_event(app.current_event, app.lambda_context, item_list="requests")
     return answer_response(service.batch_chat(request.body, **request.completion_context))
 
 
@@ -101,12 +103,14 @@ def health() -> Response[str]:
 
 @app.get("/openapi.json", summary="This OpenAPI document", tags=["Gateway"])
 def openapi() -> Response[str]:
-    return json_response(200, openapi_json(app))
+    return json_response(200, openapi_json(app), {"Cache-Control": PUBLIC_CACHE})
 
 
 @app.get("/docs", summary="Swagger UI for this API", tags=["Gateway"])
 def docs() -> Response[str]:
-    return Response(status_code=200, content_type="text/html", body=swagger_html(app))
+    return Response(
+        status_code=200, content_type="text/html", body=swagger_html(app), headers={"Cache-Control": PUBLIC_CACHE}
+    )
 
 
 @app.exception_handler(GatewayError)
@@ -119,8 +123,9 @@ def gateway_error(error: GatewayError) -> Response:
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response:
-    # The trace goes to the log for the operator; the caller gets a JSON 500 without it.
-    logger.exception("unexpected error")
+    # The trace goes to the log for the operator (frames only: an exception's message may quote the request,
+    # unbounded); the caller gets a JSON 500 without it.
+    observability.log_unexpected("unexpected error", error)
     return error_response(GatewayError("The gateway failed unexpectedly; the request can be retried."))
 
 
@@ -148,8 +153,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.info(
         "request served",
         extra={
-            "method": event.get("httpMethod"),
-            "route": event.get("resource") or event.get("path"),
+            "method": observability.bounded(event.get("httpMethod")),
+            "route": observability.bounded(event.get("resource") or event.get("path")),
             "status": result.get("statusCode"),
             "caller": caller_id(event),  # the API key's id (or its hash), never the key
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),

@@ -1,9 +1,16 @@
-"""API Gateway REQUEST authorizer: accepts the caller key as `Authorization: Bearer <key>` or `x-api-key`.
+"""API Gateway REQUEST authorizer: takes the caller key from `Authorization: Bearer <key>`, or from `x-api-key`
+when no Authorization header is sent at all.
 
-SDKs send Bearer; API Gateway's own API-key check only reads `x-api-key`. This authorizer hands the key to
-API Gateway (`usageIdentifierKey`, with the API's ApiKeySourceType AUTHORIZER), which then checks it against
-the usage plan (unknown key -> 403, throttle/quota -> 429) before any function work. It never logs the key
-and imports nothing heavy, so it adds a few milliseconds at most (and its result is cached by API Gateway).
+One rule, and the cache is keyed on exactly what it reads: API Gateway caches this authorizer's decision by
+its identity source, the Authorization header (template.yaml). Whenever that header is present it is the
+only thing read, so two requests with the same Authorization always get the same decision and no alias can
+form (a junk `Authorization` beside someone's `x-api-key` is refused, never cached as theirs). With caching
+on, API Gateway refuses a request without Authorization (401) before calling this function, so `x-api-key`
+alone only works with AuthorizerCacheSeconds=0 (README, docs/reliability.md).
+
+The key goes to API Gateway (`usageIdentifierKey`, with the API's ApiKeySourceType AUTHORIZER), which checks
+it against the usage plan (unknown key -> 401 via the INVALID_API_KEY gateway response, throttle/quota ->
+429) before any function work. It never logs the key and imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -11,17 +18,21 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+BEARER = "bearer "
+
 
 class Unauthorized(Exception):
     """Raising exactly 'Unauthorized' makes API Gateway answer 401 (as our Mistral-style JSON)."""
 
 
 def presented_key(headers: dict[str, str] | None) -> str | None:
+    """The caller key under the one rule: Authorization when sent (and then nothing else), else x-api-key."""
     lowered = {name.lower(): value for name, value in (headers or {}).items() if isinstance(value, str)}
-    key = lowered.get("x-api-key", "").strip()
     authorization = lowered.get("authorization", "").strip()
-    if not key and authorization[:7].lower() == "bearer ":
-        key = authorization[7:].strip()
+    if authorization:
+        key = authorization[len(BEARER) :].strip() if authorization[: len(BEARER)].lower() == BEARER else ""
+    else:
+        key = lowered.get("x-api-key", "").strip()
     return key or None
 
 

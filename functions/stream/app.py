@@ -87,13 +87,17 @@ async def _completion(request: Request, route: str) -> Response:
     event = {"requestContext": _json_object(request.headers.get("x-amzn-request-context"))}
     context = AdapterContext.from_header(request.headers.get("x-amzn-lambda-context"))
     _begin(request, event, context)
-    served: dict[str, Any] = {"method": request.method, "route": request.url.path, "caller": caller_id(event)}
+    served: dict[str, Any] = {
+        "method": observability.bounded(request.method),
+        "route": observability.bounded(request.url.path),
+        "caller": caller_id(event),
+    }
     try:
         outcome = await anyio.to_thread.run_sync(_serve, request.headers, raw, event, context, route)
     except GatewayError as error:
         return _finish(_error_response(error), served, started)
-    except Exception:
-        logger.exception("unexpected error")
+    except Exception as unexpected:
+        observability.log_unexpected("unexpected error", unexpected)
         failure = GatewayError("The gateway failed unexpectedly; the request can be retried.")
         return _finish(_error_response(failure), served, started)
     if isinstance(outcome, streaming.LiveStream):

@@ -58,7 +58,7 @@ class LocalGateway:
         headers = _Headers(scope["headers"])
         key_id = None
         if self.bridge.api_keys and not route.public:
-            key_id, refusal = authenticate(self.bridge.api_keys, headers)
+            key_id, refusal = authenticate(self.bridge.api_keys, headers, self.bridge.identity_headers)
             if refusal is not None:
                 status, message, error_type = refusal
                 await _error(send, status, message, error_type, self.bridge.template.gateway_response_headers())

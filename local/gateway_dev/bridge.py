@@ -3,12 +3,11 @@
 This is what `sam local start-api` does, without Docker: each HTTP request becomes an API Gateway REST proxy
 event for the function whose `Api` event matches (method, path), the handler runs in this process (one
 warm "container" per function), and its proxy result becomes the HTTP response. Caller keys are checked the
-way the cloud's authorizer does (Bearer or x-api-key), before any function work.
+way the cloud does (caller_keys.py: identity sources, then the authorizer's own rule), before any function work.
 """
 
 from __future__ import annotations
 
-import hmac
 import importlib.util
 import json
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from gateway_dev import caller_keys
 from gateway_dev.apigw import proxy_event, proxy_result
 from gateway_dev.locking import serialize_methods
 from gateway_dev.template import ApiRoute, Template
@@ -117,6 +117,7 @@ class ApiBridge:
         self.stage = stage
         self.routes: list[ApiRoute] = template.routes()
         self.api_keys = dict(api_keys or {})  # key -> key id
+        self.identity_headers = caller_keys.identity_headers(template)  # required first, as API Gateway does
         self.functions: dict[str, LocalFunction] = {}
 
     def function(self, logical_id: str) -> LocalFunction:
@@ -168,7 +169,7 @@ class ApiBridge:
         return matching[0] if matching else None
 
     def _authenticate(self, request: Request) -> tuple[str | None, Response | None]:
-        key_id, refusal = authenticate(self.api_keys, request.headers)
+        key_id, refusal = authenticate(self.api_keys, request.headers, self.identity_headers)
         if refusal is not None:
             return None, _error(*refusal)
         return key_id, None
@@ -180,23 +181,11 @@ class ApiBridge:
         return path, self._route(method, path)
 
 
-def authenticate(api_keys: dict[str, str], headers: Any) -> tuple[str | None, tuple[int, str, str] | None]:
-    """The caller's key id, as the cloud's authorizer finds it (Bearer or x-api-key), or (status, message,
-    error type) of the refusal."""
-    presented = headers.get("x-api-key")
-    authorization = headers.get("authorization", "")
-    if not presented and authorization.lower().startswith("bearer "):
-        presented = authorization[7:].strip()
-    if not presented:
-        return None, (
-            401,
-            "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-            "authentication_error",
-        )
-    for key, key_id in api_keys.items():
-        if hmac.compare_digest(key.encode(), presented.encode()):
-            return key_id, None
-    return None, (403, "The API key is not valid.", "permission_error")
+def authenticate(
+    api_keys: dict[str, str], headers: Any, required: tuple[str, ...] = ()
+) -> tuple[str | None, tuple[int, str, str] | None]:
+    """The caller's key id, as the cloud finds it (caller_keys.py), or (status, message, error type)."""
+    return caller_keys.authenticate(api_keys, headers, required)
 
 
 def _path_parameters(route: ApiRoute, path: str) -> dict[str, str] | None:

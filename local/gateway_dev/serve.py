@@ -143,7 +143,7 @@ def banner(stack: LocalStack, url: str) -> str:
     env = os.environ
     return f"""
   Mistral gateway (local) is up: {url}
-  caller key  : {stack.api_key}   (Authorization: Bearer <key>  or  x-api-key: <key>)
+  caller key  : {stack.api_key}   (Authorization: Bearer <key>)
   upstream    : {upstream}
   fallbacks   : {env.get("FALLBACK_CHAINS") or "none (FALLBACK_CHAINS)"}{_self_hosted(env)}
   AWS (moto)  : {stack.moto_url}   table {env.get("CACHE_TABLE_NAME")}, secret {env.get("MISTRAL_SECRET_ID")}

@@ -53,7 +53,7 @@ def test_the_conversation_is_multi_turn_and_commands_change_it(guarded_gateway: 
 
 def test_a_wrong_key_is_one_clear_line_and_the_session_goes_on(guarded_gateway: str, emulator: Any) -> None:
     output = run_cli(guarded_gateway, "hello", "/quit", key="not-the-key")
-    assert "error 403" in output and "check the caller key" in output
+    assert "error 401" in output and "check the caller key" in output
     assert "Traceback" not in output and "not-the-key" not in output
     assert emulator.calls("/v1/chat/completions") == 0
 

@@ -96,7 +96,7 @@ def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
         # Then the first is a labelled MISS, the repeat a HIT, the stranger is refused with JSON
         assert first[0] == 200 and first[1]["x-cache"] == "MISS" and first[1]["x-mistral-emulator"] == "true"
         assert second[0] == 200 and second[1]["x-cache"] == "HIT" and second[2] == first[2]
-        assert refused[0] == 403 and "message" in refused[2]
+        assert refused[0] == 401 and "message" in refused[2]
         # And the official SDK works against it unchanged
         from mistralai.client import Mistral
 
@@ -141,9 +141,8 @@ def test_make_serve_streams_event_by_event() -> None:
     with make_serve(EMULATOR_TOKENS_PER_SECOND="10", EMULATOR_ANSWER_TOKENS="40") as (url, process, lines):
         arrivals: list[float] = []
         request = {"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
-        with httpx2.stream(
-            "POST", f"{url}/v1/chat/completions", json=request, headers={"x-api-key": CALLER_KEY}, timeout=30
-        ) as response:
+        auth = {"Authorization": f"Bearer {CALLER_KEY}"}
+        with httpx2.stream("POST", f"{url}/v1/chat/completions", json=request, headers=auth, timeout=30) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     arrivals.append(time.monotonic())

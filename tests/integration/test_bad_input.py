@@ -18,6 +18,22 @@ def chat(**fields: Any) -> dict[str, Any]:
     return {"model": "mistral-small-latest", "messages": USER, **fields}
 
 
+def nested(levels: int, leaf: Any = "x") -> Any:
+    """`levels` arrays around `leaf` (in a request: that much deeper than where it stands)."""
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def deep_raw(levels: int) -> str:
+    """A chat body with `levels` nested arrays as its messages: too deep for json.loads' own recursion."""
+    return '{"model": "m", "messages": ' + "[" * levels + "]" * levels + "}"
+
+
+LONE = "\ud800"  # a lone surrogate: valid JSON (as the escape \\ud800), but not encodable text
+
+
 # (method, path, body: JSON value, raw str/bytes, or None, extra headers, expected status)
 CASES: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
     # unreadable bodies
@@ -64,6 +80,34 @@ CASES: dict[str, tuple[str, str, Any, dict[str, str], int]] = {
     "too many messages": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x"}] * 2_049), {}, 422),
     "message text too long": ("POST", CHAT, chat(messages=[{"role": "user", "content": "x" * 500_001}]), {}, 422),
     "bad cache-control max-age": ("POST", CHAT, chat(), {"Cache-Control": "max-age=soon"}, 400),
+    # limits decided at the edge (limits.py): nesting and string validity, on every route
+    "lone surrogate in content": ("POST", CHAT, chat(messages=[{"role": "user", "content": LONE}]), {}, 400),
+    "lone surrogate in model": ("POST", CHAT, chat(model=LONE), {}, 400),
+    "lone surrogate in a key": ("POST", CHAT, chat(metadata={LONE: 1}), {}, 400),
+    "lone surrogate in metadata": ("POST", CHAT, chat(metadata={"tag": "a" + LONE}), {}, 400),
+    "low surrogate alone": ("POST", CHAT, chat(messages=[{"role": "user", "content": "\udfff"}]), {}, 400),
+    "lone surrogate in fim": ("POST", FIM, {"model": "codestral-latest", "prompt": LONE}, {}, 400),
+    "lone surrogate in embeddings": ("POST", EMBED, {"model": "mistral-embed", "input": [LONE]}, {}, 400),
+    "deep metadata": ("POST", CHAT, chat(metadata={"a": nested(255)}), {}, 400),
+    "deep tool parameters": (
+        "POST",
+        CHAT,
+        chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"p": nested(255)}}}]),
+        {},
+        400,
+    ),
+    "deep content parts": (
+        "POST",
+        CHAT,
+        chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x", "extra": nested(255)}]}]),
+        {},
+        400,
+    ),
+    "just over the depth limit": ("POST", CHAT, chat(metadata={"a": nested(63)}), {}, 400),
+    "deep beyond json's recursion": ("POST", CHAT, deep_raw(1_000), {}, 400),
+    "very deep": ("POST", CHAT, deep_raw(100_000), {}, 400),
+    "deep embeddings input": ("POST", EMBED, {"model": "mistral-embed", "input": nested(300)}, {}, 400),
+    "deep beside a batch": ("POST", BATCH, {"requests": [chat()], "note": nested(300)}, {}, 400),
     # other endpoints
     "fim without prompt": ("POST", FIM, {"model": "codestral-latest"}, {}, 422),
     "fim prompt a list": ("POST", FIM, {"model": "codestral-latest", "prompt": ["a"]}, {}, 422),
@@ -132,6 +176,60 @@ def test_a_batch_with_bad_items_answers_each_with_its_own_4xx(gateway: Any, emul
     assert emulator.calls() == 0
 
 
+def test_a_batch_item_beyond_the_limits_is_its_own_400_and_the_others_are_answered(gateway, emulator) -> None:
+    hostile = [
+        chat(messages=[{"role": "user", "content": LONE}]),
+        chat(metadata={"a": nested(255)}),
+        chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"p": nested(255)}}}]),
+    ]
+    items = [chat(messages=[{"role": "user", "content": "first fine item"}]), *hostile, chat(model=LONE)]
+    response = gateway.request("POST", BATCH, {"requests": items})
+    assert response.status == 200
+    assert [item["status"] for item in response.json["data"]] == [200, 400, 400, 400, 400]
+    assert response.json["data"][1]["body"]["param"] == "requests.1.messages.0.content"
+    assert emulator.calls() == 1
+
+
+def test_a_batch_validates_every_item_before_any_upstream_call(gateway, emulator) -> None:
+    items = [chat(messages=[{"role": "user", "content": f"valid item {n}"}]) for n in range(3)]
+    response = gateway.request("POST", BATCH, {"requests": [*items, chat(metadata={"a": nested(255)})]})
+    assert [item["status"] for item in response.json["data"]] == [200, 200, 200, 400]
+    assert emulator.calls() == 3
+    # and a batch whose every item is bad never reaches Mistral at all
+    response = gateway.request("POST", BATCH, {"requests": [chat(temperature="hot"), chat(model=LONE)]})
+    assert [item["status"] for item in response.json["data"]] == [422, 400]
+    assert emulator.calls() == 3
+
+
+def test_batch_items_the_sdk_or_the_dialect_refuses_are_refused_before_any_upstream_call(
+    gateway, emulator, monkeypatch
+) -> None:
+    from mistral_gateway import service
+
+    answered: list[Any] = []
+    chat_completion = service.chat_completion
+    monkeypatch.setattr(
+        service, "chat_completion", lambda item, **kw: answered.append(item) or chat_completion(item, **kw)
+    )
+    items = [
+        chat(tools=[{"type": "function", "function": {"name": "f"}}]),
+        chat(seed="junk", random_seed=1),
+        chat(tool_choice={"type": "function", "function": {}}),
+    ]
+    response = gateway.request("POST", BATCH, {"requests": items})
+    assert [item["status"] for item in response.json["data"]] == [422, 422, 422]
+    assert answered == []  # refused in the first pass, before the items are answered concurrently
+    assert emulator.calls() == 0 and no_cache_writes()
+
+
+def test_nesting_up_to_the_limit_is_accepted(gateway, emulator) -> None:
+    from mistral_gateway.limits import MAX_DEPTH
+
+    # body (1) > metadata (2) > "a" (3) > arrays ...: the deepest array stands at MAX_DEPTH
+    response = gateway.chat(chat(metadata={"a": nested(MAX_DEPTH - 2, leaf=1)}))
+    assert response.status == 200, response.body[:300]
+
+
 # --- property-based: arbitrary JSON where a chat request is expected ---------------------------------------------
 
 json_values = st.recursive(
@@ -172,3 +270,99 @@ def test_arbitrary_bodies_never_cause_a_5xx_or_a_bad_upstream_call(gateway: Any,
     else:
         assert_clean_4xx(response)
         assert emulator.calls() == before
+
+
+# --- property-based: one hostile element in an otherwise valid request, on every route --------------------------
+
+VALID_BODIES = {
+    CHAT: chat(),
+    FIM: {"model": "codestral-latest", "prompt": "def f(", "suffix": "return 1"},
+    EMBED: {"model": "mistral-embed", "input": ["one", "two"]},
+}
+CHAT_ONLY = frozenset({"deep tool schema", "tool without parameters", "openai junk beside mistral"})
+Mutation = tuple[Any, Any]  # (argument, mutate(body, argument) -> hostile body)
+
+
+def _set(field: str, value: Any) -> Any:
+    return lambda body, _: {**body, field: value}
+
+
+def _surrogate(body: dict[str, Any], where: str) -> dict[str, Any]:
+    return {**body, "model": "x" + LONE} if where == "model" else {**body, "metadata": {where: LONE}}
+
+
+def _deep_metadata(body: dict[str, Any], levels: int) -> dict[str, Any]:
+    return {**body, "metadata": {"a": nested(levels)}}
+
+
+def _deep_tool(body: dict[str, Any], levels: int) -> dict[str, Any]:
+    return {**body, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"p": nested(levels)}}}]}
+
+
+def _beside_mistral(body: dict[str, Any], pair: tuple[str, Any]) -> dict[str, Any]:
+    return {**body, "random_seed": 1, "max_tokens": 5, pair[0]: pair[1]}
+
+
+def _mutations(fields: list[str], value: Any) -> Any:
+    return st.sampled_from(fields).map(lambda field: (field, lambda body, f: {**body, f: value}))
+
+
+# Each makes a valid body certainly invalid, the ways issue 14 found (and their neighbours).
+HOSTILE: dict[str, Any] = {
+    "lone surrogate": st.sampled_from(["model", "note", LONE]).map(lambda where: (where, _surrogate)),
+    "too deep": st.integers(64, 400).map(lambda levels: (levels, _deep_metadata)),
+    "deep tool schema": st.integers(64, 300).map(lambda levels: (levels, _deep_tool)),
+    "a string for a number": _mutations(["temperature", "top_p", "max_tokens", "random_seed", "n"], "1"),
+    "a boolean for a number": _mutations(["temperature", "max_tokens", "random_seed", "n", "min_tokens"], True),
+    "a fraction for a whole number": _mutations(["max_tokens", "random_seed", "n"], 1.5),
+    "out of range": st.sampled_from([("temperature", 2.01), ("top_p", -0.1), ("n", 129), ("max_tokens", -1)]).map(
+        lambda pair: (pair, lambda body, p: {**body, p[0]: p[1]})
+    ),
+    "openai junk beside mistral": st.sampled_from(
+        [("seed", "junk"), ("stream_options", 5), ("max_completion_tokens", True)]
+    ).map(lambda pair: (pair, _beside_mistral)),
+    "null unknown field": _mutations(["colour", "logit_bias", "user"], None),
+    "tool without parameters": st.just((None, _set("tools", [{"type": "function", "function": {"name": "f"}}]))),
+    "huge model name": st.integers(257, 200_000).map(lambda n: (n, lambda body, k: {**body, "model": "m" * k})),
+}
+
+
+@st.composite
+def hostile_requests(draw: Any) -> tuple[str, str, str]:
+    """(route, kind, raw body): a valid request with one hostile element; in a batch, as its one item."""
+    kind = draw(st.sampled_from(sorted(HOSTILE)))
+    argument, mutate = draw(HOSTILE[kind])
+    route = draw(st.sampled_from([CHAT, CHAT, FIM, EMBED, BATCH]))
+    if route == BATCH:
+        return route, kind, json.dumps({"requests": [mutate(chat(), argument)]})
+    if kind in CHAT_ONLY:
+        route = CHAT  # elsewhere these fields are merely unknown (refused too, but not the point)
+    return route, kind, json.dumps(mutate(VALID_BODIES[route], argument))
+
+
+def circuit_is_untouched() -> bool:
+    from mistral_gateway import upstream
+
+    breakers = [upstream.breaker(name) for name in (upstream.MISTRAL, upstream.SELF_HOSTED)]
+    return all(breaker.state == "closed" and breaker.failures == 0 for breaker in breakers)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(request=hostile_requests())
+def test_hostile_requests_are_4xx_without_upstream_calls_or_circuit_openings(gateway, emulator, request) -> None:
+    route, kind, raw = request
+    response = gateway.request("POST", route, raw=raw)
+    if route == BATCH:  # the batch is answered; its one item carries the 4xx
+        assert response.status == 200, response.body[:300]
+        (item,) = response.json["data"]
+        assert 400 <= item["status"] < 500 and item["body"]["object"] == "error", (kind, item)
+    else:
+        assert_clean_4xx(response)
+    assert emulator.calls() == 0, kind
+    assert circuit_is_untouched(), kind
+    assert no_cache_writes()

@@ -23,11 +23,11 @@ _ROLES = {"developer": "system"}
 
 def mistral_chat(body: dict[str, Any]) -> dict[str, Any]:
     """The chat body in Mistral's dialect. A field given in both dialects keeps Mistral's value."""
+    if not speaks_openai(body):
+        return body
     tier = body.get("service_tier")
     openai_tier = isinstance(tier, str) and tier in _OPENAI_SERVICE_TIERS
     renamed_roles = _has_openai_roles(body.get("messages"))
-    if not (openai_tier or renamed_roles or any(name in body for name in (*_RENAMED, *_DROPPED))):
-        return body
     translated = {key: value for key, value in body.items() if key not in _RENAMED and key not in _DROPPED}
     for openai_name, mistral_name in _RENAMED.items():
         if openai_name in body and body[openai_name] is not None:
@@ -37,6 +37,16 @@ def mistral_chat(body: dict[str, Any]) -> dict[str, Any]:
     if renamed_roles:
         translated["messages"] = [_mistral_message(message) for message in body["messages"]]
     return translated
+
+
+def speaks_openai(body: dict[str, Any]) -> bool:
+    """Whether the body uses anything this module renames or drops."""
+    tier = body.get("service_tier")
+    return (
+        (isinstance(tier, str) and tier in _OPENAI_SERVICE_TIERS)
+        or _has_openai_roles(body.get("messages"))
+        or any(name in body for name in (*_RENAMED, *_DROPPED))
+    )
 
 
 def _has_openai_roles(messages: Any) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
+from mistral_gateway import limits
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -29,8 +30,11 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json_body(raw: str | bytes | None, content_type: str | None, *, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, or a 4xx GatewayError that says what is wrong with it."""
+def parse_json_body(
+    raw: str | bytes | None, content_type: str | None, *, max_bytes: int, item_list: str | None = None
+) -> dict[str, Any]:
+    """The request body as a JSON object within the limits of limits.py, or a 4xx GatewayError that says what
+    is wrong with it. `item_list`: a top-level field whose items the service checks one by one (a batch)."""
     if content_type and not _JSON_MEDIA.match(content_type):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type.split(';')[0]!r}.")
     if raw is None or raw == "" or raw == b"":
@@ -46,8 +50,11 @@ def parse_json_body(raw: str | bytes | None, content_type: str | None, *, max_by
         body = json.loads(text, parse_constant=_no_constants)
     except ValueError as error:
         raise InvalidRequest(f"The request body is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise InvalidRequest(f"The request nests deeper than {limits.MAX_DEPTH} levels.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    limits.check(body, skip=item_list)
     return body
 
 
@@ -94,6 +101,11 @@ class CacheControl:
     def bypassed(self) -> bool:
         return not self.read
 
+    def ttl(self, operator_ttl: int) -> int:
+        """How long an answer is stored: the caller's max-age may shorten the operator's TTL, never extend it
+        (CacheTtlSeconds=0 stores nothing, whatever the caller says)."""
+        return operator_ttl if self.max_age is None else max(0, min(self.max_age, operator_ttl))
+
 
 def caller_id(event: dict[str, Any]) -> str | None:
     """The caller's API key id: set by API Gateway (usage plans) or by our authorizer. Never the key itself."""
@@ -133,10 +145,14 @@ class GatewayRequest:
     fallbacks: bool = True  # false when the caller sent `X-Gateway-Fallbacks: off` (fallback.py)
 
     @classmethod
-    def from_event(cls, event: Any, lambda_context: Any, *, with_body: bool = True) -> GatewayRequest:
+    def from_event(
+        cls, event: Any, lambda_context: Any, *, with_body: bool = True, item_list: str | None = None
+    ) -> GatewayRequest:
         """`event` is Powertools' APIGatewayProxyEvent (headers are case-insensitive)."""
         body = raw_body(event.raw_event) if with_body else None
-        return cls.from_parts(event.headers, body, event.raw_event, lambda_context, with_body=with_body)
+        return cls.from_parts(
+            event.headers, body, event.raw_event, lambda_context, with_body=with_body, item_list=item_list
+        )
 
     @classmethod
     def from_parts(
@@ -148,6 +164,7 @@ class GatewayRequest:
         *,
         with_body: bool = True,
         deadline_ms: int | None = None,
+        item_list: str | None = None,
     ) -> GatewayRequest:
         """Any transport's request: case-insensitive `headers`, the raw body, and an event-shaped dict whose
         `requestContext` says who the caller is (API Gateway's, handed over by the Lambda Web Adapter)."""
@@ -158,7 +175,9 @@ class GatewayRequest:
         control = CacheControl.from_headers(headers)
         parsed: dict[str, Any] = {}
         if with_body:
-            parsed = parse_json_body(body, headers.get("content-type"), max_bytes=config.max_body_bytes)
+            parsed = parse_json_body(
+                body, headers.get("content-type"), max_bytes=config.max_body_bytes, item_list=item_list
+            )
         fallbacks = (headers.get("x-gateway-fallbacks") or "").strip().lower() not in ("off", "false", "0", "no")
         return cls(body=parsed, caller=caller_id(event), control=control, deadline=deadline, fallbacks=fallbacks)
 

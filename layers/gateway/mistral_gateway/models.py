@@ -2,27 +2,63 @@
 
 The field set of `ChatCompletionRequest` equals the mistralai SDK's own request model (a test keeps them in
 step); on top of the SDK's types we enforce the ranges Mistral documents, so a bad value gets our 422
-before any upstream call. Unknown top-level fields are rejected, as Mistral does. These models are imported
-only on the miss path: a cache hit never pays for pydantic.
+before any upstream call. Unknown top-level fields are rejected, as Mistral does. Numbers must be JSON
+numbers (no lax coercion of "0.5" or true); a whole-number field takes 1.0 as 1. These models run before the
+cache lookup, except for the simple requests admission.py vouches for, whose hits never load pydantic.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
-# Size caps (on top of MAX_BODY_BYTES): generous for real use, and each gets a 422 naming the field.
-MAX_MESSAGES = 2_048
-MAX_TEXT_CHARS = 500_000  # one message's text, one FIM prompt or suffix, one embedding input
-MAX_OUTPUT_TOKENS = 262_144  # the largest context of any Mistral model
-MAX_EMBEDDING_INPUTS = 2_048
+from mistral_gateway.admission import MAX_EMBEDDING_INPUTS, MAX_MESSAGES, MAX_OUTPUT_TOKENS, MAX_TEXT_CHARS
 
+
+def _whole_number(value: Any) -> int:
+    """JSON numbers only: an int, or a float with nothing after the point (Mistral reads 1.0 as 1)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise ValueError("must be a whole number")
+
+
+def _real_number(value: Any) -> float:
+    """JSON numbers only: no strings ("0.5") and no booleans, which lax coercion would pass to Mistral."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise ValueError("must be a finite number")
+
+
+Whole = Annotated[int, BeforeValidator(_whole_number)]
+Real = Annotated[float, BeforeValidator(_real_number)]
 Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
+ModelName = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    def key_form(self) -> dict[str, Any]:
+        """What the caller set, as validated (1.0 -> 1 for a whole number): the cache key's input."""
+        return self.model_dump(exclude_unset=True, exclude_none=True, mode="json")
 
 
 class _Open(BaseModel):
@@ -53,7 +89,7 @@ class ToolCall(_Open):
     id: StrictStr | None = None
     type: StrictStr | None = "function"
     function: FunctionCall
-    index: int | None = None
+    index: Whole | None = None
 
 
 class SystemMessage(_Strict):
@@ -84,7 +120,7 @@ Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage
 
 
 class Function(_Open):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     description: StrictStr | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     strict: StrictBool | None = None
@@ -110,10 +146,12 @@ class Prediction(_Open):
     content: StrictStr = ""
 
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-TokenCount = Annotated[int, Field(ge=0, le=MAX_OUTPUT_TOKENS)]
+Probability = Annotated[Real, Field(ge=0.0, le=1.0)]
+Penalty = Annotated[Real, Field(ge=-2.0, le=2.0)]
+Temperature = Annotated[Real, Field(ge=0.0, le=2.0)]
+NonNegativeInt = Annotated[Whole, Field(ge=0)]
+TokenCount = Annotated[Whole, Field(ge=0, le=MAX_OUTPUT_TOKENS)]
+LogprobCount = Annotated[Whole, Field(ge=0, le=20)]
 Stop = StrictStr | list[StrictStr]
 
 
@@ -124,10 +162,21 @@ class _Completion(_Strict):
         return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"stream"}, mode="json")
 
 
+class OpenAIDialectFields(BaseModel):
+    """The OpenAI SDK's names for chat fields (dialect.py renames or drops them): checked as strictly as their
+    Mistral counterparts first, so a bad value is refused even where the Mistral field wins."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    seed: NonNegativeInt | None = None
+    max_completion_tokens: TokenCount | None = None
+    stream_options: dict[str, Any] | None = None
+
+
 class ChatCompletionRequest(_Completion):
-    model: Annotated[str, Field(min_length=1, max_length=256)]
+    model: ModelName
     messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    temperature: Temperature | None = None
     top_p: Probability | None = None
     max_tokens: TokenCount | None = None
     stream: StrictBool = False
@@ -140,13 +189,13 @@ class ChatCompletionRequest(_Completion):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     min_tokens: TokenCount | None = None
-    repetition_penalty: Annotated[float, Field(ge=0.0)] | None = None
+    repetition_penalty: Annotated[Real, Field(ge=0.0)] | None = None
     top_k: NonNegativeInt | None = None
     logprobs: StrictBool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    top_logprobs: LogprobCount | None = None
     prompt_logprobs: StrictBool | None = None
-    top_prompt_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    top_prompt_logprobs: LogprobCount | None = None
+    n: Annotated[Whole, Field(ge=1, le=128)] | None = None
     prediction: Prediction | None = None
     parallel_tool_calls: StrictBool | None = None
     reasoning_effort: StrictStr | None = None
@@ -160,10 +209,10 @@ class ChatCompletionRequest(_Completion):
 class FIMCompletionRequest(_Completion):
     """Fill-in-the-middle (codestral): the SDK's FIMCompletionRequest with Mistral's ranges."""
 
-    model: Annotated[str, Field(min_length=1, max_length=256)]
+    model: ModelName
     prompt: Text
     suffix: Text | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    temperature: Temperature | None = None
     top_p: Probability | None = None
     max_tokens: TokenCount | None = None
     min_tokens: TokenCount | None = None
@@ -177,12 +226,20 @@ class FIMCompletionRequest(_Completion):
 class EmbeddingRequest(_Strict):
     """Embeddings: `input` on the wire (the SDK's `inputs`), one text or a list of texts."""
 
-    model: Annotated[str, Field(min_length=1, max_length=256)]
+    model: ModelName
     input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
     metadata: dict[str, Any] | None = None
-    output_dimension: Annotated[int, Field(ge=1)] | None = None
+    output_dimension: Annotated[Whole, Field(ge=1)] | None = None
     output_dtype: Literal["float", "int8", "uint8", "binary", "ubinary"] | None = None
     encoding_format: Literal["float", "base64"] | None = None
+
+    @field_validator("encoding_format")
+    @classmethod
+    def _readable_answer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Mistral would answer base64 strings the SDK's response model cannot hold (a 502 for the caller).
+        if value == "base64" and info.data.get("output_dtype") not in (None, "float"):
+            raise ValueError("base64 is only available for float vectors on this gateway")
+        return value
 
     @property
     def converts_locally(self) -> bool:

@@ -18,6 +18,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger(use_rfc3339=True)
 metrics = Metrics()
+# Whatever a request can choose (a model name, a path) is logged at most this long: one caller must not be
+# able to write megabytes of log lines (CloudWatch bills ingestion) or bury other callers' lines.
+MAX_LOGGED_CHARS = 200
+MAX_LOGGED_TRACE_CHARS = 8_000
 # /health and /docs legitimately emit no metric; Powertools would warn on every such request.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
@@ -149,3 +153,19 @@ def traced(name: str, *, lazy: bool = False) -> Iterator[None]:
         return
     with tracer().provider.in_subsegment(f"## {name}"):
         yield
+
+
+def bounded(value: Any, limit: int = MAX_LOGGED_CHARS) -> Any:
+    """A request-derived value fit for a log line: strings cut to `limit` characters (marked), others as is."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}...[{len(value)} chars]"
+    return value
+
+
+def log_unexpected(message: str, error: BaseException) -> None:
+    """An unexpected error for the operator: its class and stack frames, bounded. Not its message, which may
+    quote the request (a key, a prompt, megabytes of it)."""
+    import traceback
+
+    frames = "".join(traceback.format_tb(error.__traceback__))[-MAX_LOGGED_TRACE_CHARS:]
+    logger.error(message, extra={"error_class": type(error).__name__, "frames": frames})

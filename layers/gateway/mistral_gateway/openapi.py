@@ -1,9 +1,9 @@
 """The API's OpenAPI document, generated from the routes (Powertools) and our request models (pydantic).
 
 Powertools derives paths, summaries and responses from the route decorators. Request bodies are validated
-by our own models on the miss path rather than by Powertools (see docs/decisions.md), so their schemas are
-added here from those same models. Everything is built on the first request for it (never on the chat path)
-and kept for the container's life.
+by our own models before the cache lookup (admission.py aside) rather than by Powertools (see
+docs/decisions.md), so their schemas are added here from those same models. Everything is built on the
+first request for it (never on the chat path) and kept for the container's life.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ DESCRIPTION = (
 
 ERROR_RESPONSES: dict[int, Any] = {
     400: {"description": "The body is not JSON, or not allowed (Mistral-style error object)"},
-    401: {"description": "Missing caller key"},
-    403: {"description": "Invalid caller key"},
+    401: {"description": "Missing or invalid caller key"},
     413: {"description": "The body is larger than the gateway accepts"},
     422: {"description": "The body is not a valid request; `message` names the field, `detail` lists all"},
     429: {"description": "Rate limited (caller quota or Mistral); see Retry-After"},

@@ -7,8 +7,8 @@ a missing attribute means no limit. `python -m gateway_dev.quota` (or any Dynamo
 Usage is counted in one item per caller and window (`usage#<key id>#minute#<window start>`), updated with
 an atomic ADD under a condition that the new total fits the limit, so concurrent requests in any number
 of containers can never spend more than the budget. Before the upstream call the request reserves its
-worst case (estimated prompt tokens + max_tokens); afterwards the reservation is corrected to the real
-usage. Over budget -> 429 with Retry-After. Every answer to a limited caller carries the IETF
+worst case (estimate_tokens: an upper bound of what Mistral can bill); afterwards the reservation is
+corrected to the real usage. Over budget -> 429 with Retry-After. Every answer to a limited caller carries the IETF
 RateLimit-Limit / RateLimit-Remaining / RateLimit-Reset headers of its tightest budget.
 
 The quota table fails open (warning + metric): a sick table must not take the gateway down.
@@ -16,6 +16,7 @@ The quota table fails open (warning + metric): a sick table must not take the ga
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,12 @@ from mistral_gateway.observability import logger
 WINDOWS = {"minute": 60, "day": 86_400}
 LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day")
 LIMITS_CACHE_SECONDS = 60
-CHARS_PER_TOKEN = 3  # a conservative estimate: reserving too much is refunded, too little could overspend
+# Control tokens of a chat template ([INST], [/INST], [TOOL_CALLS]...), per request and per message: a margin.
+TEMPLATE_TOKENS = 16
+# A content part whose cost is not its size. An image is at most a few thousand tokens on every Mistral vision
+# model (a 1024x1024 image in 16 px patches is 4,096 plus row breaks); a document's pages are each about an
+# image, and its page count cannot be known from the request: an estimate (README).
+MEDIA_TOKENS = {"image_url": 8_192, "input_image": 8_192, "document_url": 65_536, "file": 65_536}
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,62 @@ def usage_key(caller: str, window: str, now: float) -> tuple[str, float]:
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:
-    """The most a request can spend: its text in tokens (estimated) plus the completion it allows."""
-    chars = sum(len(text) for text in _texts(body.get("messages", body.get("prompt", body.get("input")))))
-    chars += len(body.get("suffix") or "") if isinstance(body.get("suffix"), str) else 0
-    completion = body.get("max_tokens")
-    if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
-        completion = 0 if "input" in body else settings().quota_default_completion_tokens
-    return math.ceil(chars / CHARS_PER_TOKEN) + completion
+    """An upper bound of what Mistral can bill for the request: its prompt bound plus the completions it allows.
+
+    Mistral's tokenizers (byte-level BPE, or SentencePiece with byte fallback) never make a text token of less
+    than one UTF-8 byte, so the text of a request costs at most its UTF-8 size; the request's JSON with
+    non-ASCII escaped (every field, tools, schemas, tool call arguments, prediction...) is at least that, and
+    its punctuation outweighs the few control tokens of a chat template, for which a margin is added anyway.
+    Images cost a fixed, generous amount each (not their base64 size). A completion is `max_tokens` (or
+    QUOTA_DEFAULT_COMPLETION_TOKENS when unset: the one estimate here, see the README) times `n`.
+    """
+    media = _media_tokens(body)
+    prompt = len(json.dumps(_without_media(body))) + TEMPLATE_TOKENS * (1 + _count(body.get("messages")))
+    if "input" in body:
+        return prompt + media  # embeddings: no completion
+    completion = _whole(body.get("max_tokens"))
+    if completion is None:
+        completion = settings().quota_default_completion_tokens
+    return prompt + media + completion * max(1, _whole(body.get("n")) or 1)
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return None
+
+
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def _parts(body: dict[str, Any]) -> list[Any]:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return []
+    contents = [message.get("content") for message in messages if isinstance(message, dict)]
+    return [part for content in contents if isinstance(content, list) for part in content]
+
+
+def _media_tokens(body: dict[str, Any]) -> int:
+    kinds = [part.get("type") for part in _parts(body) if isinstance(part, dict)]
+    return sum(MEDIA_TOKENS.get(kind, 0) for kind in kinds if isinstance(kind, str))
+
+
+def _without_media(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with image and document parts reduced to their type (they are counted by MEDIA_TOKENS)."""
+    if not any(isinstance(part, dict) and part.get("type") in MEDIA_TOKENS for part in _parts(body)):
+        return body
+
+    def part(value: Any) -> Any:
+        return {"type": value["type"]} if isinstance(value, dict) and value.get("type") in MEDIA_TOKENS else value
+
+    def message(value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("content"), list):
+            return {**value, "content": [part(item) for item in value["content"]]}
+        return value
+
+    return {**body, "messages": [message(item) for item in body["messages"]]}
 
 
 def limits_for(caller: str) -> Limits | None:
@@ -316,13 +371,3 @@ def _failed(operation: str, error: Exception) -> None:
     code = aws.error_code(error)
     logger.warning("quota table unavailable, failing open", extra={"operation": operation, "error_code": code})
     observability.count(observability.QUOTA_ERRORS)
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [text for item in value for text in _texts(item)]
-    if isinstance(value, dict):
-        return [text for key, item in value.items() if key in ("content", "text", "arguments") for text in _texts(item)]
-    return []

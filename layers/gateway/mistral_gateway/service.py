@@ -1,8 +1,9 @@
-"""The request flow of every endpoint: cache lookup, then (on a miss) validation, the upstream call, the store.
+"""The request flow of every endpoint: validation, cache lookup, then (on a miss) the upstream call, the store.
 
-handler -> service -> (cache, upstream). Validation runs after the lookup on purpose: only validated
-requests are ever stored, and the key is computed over the raw body without coercion, so a body that would
-fail validation can never be a hit; meanwhile a hit never loads pydantic or the SDK.
+handler -> service -> (cache, upstream). Every request is validated before the lookup and the key is
+computed over its validated form, so a hit is only served to a request that would pass validation, and
+`1.0` / `1` share an entry. The simple requests admission.py vouches for skip pydantic until a miss, so
+their hits still never load pydantic or the SDK.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
-from mistral_gateway import dialect, economics, observability, quota, singleflight, sse
+from mistral_gateway import admission, dialect, economics, limits, observability, quota, singleflight, sse
 from mistral_gateway.cache import CachedAnswer, Entry, ResponseCache
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.config import settings
@@ -78,12 +79,13 @@ def check_model(body: dict[str, Any]) -> None:
     model = body.get("model")
     if allowed and isinstance(model, str) and model not in allowed:
         raise InvalidRequest(
-            f"Model {model!r} is not enabled on this gateway. Enabled: {', '.join(sorted(allowed))}.",
+            f"Model {observability.bounded(model)!r} is not enabled on this gateway. "
+            f"Enabled: {', '.join(sorted(allowed))}.",
             param="model",
             code="model_not_allowed",
         )
     if isinstance(model, str):
-        logger.append_keys(model=model)
+        logger.append_keys(model=observability.bounded(model))
 
 
 # --- endpoints -------------------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ def check_model(body: dict[str, Any]) -> None:
 def chat_completion(
     body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
 ) -> Answer:
-    body = dialect.mistral_chat(body)
+    body = in_mistral_dialect(body)
     return _completion("chat", "ChatCompletionRequest", "messages", body, caller, control, deadline, fallbacks)
 
 
@@ -114,11 +116,14 @@ def _completion(
 ) -> Answer:
     """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
     check_model(body)
+    form, validated = admitted(request_model, body)
 
     def prepare() -> Fetch:
-        request = validate(request_model, body)
+        request = validated or validate(request_model, body)
         log_prompt(body.get(prompt_field))
         from mistral_gateway import fallback, upstream
+
+        upstream.preflight(kind, request.sdk_arguments())
 
         ask = upstream.chat if kind == "chat" else upstream.fim
         arguments = request.sdk_arguments()
@@ -135,14 +140,15 @@ def _completion(
 
         return fetch
 
-    answer = through_cache(kind, canonical_chat(body), caller, control, prepare, deadline, budget=body)
+    answer = through_cache(kind, canonical_chat(form), caller, control, prepare, deadline, budget=body)
     answer = priced(answer, body)
     return as_stream(answer) if body.get("stream") is True else answer
 
 
 def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
     check_model(body)
-    canonical = {key: value for key, value in body.items() if value is not None}
+    form, validated = admitted("EmbeddingRequest", body)
+    canonical = dict(form)
     if isinstance(canonical.get("input"), str):
         canonical["input"] = [canonical["input"]]
     local_encoding = canonical.get("output_dtype", "float") == "float"
@@ -152,8 +158,10 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
         del canonical["metadata"]  # a label, not part of the answer
 
     def prepare() -> Fetch:
-        request = validate("EmbeddingRequest", body)
+        request = validated or validate("EmbeddingRequest", body)
         from mistral_gateway import upstream
+
+        upstream.preflight("embeddings", request.sdk_arguments())
 
         def fetch() -> Fetched:
             fetched = upstream.embeddings(request.sdk_arguments(), deadline)
@@ -219,12 +227,12 @@ def batch_chat(
     if len(items) > limit:
         raise InvalidRequest(f"A batch holds at most {limit} requests; got {len(items)}.", param="requests")
 
+    refused_items = [_refused_batch_item(index, item) for index, item in enumerate(items)]  # before any upstream call
+
     def one(index: int, item: Any) -> dict[str, Any]:
+        if (refused := refused_items[index]) is not None:
+            return refused
         try:
-            if not isinstance(item, dict):
-                raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
-            if item.get("stream") is True:
-                raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
             answer = chat_completion(item, caller=caller, control=control, deadline=deadline, fallbacks=fallbacks)
             return {"index": index, "status": 200, "cache": answer.cache_status, "body": json.loads(answer.body)}
         except GatewayError as error:
@@ -238,10 +246,30 @@ def batch_chat(
     return Answer(body=json.dumps(summary), cache_status="BATCH")
 
 
+def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
+    """The item's own 4xx result if it could not be answered alone, else None."""
+    try:
+        if not isinstance(item, dict):
+            raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
+        if item.get("stream") is True:
+            raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
+        limits.check(item, at=f"requests.{index}")
+        body = in_mistral_dialect(item)
+        check_model(body)
+        _, validated = admitted("ChatCompletionRequest", body)
+        if validated is not None:  # what admission.py vouches for is also what the SDK accepts
+            from mistral_gateway import upstream
+
+            upstream.preflight("chat", validated.sdk_arguments())
+    except GatewayError as error:
+        return {"index": index, "status": error.status, "cache": None, "body": error.body()}
+    return None
+
+
 # --- the cache flow shared by every endpoint ---------------------------------------------------------------
 
-# What an endpoint hands the flow: `prepare()` validates the request (raising a 4xx) and returns the upstream
-# call; validation happens only on a miss, and before any write to the cache.
+# What an endpoint hands the flow: `prepare()` (run only on a miss, before any write to the cache) finishes
+# validation where admission.py vouched for the body, checks it against the SDK, and returns the upstream call.
 Fetch = Callable[[], Fetched]
 # Failures of Mistral (not of the request) after which an expired answer is better than an error.
 STALE_ON = (UpstreamError, UpstreamTimeout, RateLimited, ServiceUnavailable)
@@ -322,7 +350,7 @@ def _flight(found: Lookup, control: CacheControl, deadline: Deadline) -> singlef
 
 
 def ttl_for(control: CacheControl) -> int:
-    return control.max_age if control.max_age is not None else settings().cache_ttl_seconds
+    return control.ttl(settings().cache_ttl_seconds)
 
 
 def store(key: str, body: bytes, usage: dict[str, int], control: CacheControl, events: bytes | None = None) -> bool:
@@ -446,6 +474,22 @@ def validate(model_name: str, body: dict[str, Any]) -> Any:
         return getattr(models, model_name).model_validate(body)
     except ValidationError as error:
         raise validation_failed(error) from None
+
+
+def in_mistral_dialect(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat body in Mistral's dialect; what the translation drops or renames is validated first."""
+    if dialect.speaks_openai(body) and not admission.openai_fields_certainly_valid(body):
+        validate("OpenAIDialectFields", body)
+    return dialect.mistral_chat(body)
+
+
+def admitted(model_name: str, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Validate before the cache lookup: the form the key is computed over, and the validated request (None
+    when admission.py vouches for the body as it is, so a hit of a simple request never loads pydantic)."""
+    if admission.certainly_valid(model_name, body):
+        return body, None
+    request = validate(model_name, body)
+    return request.key_form(), request
 
 
 def validation_failed(error: Any) -> RequestValidationFailed:

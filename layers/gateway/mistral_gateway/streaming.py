@@ -63,13 +63,16 @@ def completion_stream(
     stream opened and handed to a LiveStream. Raises a GatewayError for anything before the first byte."""
     started = time.perf_counter()
     if route == "chat":
-        body = service.dialect.mistral_chat(body)
+        body = service.in_mistral_dialect(body)
     service.check_model(body)
-    found = service.look_up(route, canonical_chat(body), service.cache_scope(caller), control)
+    request_model = "ChatCompletionRequest" if route == "chat" else "FIMCompletionRequest"
+    form, validated = service.admitted(request_model, body)  # a hit only for what validation accepts
+    found = service.look_up(route, canonical_chat(form), service.cache_scope(caller), control)
     if found.hit is not None:
         return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
 
-    request = service.validate("ChatCompletionRequest" if route == "chat" else "FIMCompletionRequest", body)
+    request = validated or service.validate(request_model, body)
+    upstream.preflight(route, request.sdk_arguments())
     service.log_prompt(body.get("messages" if route == "chat" else "prompt"))
     status = service.count_miss(control)
     spending = quota.Spending(caller, body)  # 429 when the caller's budget is spent
@@ -195,8 +198,8 @@ class LiveStream:
             self._queue.put(sse.error_event(failure.body()))
         try:
             self._finish(ended, answer, bytes(sent), chunks)
-        except Exception:  # bookkeeping must never keep the caller's stream open
-            logger.exception("stream bookkeeping failed")
+        except Exception as error:  # bookkeeping must never keep the caller's stream open
+            observability.log_unexpected("stream bookkeeping failed", error)
         finally:
             self._finished.set()
             self._queue.put(_END)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from mistral_gateway import observability, secret
+from mistral_gateway import observability, refusals, secret
 from mistral_gateway.circuit import CircuitBreaker
 from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
@@ -135,17 +135,21 @@ class StatusFailure(Exception):
         self.body = body
 
 
-def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(unreadable answer, refused or failed status) exception types. The SDK's own are added only when the SDK
-    is already loaded: the pass-through never imports it (~200 ms of cold start)."""
+def _error_types() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(unreadable answer, refused or failed status, no answer at all) exception types. The SDK's own are added
+    only when the SDK is already loaded: the pass-through never imports it (~200 ms of cold start)."""
+    import httpx2
+
     unreadable: tuple[type[BaseException], ...] = (ValueError, UpstreamError)
     statuses: tuple[type[BaseException], ...] = (StatusFailure,)
+    unanswered: tuple[type[BaseException], ...] = (httpx2.TransportError, httpx2.StreamError)
     if "mistralai.client" in sys.modules:
         from mistralai.client import errors as sdk_errors
 
         unreadable += (sdk_errors.ResponseValidationError,)
         statuses += (sdk_errors.MistralError,)
-    return unreadable, statuses
+        unanswered += (sdk_errors.NoResponseError,)
+    return unreadable, statuses, unanswered
 
 
 def reset() -> None:
@@ -216,6 +220,22 @@ def stream_failed(kind: str, upstream: str = MISTRAL) -> None:
     _attempt_failed(kind, breaker(upstream))
 
 
+# The SDK's own request models: what it refuses client-side, before sending.
+_SDK_REQUESTS = {"chat": "ChatCompletionRequest", "fim": "FIMCompletionRequest", "embeddings": "EmbeddingRequest"}
+
+
+def preflight(operation: str, arguments: dict[str, Any]) -> None:
+    """Raise the caller's 422 for a request the SDK would refuse, before the gateway writes anything (a
+    single-flight lease, a budget reservation). `call` still tells refusals from garbage as a backstop."""
+    from mistralai.client import models as sdk_models
+    from pydantic import ValidationError
+
+    try:
+        getattr(sdk_models, _SDK_REQUESTS[operation]).model_validate(arguments)
+    except ValidationError as error:
+        raise refusals.classify(error, None).error from None
+
+
 def _passthrough(
     operation: str,
     method_of: Callable[[Any], Callable[..., Any]],
@@ -247,7 +267,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
     """Run `attempt(timeout_ms)` under the retry policy; raise a GatewayError when it cannot succeed."""
     import httpx2
 
-    unreadable_errors, status_errors = _error_types()
+    unreadable_errors, status_errors, unanswered_errors = _error_types()
     config = settings()
     circuit = breaker(upstream)
     attempts = 0
@@ -264,15 +284,26 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
         retry_after_ms: float | None = None
         try:
             observability.count(observability.UPSTREAM_CALLS)
+            _last.response = None  # set by the response hook only if Mistral answers this attempt
             with observability.traced(f"mistral.{operation}"):
                 result = attempt(timeout_ms)
             observability.milliseconds(observability.UPSTREAM_LATENCY, (time.perf_counter() - started) * 1000)
             circuit.succeeded()
             return result
-        except unreadable_errors:
-            # An answer that is not JSON, or not the shape the SDK (or _raw_answer) expects.
-            _attempt_failed("garbage", circuit)
-            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
+        except unreadable_errors as error:
+            # An UpstreamError raised by the attempt itself (the pass-through's unreadable answer) is Mistral's.
+            # A ValueError is either the SDK refusing the request before sending it (the caller's fault: 422,
+            # Mistral never asked) or an answer that is not JSON / not the expected shape (refusals.py).
+            unreadable = (
+                refusals.Unreadable("garbage", error)
+                if isinstance(error, UpstreamError)
+                else refusals.classify(error, _last.response)
+            )
+            if unreadable.kind is None:
+                circuit.settle()
+            else:
+                _attempt_failed(unreadable.kind, circuit)
+            raise unreadable.error from None
         except status_errors as error:
             status = error.status_code  # type: ignore[attr-defined]
             if status == 401 and not refreshed_key:
@@ -292,7 +323,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
         except httpx2.TimeoutException:
             kind = "timeout"
             failure = UpstreamTimeout("Mistral did not answer in time.")
-        except (httpx2.TransportError, httpx2.StreamError):
+        except unanswered_errors:
             kind = "connection"
             failure = UpstreamError("The gateway could not reach Mistral.")
         except BaseException:

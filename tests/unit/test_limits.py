@@ -1,0 +1,101 @@
+"""limits.py on its own: the nesting limit and string validity, with the place of a violation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mistral_gateway.errors import InvalidRequest
+from mistral_gateway.http import parse_json_body
+from mistral_gateway.limits import MAX_DEPTH, check
+
+
+def depth(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_the_depth_limit_is_exact() -> None:
+    check(depth(MAX_DEPTH))
+    with pytest.raises(InvalidRequest, match=f"deeper than {MAX_DEPTH}"):
+        check(depth(MAX_DEPTH + 1))
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"a": ["ok", "\ud800"]}, "a.1"),
+        ({"\udc00": 1}, None),
+        ({"a": {"b": "x\udbff"}}, "a.b"),
+    ],
+)
+def test_a_lone_surrogate_is_named_where_it_is(body: Any, param: str | None) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        check(body)
+    assert raised.value.param == param and raised.value.code == "invalid_unicode"
+
+
+def test_valid_unicode_of_every_plane_passes() -> None:
+    check({"text": "héllo wörld 中文 😀 \U0010fffd"})
+
+
+def test_a_skipped_list_is_left_to_its_items() -> None:
+    check({"requests": [depth(MAX_DEPTH + 5)]}, skip="requests")
+    with pytest.raises(InvalidRequest):
+        check({"other": [depth(MAX_DEPTH + 5)]}, skip="requests")
+
+
+def test_nesting_json_itself_cannot_parse_is_a_400() -> None:
+    with pytest.raises(InvalidRequest, match="deeper"):
+        parse_json_body("[" * 200_000 + "]" * 200_000, None, max_bytes=1_000_000)
+
+
+def reference_ok(value: Any, depth: int = 1) -> bool:
+    """The limits as plainly as they can be said (recursively: fine for the small values generated)."""
+    if isinstance(value, str):
+        return "\ud800" not in value
+    if isinstance(value, list):
+        return depth <= MAX_DEPTH and all(reference_ok(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return depth <= MAX_DEPTH and all(reference_ok(k) and reference_ok(v, depth + 1) for k, v in value.items())
+    return True
+
+
+texts = st.sampled_from(["", "a", "é", "\ud800", "x\ud800y", "😀"])
+leaves = st.none() | st.integers() | texts
+
+
+@st.composite
+def near_the_limit(draw: Any) -> Any:
+    """A small tree, sometimes buried just above or below the depth limit."""
+    tree = draw(
+        st.recursive(
+            leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=8
+        )
+    )
+    return (
+        depth(draw(st.sampled_from([0, 0, MAX_DEPTH - 3, MAX_DEPTH - 1, MAX_DEPTH])))
+        if tree is None
+        else _bury(tree, draw(st.sampled_from([0, MAX_DEPTH - 4, MAX_DEPTH - 1])))
+    )
+
+
+def _bury(value: Any, levels: int) -> Any:
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(value=near_the_limit())
+def test_the_fast_pass_and_the_reference_agree(value: Any) -> None:
+    if reference_ok(value):
+        check(value)
+    else:
+        with pytest.raises(InvalidRequest):
+            check(value)
