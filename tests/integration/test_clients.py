@@ -188,7 +188,7 @@ def test_a_refused_browser_call_still_carries_cors(keyed_gateway, emulator) -> N
     refused = httpx2.post(
         f"{keyed_gateway}/v1/chat/completions", json={}, headers={"Origin": ORIGIN, "Authorization": "Bearer nope"}
     )
-    assert refused.status_code == 403 and refused.headers["access-control-allow-origin"] == "*"
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
 
 
 def test_a_cross_origin_stream_carries_cors(keyed_gateway, emulator) -> None:

@@ -119,6 +119,9 @@ _OPENAI_FIELDS = {
     "seed": _whole(0, 2**63),
     "max_completion_tokens": _whole(0, MAX_OUTPUT_TOKENS),
     "stream_options": lambda value: isinstance(value, dict),
+    "user": lambda value: value is None or (isinstance(value, str) and len(value) <= 512),
+    "safety_identifier": lambda value: value is None or (isinstance(value, str) and len(value) <= 512),
+    "store": lambda value: value is None or isinstance(value, bool),
 }
 
 

@@ -171,6 +171,10 @@ class OpenAIDialectFields(BaseModel):
     seed: NonNegativeInt | None = None
     max_completion_tokens: TokenCount | None = None
     stream_options: dict[str, Any] | None = None
+    # Labels OpenAI reads and Mistral never sees (dropped by dialect.py): still refused when malformed.
+    user: Annotated[str, Field(max_length=512)] | None = None
+    safety_identifier: Annotated[str, Field(max_length=512)] | None = None
+    store: StrictBool | None = None
 
 
 class ChatCompletionRequest(_Completion):

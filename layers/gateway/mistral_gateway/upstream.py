@@ -72,8 +72,12 @@ def _remember(response: Any) -> None:
     _last.response = response
 
 
-@cache
 def _sdk(upstream: str = MISTRAL) -> Any:
+    return _sdk_for(upstream)  # one cache key per upstream, however the default is spelled
+
+
+@cache
+def _sdk_for(upstream: str) -> Any:
     import httpx2
     from mistralai.client import Mistral
 
@@ -117,9 +121,13 @@ def _key_reader(upstream: str) -> Callable[..., str]:
     return secret.mistral_api_key if upstream == MISTRAL else secret.self_hosted_api_key
 
 
-@cache
 def breaker(upstream: str = MISTRAL) -> CircuitBreaker:
     """One circuit per upstream: Mistral being down never blocks the self-hosted server, nor the reverse."""
+    return _breaker_for(upstream)  # `breaker()` and `breaker("mistral")` must be the same object
+
+
+@cache
+def _breaker_for(upstream: str) -> CircuitBreaker:
     config = settings()
     return CircuitBreaker(config.circuit_failure_threshold, config.circuit_cooldown_seconds)
 
@@ -154,8 +162,8 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], ...]:
 
 def reset() -> None:
     """Drop the container's SDK client and circuit state (tests change the upstream between cases)."""
-    _sdk.cache_clear()
-    breaker.cache_clear()
+    _sdk_for.cache_clear()
+    _breaker_for.cache_clear()
 
 
 def chat(arguments: dict[str, Any], deadline: Deadline, upstream: str = MISTRAL) -> UpstreamAnswer:
