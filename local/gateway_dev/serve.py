@@ -94,7 +94,9 @@ def start_local(
         upstream, upstream_url = "emulator", emulator.url
     if "self-hosted:" in os.environ.get("FALLBACK_CHAINS", "") and not os.environ.get("SELF_HOSTED_SERVER_URL"):
         # A fallback chain names the second upstream but none is given: a second emulator plays it (no key).
-        second = _emulator(api_key=None, host=emulator_host, failing=False).start()
+        second = _emulator(api_key=None, host=emulator_host, failing=False)
+        second.accept_any_model = True  # a self-hosted server serves whatever model names it was given
+        second.start()
         stoppers.append(second.stop)
         os.environ["SELF_HOSTED_SERVER_URL"] = second.url
 

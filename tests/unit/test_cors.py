@@ -22,5 +22,6 @@ def test_every_request_header_the_gateway_reads_is_allowed() -> None:
     callers_side = ("http.py", "relay_http.py", "passthrough.py")  # upstream.py reads Mistral's headers
     source = "\n".join((PACKAGE / name).read_text() for name in callers_side)
     read = {name.lower() for name in re.findall(r'headers\.get\("([a-z-]+)"', source)}
+    read |= set(re.findall(r'"(x-[a-z-]+)"', source))  # header names kept in constants too
     allowed = {name.lower() for name in cors.allowed_request_headers()}
     assert read <= allowed | {"content-type"}, sorted(read - allowed)

@@ -40,6 +40,7 @@ EXPOSED_HEADERS = (
 ALLOWED_HEADERS = (
     "Cache-Control",
     "Accept",
+    "X-Gateway-Cache-Control",
     "X-Gateway-Fallbacks",
     "X-Stainless-Arch",
     "X-Stainless-Lang",
