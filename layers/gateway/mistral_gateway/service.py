@@ -95,19 +95,39 @@ def chat_completion(
     body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
 ) -> Answer:
     body = in_mistral_dialect(body)
-    return _completion("chat", "ChatCompletionRequest", "messages", body, caller, control, deadline, fallbacks)
+    return _completion("chat", body, caller, control, deadline, fallbacks)
 
 
 def fim_completion(
     body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
 ) -> Answer:
-    return _completion("fim", "FIMCompletionRequest", "prompt", body, caller, control, deadline, fallbacks)
+    return _completion("fim", body, caller, control, deadline, fallbacks)
+
+
+# Chat and FIM: the request model that validates each, and the field holding its prompt.
+COMPLETIONS = {"chat": ("ChatCompletionRequest", "messages"), "fim": ("FIMCompletionRequest", "prompt")}
+
+
+def admitted_completion(route: str, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """A chat or FIM body checked before the lookup (plain or streamed): see `admitted`."""
+    check_model(body)
+    return admitted(COMPLETIONS[route][0], body)
+
+
+def upstream_arguments(route: str, body: dict[str, Any], validated: Any) -> dict[str, Any]:
+    """For a chat or FIM miss: validation finished (where admission.py vouched for the body), the request
+    checked against the SDK before anything is written, the prompt logged when asked; the SDK's arguments."""
+    from mistral_gateway import upstream
+
+    model_name, prompt_field = COMPLETIONS[route]
+    arguments: dict[str, Any] = (validated or validate(model_name, body)).sdk_arguments()
+    upstream.preflight(route, arguments)
+    log_prompt(body.get(prompt_field))
+    return arguments
 
 
 def _completion(
     kind: str,
-    request_model: str,
-    prompt_field: str,
     body: dict[str, Any],
     caller: str | None,
     control: CacheControl,
@@ -115,18 +135,13 @@ def _completion(
     fallbacks: bool,
 ) -> Answer:
     """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
-    check_model(body)
-    form, validated = admitted(request_model, body)
+    form, validated = admitted_completion(kind, body)
 
     def prepare() -> Fetch:
-        request = validated or validate(request_model, body)
-        log_prompt(body.get(prompt_field))
         from mistral_gateway import fallback, upstream
 
-        upstream.preflight(kind, request.sdk_arguments())
-
+        arguments = upstream_arguments(kind, body, validated)
         ask = upstream.chat if kind == "chat" else upstream.fim
-        arguments = request.sdk_arguments()
 
         def fetch() -> Fetched:
             fetched, served = fallback.first_answer(
@@ -184,7 +199,7 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
         fetched = upstream.models(deadline)
         return Fetched(fetched.body, {}, complete=isinstance(fetched.data.get("data"), list))
 
-    shared = CacheControl(read=control.read, store=control.store, max_age=control.max_age or MODELS_TTL_SECONDS)
+    shared = _briefly(control)
     answer = through_cache("models", {"path": "/v1/models"}, None, shared, lambda: fetch, deadline, scope="shared")
     allowed = settings().allowed_models
     if not allowed:
@@ -192,6 +207,11 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     listing = json.loads(answer.body)
     listing["data"] = [card for card in listing.get("data", []) if card.get("id") in allowed]
     return _replace_body(answer, json.dumps(listing))
+
+
+def _briefly(control: CacheControl) -> CacheControl:
+    """The caller's cache steering, with model listings kept MODELS_TTL_SECONDS unless it asked for less."""
+    return replace(control, max_age=control.max_age or MODELS_TTL_SECONDS)
 
 
 def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
@@ -211,7 +231,7 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
         passthrough.json_object(relayed)
         return Fetched(relayed.body, {}, complete=True)
 
-    shared = CacheControl(read=control.read, store=control.store, max_age=control.max_age or MODELS_TTL_SECONDS)
+    shared = _briefly(control)
     key = {"path": f"/v1/models/{model_id}"}
     return through_cache("models", key, None, shared, lambda: fetch, deadline, scope="shared")
 
@@ -255,8 +275,7 @@ def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
             raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
         limits.check(item, at=f"requests.{index}")
         body = in_mistral_dialect(item)
-        check_model(body)
-        _, validated = admitted("ChatCompletionRequest", body)
+        _, validated = admitted_completion("chat", body)
         if validated is not None:  # what admission.py vouches for is also what the SDK accepts
             from mistral_gateway import upstream
 

@@ -64,20 +64,15 @@ def completion_stream(
     started = time.perf_counter()
     if route == "chat":
         body = service.in_mistral_dialect(body)
-    service.check_model(body)
-    request_model = "ChatCompletionRequest" if route == "chat" else "FIMCompletionRequest"
-    form, validated = service.admitted(request_model, body)  # a hit only for what validation accepts
+    form, validated = service.admitted_completion(route, body)  # a hit only for what validation accepts
     found = service.look_up(route, canonical_chat(form), service.cache_scope(caller), control)
     if found.hit is not None:
         return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
 
-    request = validated or service.validate(request_model, body)
-    upstream.preflight(route, request.sdk_arguments())
-    service.log_prompt(body.get("messages" if route == "chat" else "prompt"))
+    arguments = service.upstream_arguments(route, body, validated)
     status = service.count_miss(control)
     spending = quota.Spending(caller, body)  # 429 when the caller's budget is spent
     idle_ms = settings().stream_idle_timeout_ms
-    arguments = request.sdk_arguments()
     try:
         # Fallbacks only while opening: once Mistral's 200 is in, the stream is this target's (fallback.py).
         opened, served = fallback.first_answer(
