@@ -179,9 +179,16 @@ class Gateway:
 @pytest.fixture
 def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     """The API handler wired to moto and the emulator, with a fresh container state."""
+    import time
+
+    from mistral_gateway import quota
     from mistral_gateway.observability import logger
 
     monkeypatch.setenv("MISTRAL_SERVER_URL", emulator.url)
+    # Budgets count per minute and per day: a test must not straddle a window's end (CI once saw a minute
+    # budget refill between two requests), so quota's clock stands still at the start of the current day.
+    today = time.time() // 86_400 * 86_400
+    monkeypatch.setattr(quota, "wall_clock", lambda: today + 1.0)
     reset_gateway_state()
     logs = io.StringIO()
     handler = logger.registered_handler

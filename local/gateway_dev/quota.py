@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
+from mistral_gateway import quota
 from mistral_gateway.quota import LIMIT_FIELDS, WINDOWS, limits_key, usage_key
 
 
@@ -38,7 +38,7 @@ def show(table: str, key_id: str) -> dict[str, Any]:
     client = _client()
     item = client.get_item(TableName=table, Key={"pk": {"S": limits_key(key_id)}}).get("Item", {})
     limits = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item}
-    now = time.time()
+    now = quota.wall_clock()
     usage = {}
     for window in WINDOWS:
         key, _ = usage_key(key_id, window, now)  # the very item the gateway counts in
