@@ -86,21 +86,16 @@ def aws(template: Template) -> Iterator[Any]:
         yield create_resources(template, mistral_api_key=TEST_MISTRAL_KEY)
 
 
-def reset_gateway_state() -> None:
-    """Forget everything a warm container keeps: settings, clients, cached secret, metrics, cold start flag."""
+def reset_gateway_state(clock: Any = None) -> None:
+    """A new Lambda container: settings read again, no clients, no cached key, closed circuits, no metrics,
+    the cold start flag up (and, if given, a clock of its own for the budgets' windows)."""
     from aws_lambda_powertools.metrics.provider import cold_start
     from aws_lambda_powertools.utilities import parameters
 
-    from mistral_gateway import aws, config, economics, quota, secret, service, upstream
+    from mistral_gateway import container
     from mistral_gateway.observability import metrics
 
-    config.settings.cache_clear()
-    aws.client.cache_clear()
-    secret.reset()
-    upstream.reset()
-    service.response_cache.cache_clear()
-    quota.reset()
-    economics.prices.cache_clear()
+    container.start(clock=clock or container.wall_clock)
     parameters.clear_caches()
     metrics.clear_metrics()
     cold_start.reset_cold_start_flag()
@@ -181,25 +176,35 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
     """The API handler wired to moto and the emulator, with a fresh container state."""
     import time
 
-    from mistral_gateway import quota
     from mistral_gateway.observability import logger
 
     monkeypatch.setenv("MISTRAL_SERVER_URL", emulator.url)
     # Budgets count per minute and per day: a test must not straddle a window's end (CI once saw a minute
-    # budget refill between two requests), so quota's clock stands still at the start of the current day.
-    today = time.time() // 86_400 * 86_400
-    monkeypatch.setattr(quota, "wall_clock", lambda: today + 1.0)
-    reset_gateway_state()
+    # budget refill between two requests), so the container's clock stands still at the start of today.
+    today = time.time() // 86_400 * 86_400 + 1.0
     logs = io.StringIO()
     handler = logger.registered_handler
     previous = handler.setStream(logs)  # type: ignore[attr-defined]
     try:
-        gateway = Gateway(template, logs)
+        gateway = Gateway(template, logs)  # imports the handler on first use: a cold start, with its container
+        reset_gateway_state(clock=lambda: today)  # then a new container for this test
         yield gateway
         audit_logs(gateway, emulator)
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
         reset_gateway_state()
+
+
+@pytest.fixture
+def reconfigure() -> Any:
+    """Call after changing the function's environment: settings are read once per container, so a new
+    container reads them (keeping the test's clock), as a new Lambda container would."""
+    from mistral_gateway import container
+
+    def restart() -> None:
+        container.start(clock=container.current().clock)
+
+    return restart
 
 
 PROMPT_FIELDS = frozenset({"content", "prompt", "suffix", "input", "text", "arguments"})

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mistral_gateway import observability, passthrough, relay_http, service
+from mistral_gateway import container, observability, passthrough, relay_http, service
 from mistral_gateway.cors import cors_config
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.health import check_health
@@ -21,6 +21,9 @@ from mistral_gateway.http import GatewayRequest, answer_response, caller_id, err
 from mistral_gateway.observability import logger, metrics
 from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
 
+# This Lambda container's state (settings, clients, stores, circuits), built once on this cold start; the
+# shared package reaches it through container.current().
+container.start()
 app = APIGatewayRestResolver(cors=cors_config())
 # The public documents change only with a deploy: browsers (and any CDN in front) may reuse them for an hour.
 PUBLIC_CACHE = "public, max-age=3600"

@@ -27,8 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mistral_gateway import cors, observability, service, streaming
-from mistral_gateway.config import settings
+from mistral_gateway import container, cors, observability, service, streaming
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger, metrics
@@ -37,6 +36,8 @@ EVENT_STREAM = "text/event-stream"
 # Headers that keep proxies from buffering or transforming the stream.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _cold_start = True
+# This Lambda container's state (settings, clients, stores, circuits), built once on this cold start.
+container.start()
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _serve(
     headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, route: str
 ) -> service.Answer | streaming.LiveStream:
     """Everything before the first byte (blocking work, in a worker thread)."""
-    config = settings()
+    config = container.current().settings
     request = GatewayRequest.from_parts(headers, raw, event, context, deadline_ms=config.stream_max_ms)
     if request.body.get("stream") is True:
         return streaming.completion_stream(route, request.body, **request.completion_context)

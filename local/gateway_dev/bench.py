@@ -335,11 +335,11 @@ def captured_output() -> Iterator[CountingSink]:
 @contextlib.contextmanager
 def function_setting(name: str, value: str) -> Iterator[None]:
     """Run the warm container with one environment variable changed (settings are read once per container)."""
-    from mistral_gateway.config import settings
+    from mistral_gateway.container import start
 
     previous = os.environ.get(name)
     os.environ[name] = value
-    settings.cache_clear()
+    start()
     try:
         yield
     finally:
@@ -347,7 +347,7 @@ def function_setting(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = previous
-        settings.cache_clear()
+        start()
 
 
 # --- the local stack ----------------------------------------------------------------------------------------------

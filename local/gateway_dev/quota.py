@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from mistral_gateway import quota
+from mistral_gateway.container import current
 from mistral_gateway.quota import LIMIT_FIELDS, WINDOWS, limits_key, usage_key
 
 
@@ -38,7 +38,7 @@ def show(table: str, key_id: str) -> dict[str, Any]:
     client = _client()
     item = client.get_item(TableName=table, Key={"pk": {"S": limits_key(key_id)}}).get("Item", {})
     limits = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item}
-    now = quota.wall_clock()
+    now = current().clock()  # the gateway's own clock (a test may pin it)
     usage = {}
     for window in WINDOWS:
         key, _ = usage_key(key_id, window, now)  # the very item the gateway counts in

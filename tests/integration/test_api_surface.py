@@ -146,7 +146,7 @@ def test_a_malformed_batch_is_a_400(gateway, emulator, body) -> None:
     assert emulator.calls() == 0
 
 
-def test_health_reports_secret_and_cache_without_calling_mistral(gateway, emulator) -> None:
+def test_health_reports_secret_and_cache_without_calling_mistral(gateway, emulator, reconfigure) -> None:
     import boto3
 
     healthy = gateway.request("GET", "/health")
@@ -155,13 +155,11 @@ def test_health_reports_secret_and_cache_without_calling_mistral(gateway, emulat
     assert gateway.request("GET", "/health").json["checks"]["cache"] == "unavailable"
     from aws_lambda_powertools.utilities import parameters
 
-    from mistral_gateway import secret
-
     boto3.client("secretsmanager").delete_secret(
         SecretId="mistral-gateway/mistral-api-key", ForceDeleteWithoutRecovery=True
     )
     parameters.clear_caches()
-    secret.reset()
+    reconfigure()
     assert gateway.request("GET", "/health").status == 503
     assert emulator.calls() == 0
 

@@ -93,11 +93,10 @@ def test_two_callers_never_read_each_others_answers(gateway, emulator, chat_body
     assert upstream_chat_calls(emulator) == 2
 
 
-def test_a_shared_cache_scope_serves_every_caller(gateway, emulator, chat_body, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_shared_cache_scope_serves_every_caller(gateway, emulator, chat_body, monkeypatch, reconfigure) -> None:
 
     monkeypatch.setenv("CACHE_SCOPE", "shared")
-    settings.cache_clear()
+    reconfigure()
     body = chat_body("shared")
     gateway.chat(body, api_key_id="caller-a")
     assert gateway.chat(body, api_key_id="caller-b").header("X-Cache") == "HIT"
@@ -110,11 +109,12 @@ def test_an_incomplete_answer_is_not_cached(gateway, emulator, chat_body) -> Non
     assert gateway.chat(body).header("X-Cache") == "HIT"
 
 
-def test_the_model_allow_list_is_enforced_before_any_work(gateway, emulator, chat_body, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_the_model_allow_list_is_enforced_before_any_work(
+    gateway, emulator, chat_body, monkeypatch, reconfigure
+) -> None:
 
     monkeypatch.setenv("ALLOWED_MODELS", "mistral-small-latest, mistral-large-latest")
-    settings.cache_clear()
+    reconfigure()
     refused = gateway.chat({**chat_body(), "model": "open-mixtral-8x22b"})
     assert refused.status == 400
     assert refused.json["param"] == "model" and "not enabled" in refused.json["message"]
@@ -165,11 +165,10 @@ def test_unreadable_bodies_get_a_4xx(gateway, emulator, raw, headers, status) ->
     assert upstream_chat_calls(emulator) == 0
 
 
-def test_an_oversized_body_is_a_413(gateway, emulator, chat_body, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_an_oversized_body_is_a_413(gateway, emulator, chat_body, monkeypatch, reconfigure) -> None:
 
     monkeypatch.setenv("MAX_BODY_BYTES", "2048")
-    settings.cache_clear()
+    reconfigure()
     response = gateway.chat(chat_body("x" * 4096))
     assert response.status == 413
     assert upstream_chat_calls(emulator) == 0
@@ -241,13 +240,12 @@ def test_a_dropped_connection_is_retried(gateway, emulator, chat_body) -> None:
     assert upstream_chat_calls(emulator) == 2
 
 
-def test_a_slow_mistral_becomes_504_within_the_deadline(gateway, emulator, chat_body, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_slow_mistral_becomes_504_within_the_deadline(gateway, emulator, chat_body, monkeypatch, reconfigure) -> None:
 
     gateway.chat(chat_body("warm: imports and clients are ready, so the deadline measures only Mistral"))
     emulator.reset()
     monkeypatch.setenv("REQUEST_DEADLINE_MS", "1200")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(*[Fault(delay=3.0)] * 3)
     body = chat_body("slow")
     response = gateway.chat(body)

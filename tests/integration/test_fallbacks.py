@@ -22,16 +22,13 @@ def self_hosted() -> Iterator[MistralEmulator]:
 
 
 @pytest.fixture
-def chains(gateway: Any, self_hosted: MistralEmulator, monkeypatch: pytest.MonkeyPatch) -> Any:
+def chains(gateway: Any, self_hosted: MistralEmulator, monkeypatch: pytest.MonkeyPatch, reconfigure) -> Any:
     """Set the operator's chains (and the second upstream) for this test."""
-    from mistral_gateway import upstream
-    from mistral_gateway.config import settings
 
     def configure(chain: dict[str, list[str]]) -> None:
         monkeypatch.setenv("FALLBACK_CHAINS", json.dumps(chain))
         monkeypatch.setenv("SELF_HOSTED_SERVER_URL", self_hosted.url)
-        settings.cache_clear()
-        upstream.reset()
+        reconfigure()
 
     return configure
 
@@ -57,13 +54,12 @@ def calls_for(emulator: MistralEmulator, model: str) -> int:
     ids=["rate-limited", "5xx", "garbage", "unreachable", "timeout"],
 )
 def test_a_failing_model_falls_back_on_each_trigger(
-    gateway, emulator, chains, monkeypatch, fault, attempts, reason
+    gateway, emulator, chains, monkeypatch, fault, attempts, reason, reconfigure
 ) -> None:
-    from mistral_gateway.config import settings
 
     chains({LARGE: [SMALL]})
     monkeypatch.setenv("UPSTREAM_TIMEOUT_MS", "1000")  # a timeout costs a second, not twenty
-    settings.cache_clear()
+    reconfigure()
     emulator.script(*[fault] * attempts)  # every attempt of the retry policy fails
     answer = ask(gateway)
     assert answer.status == 200 and answer.json["model"] == SMALL  # Mistral's own field says who answered
@@ -148,12 +144,13 @@ def test_a_caller_can_turn_fallbacks_off_for_one_request(gateway, emulator, chai
     assert answer.status == 502 and calls_for(emulator, SMALL) == 0
 
 
-def test_the_deadline_holds_across_the_whole_chain(gateway, emulator, self_hosted, chains, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_the_deadline_holds_across_the_whole_chain(
+    gateway, emulator, self_hosted, chains, monkeypatch, reconfigure
+) -> None:
 
     chains({LARGE: [MEDIUM, f"self-hosted:{SMALL}"]})
     monkeypatch.setenv("REQUEST_DEADLINE_MS", "1500")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(*[Fault(delay=3.0)] * 6)
     answer = ask(gateway)
     # The first target used the whole deadline: nothing was left to start another one
@@ -174,11 +171,13 @@ def test_the_fallback_metric_names_from_to_and_reason(gateway, emulator, chains,
     }
 
 
-def test_a_malformed_chain_turns_fallbacks_off_without_failing_requests(gateway, emulator, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_malformed_chain_turns_fallbacks_off_without_failing_requests(
+    gateway, emulator, monkeypatch, reconfigure
+) -> None:
+    from mistral_gateway.container import settings
 
     monkeypatch.setenv("FALLBACK_CHAINS", "{not json")
-    settings.cache_clear()
+    reconfigure()
     assert settings().fallback_chains == {}
     assert ask(gateway, text="still served").status == 200
 
@@ -212,18 +211,15 @@ def test_a_stream_falls_back_only_before_its_first_byte(http, emulator, chains) 
     assert calls_for(emulator, SMALL) == 1
 
 
-def test_the_self_hosted_key_comes_from_its_own_secret(gateway, emulator, self_hosted, chains, monkeypatch) -> None:
+def test_the_self_hosted_key_comes_from_its_own_secret(
+    gateway, emulator, self_hosted, chains, monkeypatch, reconfigure
+) -> None:
     import boto3
-
-    from mistral_gateway import secret, upstream
-    from mistral_gateway.config import settings
 
     chains({LARGE: [f"self-hosted:{SMALL}"]})
     arn = boto3.client("secretsmanager").create_secret(Name="self-hosted-key", SecretString="vllm-key-123")["ARN"]
     monkeypatch.setenv("SELF_HOSTED_SECRET_ID", arn)
-    settings.cache_clear()
-    upstream.reset()
-    secret.reset()
+    reconfigure()
     emulator.script(*[Fault(status=503)] * 3)
     assert ask(gateway).header("X-Served-Upstream") == "self-hosted"
     assert self_hosted.requests[-1].headers["authorization"] == "Bearer vllm-key-123"

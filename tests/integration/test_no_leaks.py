@@ -41,13 +41,12 @@ def test_nothing_secret_reaches_stdout_stderr_or_error_bodies(gateway: Any, emul
 
 
 def test_the_audit_catches_a_leak_when_prompts_are_logged_on_purpose(
-    gateway: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+    gateway: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, reconfigure
 ) -> None:
-    from mistral_gateway import config
 
     # Given the documented debug switch on, prompts and answers are logged
     monkeypatch.setenv("LOG_PROMPTS", "true")
-    config.settings.cache_clear()
+    reconfigure()
     gateway.chat({"model": "mistral-small-latest", "messages": [{"role": "user", "content": PROMPT}]})
     assert PROMPT in gateway.logs.getvalue()
     # Then the audit that every test runs would have failed without the switch

@@ -99,12 +99,11 @@ def stored_items() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def operator_ttl(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mistral_gateway import config
+def operator_ttl(gateway: Any, monkeypatch: pytest.MonkeyPatch, reconfigure) -> Any:
 
     def set_ttl(seconds: int) -> Any:
         monkeypatch.setenv("CACHE_TTL_SECONDS", str(seconds))
-        config.settings.cache_clear()
+        reconfigure()
         return gateway
 
     return set_ttl
@@ -142,11 +141,12 @@ LONGEST_LOG_LINE = 4_096
 
 
 @pytest.mark.parametrize("allowed", ["", "mistral-small-latest"])
-def test_a_huge_model_name_or_path_writes_no_huge_log_line(gateway, chat_body, monkeypatch, allowed) -> None:
-    from mistral_gateway import config
+def test_a_huge_model_name_or_path_writes_no_huge_log_line(
+    gateway, chat_body, monkeypatch, allowed, reconfigure
+) -> None:
 
     monkeypatch.setenv("ALLOWED_MODELS", allowed)
-    config.settings.cache_clear()
+    reconfigure()
     huge = "m" * 900_000
     assert gateway.chat({**chat_body("hi"), "model": huge}).status in (400, 422)
     assert gateway.request("POST", EMBED, {"model": huge, "input": "x"}).status in (400, 422)
@@ -257,13 +257,13 @@ def test_what_is_settled_never_exceeds_what_was_reserved(gateway, emulator, chat
 
     quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"tokens_per_day": 10_000_000})
     settled: list[tuple[int, int]] = []
-    settle = quota.settle
+    settle = quota.Budgets.settle
 
-    def spy(reservation: Any, actual: int) -> None:
+    def spy(budgets: quota.Budgets, reservation: Any, actual: int) -> None:
         settled.append((reservation.tokens, actual))
-        settle(reservation, actual)
+        settle(budgets, reservation, actual)
 
-    monkeypatch.setattr(quota, "settle", spy)
+    monkeypatch.setattr(quota.Budgets, "settle", spy)
     bodies = [
         chat_body("a " * 15_000),
         chat_body("é " * 5_000, n=3, max_tokens=20),

@@ -41,8 +41,11 @@ def test_a_miss_says_what_it_cost_and_a_hit_what_it_saved(gateway, emulator, emi
     assert emitted["TokensServedFromCacheByModel"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
-def test_prices_can_be_overridden_and_unknown_models_report_tokens_only(gateway, emulator, monkeypatch, capsys):
+def test_prices_can_be_overridden_and_unknown_models_report_tokens_only(
+    gateway, emulator, monkeypatch, capsys, reconfigure
+):
     monkeypatch.setenv("MODEL_PRICES", json.dumps({"my-finetune": [1.0, 2.0]}))
+    reconfigure()
     tuned = gateway.chat({"model": "my-finetune", "messages": [{"role": "user", "content": "priced"}]})
     usage = tuned.json["usage"]
     assert float(tuned.header("X-Estimated-Cost-USD")) == pytest.approx(
@@ -94,15 +97,14 @@ def test_a_refusal_by_one_window_is_not_counted_in_the_others(gateway, emulator)
     assert usage["minute"]["tokens"] == usage["day"]["tokens"]
 
 
-def test_cache_hits_are_free_by_default_and_can_be_made_to_count(gateway, emulator, monkeypatch) -> None:
-    from mistral_gateway import config
+def test_cache_hits_are_free_by_default_and_can_be_made_to_count(gateway, emulator, monkeypatch, reconfigure) -> None:
 
     limit(requests_per_minute=1)
     assert ask(gateway, "cached once").status == 200
     hit = ask(gateway, "cached once")
     assert hit.status == 200 and hit.header("X-Cache") == "HIT" and hit.header("RateLimit-Remaining") == "0"
     monkeypatch.setenv("QUOTA_COUNT_HITS", "true")
-    config.settings.cache_clear()
+    reconfigure()
     assert ask(gateway, "cached once").status == 429
 
 

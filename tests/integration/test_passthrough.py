@@ -7,7 +7,6 @@ import json
 import pytest
 
 from gateway_dev.emulator import Fault
-from mistral_gateway.config import settings
 
 OCR_INLINE = {
     "model": "mistral-ocr-latest",
@@ -38,9 +37,9 @@ def test_an_unknown_model_card_is_mistrals_404_and_not_cached(gateway, emulator)
     assert emulator.calls("/v1/models/no-such-model") == 2
 
 
-def test_a_model_off_the_allow_list_is_404_like_an_unknown_one(gateway, emulator, monkeypatch) -> None:
+def test_a_model_off_the_allow_list_is_404_like_an_unknown_one(gateway, emulator, monkeypatch, reconfigure) -> None:
     monkeypatch.setenv("ALLOWED_MODELS", "mistral-small-latest")
-    settings.cache_clear()
+    reconfigure()
     hidden = gateway.request("GET", "/v1/models/mistral-large-latest")
     assert (
         hidden.status == 404 and hidden.json["object"] == "error" and "mistral-large-latest" in hidden.json["message"]
@@ -96,9 +95,11 @@ def test_mistrals_4xx_on_a_cached_route_is_relayed_and_not_cached(gateway, emula
         (Fault(garbage=True), 502),
     ],
 )
-def test_anything_but_a_readable_2xx_or_a_4xx_is_a_502_never_cached(gateway, emulator, monkeypatch, fault, status):
+def test_anything_but_a_readable_2xx_or_a_4xx_is_a_502_never_cached(
+    gateway, emulator, monkeypatch, fault, status, reconfigure
+):
     monkeypatch.setenv("UPSTREAM_MAX_ATTEMPTS", "1")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(fault)
     failed = gateway.request("POST", "/v1/moderations", MODERATION)
     assert failed.status == status and failed.json["object"] == "error"
@@ -165,9 +166,9 @@ def test_account_routes_are_off_by_default_with_a_way_to_turn_them_on(gateway, e
     assert emulator.calls() == 0
 
 
-def test_account_routes_pass_through_when_enabled(gateway, emulator, monkeypatch) -> None:
+def test_account_routes_pass_through_when_enabled(gateway, emulator, monkeypatch, reconfigure) -> None:
     monkeypatch.setenv("ACCOUNT_ENDPOINTS", "true")
-    settings.cache_clear()
+    reconfigure()
     listing = gateway.request("GET", "/v1/files", headers={"Cache-Control": "no-cache"})
     assert listing.status == 200 and listing.json == {"object": "list", "data": []}
     assert listing.header("X-Cache") is None  # account routes are never cached
@@ -264,9 +265,9 @@ def test_pass_through_and_cached_routes_spend_the_callers_budget(gateway, emulat
     assert emulator.calls("/v1/agents/completions") == 1
 
 
-def test_the_model_allow_list_holds_on_every_route(gateway, emulator, monkeypatch) -> None:
+def test_the_model_allow_list_holds_on_every_route(gateway, emulator, monkeypatch, reconfigure) -> None:
     monkeypatch.setenv("ALLOWED_MODELS", "mistral-small-latest")
-    settings.cache_clear()
+    reconfigure()
     speech = gateway.request("POST", "/v1/audio/speech", {"model": "voxtral-tts", "input": "hello"})
     ocr = gateway.request("POST", "/v1/ocr", OCR_INLINE)
     assert speech.status == ocr.status == 400 and speech.json["code"] == "model_not_allowed"

@@ -34,7 +34,7 @@ def stored_answers() -> list[dict[str, Any]]:
 @pytest.fixture
 def inject(gateway: Any) -> Iterator[Callable[[str, str, Exception], None]]:
     """inject("dynamodb", "GetItem", error): the gateway's own boto3 client raises `error` on that call."""
-    from mistral_gateway import aws
+    from mistral_gateway.container import current
 
     registered: list[tuple[Any, str, Any]] = []
 
@@ -42,7 +42,7 @@ def inject(gateway: Any) -> Iterator[Callable[[str, str, Exception], None]]:
         def fail(**_: Any) -> None:
             raise error
 
-        events = aws.client(service).meta.events
+        events = current().aws_client(service).meta.events
         event = f"before-call.{'secrets-manager' if service == 'secretsmanager' else service}.{operation}"
         events.register(event, fail)
         registered.append((events, event, fail))
@@ -138,15 +138,13 @@ def test_an_unreadable_secret_is_a_503_for_the_caller_and_a_clear_log_for_the_op
 
 
 @pytest.fixture
-def fragile(monkeypatch: pytest.MonkeyPatch, gateway: Any) -> Any:
+def fragile(monkeypatch: pytest.MonkeyPatch, gateway: Any, reconfigure) -> Any:
     """One attempt per request, a circuit that opens after 2 failures and cools down in 1 s."""
-    from mistral_gateway import config, upstream
 
     monkeypatch.setenv("UPSTREAM_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("CIRCUIT_FAILURE_THRESHOLD", "2")
     monkeypatch.setenv("CIRCUIT_COOLDOWN_SECONDS", "1")
-    config.settings.cache_clear()
-    upstream.reset()
+    reconfigure()
     return gateway
 
 
@@ -213,11 +211,10 @@ def test_no_cache_turns_stale_if_error_off(gateway, emulator, expired) -> None:
     assert response.status == 502 and is_mistral_error(response.json)
 
 
-def test_stale_is_never_served_beyond_its_window(gateway, emulator, expired, monkeypatch) -> None:
-    from mistral_gateway import config
+def test_stale_is_never_served_beyond_its_window(gateway, emulator, expired, monkeypatch, reconfigure) -> None:
 
     monkeypatch.setenv("STALE_IF_ERROR_SECONDS", "30")  # expired 60 s ago
-    config.settings.cache_clear()
+    reconfigure()
     emulator.script(*[Fault(status=503)] * 3)
     assert gateway.chat(expired["body"]).status == 502
 
@@ -284,12 +281,13 @@ def test_when_the_first_caller_fails_the_others_ask_mistral_themselves(warm, emu
 
 def test_a_dead_leaders_lease_does_not_hang_anyone(gateway, emulator, chat_body, emitted_metrics) -> None:
     from mistral_gateway.canonical import cache_key, canonical_chat
-    from mistral_gateway.service import cache_scope, response_cache
+    from mistral_gateway.container import current
+    from mistral_gateway.service import cache_scope
 
     body = chat_body("the leader died")
     key = cache_key("chat", cache_scope(None), canonical_chat(body))
     # A leader that will never store or release (2 s: long enough that a loaded machine still finds it live)
-    lease, _ = response_cache().claim(key, lease_seconds=2.0)
+    lease, _ = current().answers.claim(key, lease_seconds=2.0)
     assert lease is not None
     response = gateway.chat(body)
     assert response.status == 200 and response.header("X-Cache") == "MISS"

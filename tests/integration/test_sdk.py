@@ -6,7 +6,7 @@ import httpx2
 import pytest
 from mistralai.client import Mistral, errors
 
-from mistral_gateway.config import settings
+from mistral_gateway.container import settings
 
 
 def test_the_sdk_gets_a_parsed_answer_and_a_cache_hit_on_repeat(http_gateway, emulator) -> None:

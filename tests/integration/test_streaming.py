@@ -90,12 +90,11 @@ def test_events_reach_the_caller_while_mistral_is_still_writing(client, emulator
     assert rest[-2:] == ["data: [DONE]", ""]
 
 
-def test_a_stream_longer_than_the_request_deadline_completes(client, emulator, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_stream_longer_than_the_request_deadline_completes(client, emulator, monkeypatch, reconfigure) -> None:
 
     # Given the buffered deadline at 1 s and an answer that takes about 2 s to write
     monkeypatch.setenv("REQUEST_DEADLINE_MS", "1000")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(Fault(chunk_delay=0.2))
     response, raw = read_all(client, "a long answer, written slowly")
     # Then it completes: streams are bounded by the stream cap, not the 25 s (here 1 s) request deadline
@@ -187,19 +186,18 @@ def test_an_error_from_mistral_mid_stream_is_forwarded_and_never_cached(client, 
     assert again.headers["x-cache"] == "MISS"
 
 
-def test_a_silent_mistral_is_kept_alive_then_timed_out(client, emulator, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_silent_mistral_is_kept_alive_then_timed_out(client, emulator, monkeypatch, reconfigure) -> None:
 
     monkeypatch.setenv("STREAM_KEEPALIVE_MS", "100")
     monkeypatch.setenv("STREAM_IDLE_TIMEOUT_MS", "5000")
-    settings.cache_clear()
+    reconfigure()
     # A pause shorter than the idle timeout: SSE comments keep the connection busy, the answer completes
     emulator.script(Fault(stall=0.6))
     _, raw = read_all(client, "pause, then go on")
     assert b": keep-alive\n\n" in raw and data_events(raw)[-1] == "[DONE]"
     # A pause longer than the idle timeout ends the stream with an error event, nothing stored
     monkeypatch.setenv("STREAM_IDLE_TIMEOUT_MS", "1000")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(Fault(stall=3.0))
     _, raw = read_all(client, "silence")
     last = json.loads(data_events(raw)[-1])
@@ -207,11 +205,10 @@ def test_a_silent_mistral_is_kept_alive_then_timed_out(client, emulator, monkeyp
     assert read_all(client, "silence")[0].headers["x-cache"] == "MISS"
 
 
-def test_a_caller_who_hangs_up_leaves_nothing_in_the_cache(client, emulator, gateway, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_caller_who_hangs_up_leaves_nothing_in_the_cache(client, emulator, gateway, monkeypatch, reconfigure) -> None:
 
     monkeypatch.setenv("STREAM_KEEPALIVE_MS", "100")  # the next write notices the caller is gone
-    settings.cache_clear()
+    reconfigure()
     gate = threading.Event()
     emulator.script(Fault(gate=gate))
     with streamed(client, "I will hang up") as response:
@@ -267,12 +264,13 @@ def test_the_served_line_and_metrics_come_when_the_stream_ends(client, emulator,
     assert {"TimeToFirstToken", "StreamDuration", "CacheMiss", "PromptTokens"} <= set(emitted)
 
 
-def test_a_stream_that_reaches_the_cap_ends_with_an_error_event(client, emulator, gateway, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_a_stream_that_reaches_the_cap_ends_with_an_error_event(
+    client, emulator, gateway, monkeypatch, reconfigure
+) -> None:
 
     # Given a 1.5 s cap and an answer that takes about 2.5 s to write
     monkeypatch.setenv("STREAM_MAX_MS", "1500")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(Fault(chunk_delay=0.2))
     _, raw = read_all(client, "longer than the cap allows")
     events = data_events(raw)

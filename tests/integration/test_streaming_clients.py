@@ -75,11 +75,10 @@ def test_each_client_streams_incrementally_and_repeats_are_hits(name, url, emula
 
 
 @pytest.mark.parametrize("name", sorted(CLIENTS))
-def test_keep_alive_comments_are_ignored_by_every_client(name, url, emulator, monkeypatch) -> None:
-    from mistral_gateway.config import settings
+def test_keep_alive_comments_are_ignored_by_every_client(name, url, emulator, monkeypatch, reconfigure) -> None:
 
     monkeypatch.setenv("STREAM_KEEPALIVE_MS", "100")
-    settings.cache_clear()
+    reconfigure()
     emulator.script(Fault(stall=0.5))
     text = "".join(CLIENTS[name](url, f"a pause for {name}"))
     assert text.startswith(f"Emulated answer to: a pause for {name}")

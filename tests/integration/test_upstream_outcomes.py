@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from gateway_dev.emulator import Fault
-from mistral_gateway.config import settings
 
 REFUSAL = {"object": "error", "message": "no", "type": "invalid_request_error", "param": None, "code": None}
 OUTCOMES = {
@@ -23,9 +22,9 @@ OUTCOMES = {
 
 
 @pytest.fixture(autouse=True)
-def one_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+def one_attempt(monkeypatch: pytest.MonkeyPatch, reconfigure) -> None:
     monkeypatch.setenv("UPSTREAM_MAX_ATTEMPTS", "1")
-    settings.cache_clear()
+    reconfigure()
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/moderations"])

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from mistral_gateway import circuit
 from mistral_gateway.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from mistral_gateway.errors import ServiceUnavailable
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The breaker's monotonic clock, moved by the test."""
-    now = [1_000.0]
-    monkeypatch.setattr(circuit.time, "monotonic", lambda: now[0])
-    return now
+def clock() -> list[float]:
+    """The breaker's monotonic clock, moved by the test (`breaker(clock, ...)` hands it over)."""
+    return [1_000.0]
+
+
+def new_breaker(clock: list[float], threshold: int) -> CircuitBreaker:
+    return CircuitBreaker(threshold=threshold, cooldown_seconds=30, clock=lambda: clock[0])
 
 
 def test_it_opens_after_threshold_consecutive_faults_and_then_fails_fast(clock: list[float]) -> None:
-    breaker = CircuitBreaker(threshold=3, cooldown_seconds=30)
+    breaker = new_breaker(clock, 3)
     for _ in range(2):
         breaker.before_call()
         breaker.record("server_error")
@@ -33,7 +34,7 @@ def test_it_opens_after_threshold_consecutive_faults_and_then_fails_fast(clock: 
 
 
 def test_a_success_in_between_resets_the_count(clock: list[float]) -> None:
-    breaker = CircuitBreaker(threshold=2, cooldown_seconds=30)
+    breaker = new_breaker(clock, 2)
     breaker.record("connection")
     breaker.succeeded()
     breaker.record("garbage")
@@ -42,7 +43,7 @@ def test_a_success_in_between_resets_the_count(clock: list[float]) -> None:
 
 @pytest.mark.parametrize("kind", ["rate_limited", "rejected", "auth", "refused"])
 def test_what_says_the_upstream_is_up_never_trips_it(kind: str, clock: list[float]) -> None:
-    breaker = CircuitBreaker(threshold=1, cooldown_seconds=30)
+    breaker = new_breaker(clock, 1)
     for _ in range(5):
         breaker.before_call()
         breaker.record(kind)
@@ -50,7 +51,7 @@ def test_what_says_the_upstream_is_up_never_trips_it(kind: str, clock: list[floa
 
 
 def test_after_the_cooldown_one_trial_goes_through_and_decides(clock: list[float]) -> None:
-    breaker = CircuitBreaker(threshold=1, cooldown_seconds=30)
+    breaker = new_breaker(clock, 1)
     breaker.record("server_error")
     clock[0] += 30
     breaker.before_call()  # the trial
@@ -67,7 +68,7 @@ def test_after_the_cooldown_one_trial_goes_through_and_decides(clock: list[float
 
 
 def test_a_trial_that_ends_without_a_verdict_frees_the_slot(clock: list[float]) -> None:
-    breaker = CircuitBreaker(threshold=1, cooldown_seconds=30)
+    breaker = new_breaker(clock, 1)
     breaker.record("timeout")
     clock[0] += 30
     breaker.before_call()

@@ -11,24 +11,39 @@ import pytest
 from mistralai.client import errors as sdk_errors
 
 from mistral_gateway import upstream
+from mistral_gateway.circuit import CircuitBreaker
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import RateLimited, UpstreamError, UpstreamRejected, UpstreamTimeout
 
 REQUEST = httpx2.Request("POST", "http://mistral.invalid/v1/chat/completions")
 
 
-@pytest.fixture(autouse=True)
-def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """Backoff pauses are recorded instead of slept; jitter is its upper bound; circuits start closed."""
+@pytest.fixture
+def waits() -> Iterator[list[float]]:
+    """The backoff pauses the policy asked for (recorded instead of slept)."""
     from mistral_gateway.observability import metrics
 
-    pauses: list[float] = []
-    monkeypatch.setattr(upstream.time, "sleep", pauses.append)
-    monkeypatch.setattr(upstream.random, "uniform", lambda low, high: high)
-    upstream.reset()
-    yield pauses
-    upstream.reset()
+    yield []
     metrics.clear_metrics()
+
+
+@pytest.fixture
+def circuit() -> CircuitBreaker:
+    return CircuitBreaker(threshold=5, cooldown_seconds=30)
+
+
+Call = Callable[..., str]
+
+
+@pytest.fixture
+def call(waits: list[float], circuit: CircuitBreaker) -> Call:
+    """upstream.call with the template's policy (3 attempts), jitter at its upper bound, no real waiting."""
+    policy = upstream.RetryPolicy(max_attempts=3, attempt_timeout_ms=20_000, sleep=waits.append, jitter=max)
+
+    def run(attempt: Callable[[int], str], deadline_ms: int = 20_000) -> str:
+        return upstream.call(attempt, Deadline.start(deadline_ms), operation="test", policy=policy, circuit=circuit)
+
+    return run
 
 
 def status(code: int, **headers: str) -> sdk_errors.SDKError:
@@ -50,49 +65,47 @@ def scripted(*outcomes: Any) -> tuple[Callable[[int], str], list[int]]:
     return attempt, timeouts
 
 
-def call(attempt: Callable[[int], str], budget_ms: int = 20_000) -> str:
-    return upstream.call(attempt, Deadline.start(budget_ms), operation="test")
-
-
-def test_5xx_and_connection_errors_are_retried_with_growing_backoff(waits: list[float]) -> None:
+def test_5xx_and_connection_errors_are_retried_with_growing_backoff(waits: list[float], call: Call) -> None:
     attempt, timeouts = scripted(status(503), httpx2.ConnectError("refused"), "answer")
     assert call(attempt) == "answer"
     assert waits == [0.2, 0.4] and len(timeouts) == 3
 
 
-def test_retry_after_is_honoured_when_it_fits_the_deadline(waits: list[float]) -> None:
+def test_retry_after_is_honoured_when_it_fits_the_deadline(waits: list[float], call: Call) -> None:
     attempt, _ = scripted(status(429, **{"retry-after": "2"}), "answer")
     assert call(attempt) == "answer" and waits == [2.0]
 
 
-def test_a_retry_after_that_does_not_fit_is_a_429_at_once(waits: list[float]) -> None:
+def test_a_retry_after_that_does_not_fit_is_a_429_at_once(waits: list[float], call: Call) -> None:
     attempt, timeouts = scripted(status(429, **{"retry-after": "60"}))
     with pytest.raises(RateLimited) as limited:
         call(attempt)
     assert limited.value.headers["Retry-After"] == "60" and waits == [] and len(timeouts) == 1
 
 
-def test_attempts_stop_at_the_configured_maximum(waits: list[float]) -> None:
+def test_attempts_stop_at_the_configured_maximum(waits: list[float], call: Call) -> None:
     attempt, timeouts = scripted(*[status(500)] * 5)
     with pytest.raises(UpstreamError):
         call(attempt)
-    assert len(timeouts) == 3  # UPSTREAM_MAX_ATTEMPTS from the template
+    assert len(timeouts) == 3  # the policy's max_attempts
 
 
-def test_every_attempt_fits_the_time_left(waits: list[float]) -> None:
+def test_every_attempt_fits_the_time_left(waits: list[float], call: Call) -> None:
     attempt, timeouts = scripted(httpx2.ReadTimeout("slow"), "answer")
-    assert call(attempt, budget_ms=5_000) == "answer"
+    assert call(attempt, deadline_ms=5_000) == "answer"
     assert all(timeout <= 5_000 for timeout in timeouts)
     with pytest.raises(UpstreamTimeout):
-        call(scripted("never asked")[0], budget_ms=100)  # less than one attempt can use: no attempt at all
+        call(scripted("never asked")[0], deadline_ms=100)  # less than one attempt can use: no attempt at all
 
 
-def test_the_callers_own_4xx_is_relayed_once_and_never_retried(waits: list[float]) -> None:
+def test_the_callers_own_4xx_is_relayed_once_and_never_retried(
+    waits: list[float], call: Call, circuit: CircuitBreaker
+) -> None:
     attempt, timeouts = scripted(status(400))
     with pytest.raises(UpstreamRejected) as rejected:
         call(attempt)
     assert rejected.value.status == 400 and len(timeouts) == 1 and waits == []
-    assert upstream.breaker().state == "closed"
+    assert circuit.state == "closed"
 
 
 def test_the_sdk_builds_each_marshalling_model_once_and_still_sends_the_same_body() -> None:

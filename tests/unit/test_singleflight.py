@@ -40,7 +40,7 @@ class FakeCache:
 
 
 def flight(cache: FakeCache, entry: Entry | None = None, *, enabled: bool = True) -> Flight:
-    return Flight(cache, "k", entry, None, Deadline.start(5_000), enabled=enabled)  # type: ignore[arg-type]
+    return Flight(cache, "k", entry, None, Deadline.start(5_000), wait_ms=8_000, enabled=enabled)  # type: ignore[arg-type]
 
 
 def test_the_first_miss_leads_and_gives_the_lease_back_when_nothing_was_stored() -> None:

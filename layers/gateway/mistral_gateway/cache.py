@@ -66,6 +66,8 @@ class Lease:
 @dataclass
 class ResponseCache:
     table_name: str
+    dynamodb: Any  # a boto3 DynamoDB client (the container's)
+    stale_if_error_seconds: int  # how long an expired answer is kept for stale-if-error
 
     def get(self, key: str) -> CachedAnswer | None:
         """The stored answer for `key` (fresh or not), or None when absent or unreadable."""
@@ -76,12 +78,10 @@ class ResponseCache:
         """The whole entry (answer and lease), or None when absent or unreadable."""
         try:
             with observability.traced("cache.get", lazy=True):
-                item = (
-                    aws.client("dynamodb")
-                    .get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=consistent)
-                    .get("Item")
-                )
-        except Exception as error:  # fail open: a sick cache must not fail the request
+                item = self.dynamodb.get_item(
+                    TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=consistent
+                ).get("Item")
+        except aws.errors() as error:  # fail open: a sick cache must not fail the request
             self._failed("get", error)
             return None
         return self._entry(item) if item else None
@@ -97,8 +97,6 @@ class ResponseCache:
         events: bytes | None = None,
     ) -> bool:
         """Store a complete, successful answer (ending any lease on the key). Returns whether it was stored."""
-        from mistral_gateway.config import settings
-
         compressed = zlib.compress(body, 6)
         compressed_events = zlib.compress(events, 6) if events is not None else None
         if len(compressed) + len(compressed_events or b"") > MAX_STORED_BYTES:
@@ -113,14 +111,14 @@ class ResponseCache:
             "completion_tokens": {"N": str(completion_tokens)},
             "created_at": {"N": str(now)},
             "fresh_until": {"N": str(now + ttl_seconds)},
-            "expires_at": {"N": str(now + ttl_seconds + settings().stale_if_error_seconds)},
+            "expires_at": {"N": str(now + ttl_seconds + self.stale_if_error_seconds)},
         }
         if compressed_events is not None:
             item["events"] = {"B": compressed_events}
         try:
             with observability.traced("cache.put", lazy=True):
-                aws.client("dynamodb").put_item(TableName=self.table_name, Item=item)
-        except Exception as error:  # fail open
+                self.dynamodb.put_item(TableName=self.table_name, Item=item)
+        except aws.errors() as error:  # fail open
             self._failed("put", error)
             return False
         return True
@@ -136,7 +134,7 @@ class ResponseCache:
         owner = secrets.token_hex(8)
         lease_until = now + lease_seconds
         try:
-            aws.client("dynamodb").update_item(
+            self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": key}},
                 UpdateExpression="SET lease_until = :until, lease_owner = :owner, "
@@ -151,7 +149,7 @@ class ResponseCache:
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except Exception as error:
+        except aws.errors() as error:
             if aws.error_code(error) == "ConditionalCheckFailedException":
                 item = getattr(error, "response", {}).get("Item")
                 return None, self._entry(item) if item else self.read(key, consistent=True)
@@ -162,14 +160,14 @@ class ResponseCache:
     def release(self, lease: Lease) -> None:
         """Give up a lease without storing an answer (the call failed), so waiters stop waiting."""
         try:
-            aws.client("dynamodb").update_item(
+            self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": lease.key}},
                 UpdateExpression="REMOVE lease_until, lease_owner",
                 ConditionExpression="lease_owner = :owner",
                 ExpressionAttributeValues={":owner": {"S": lease.owner}},
             )
-        except Exception as error:
+        except aws.errors() as error:
             if aws.error_code(error) != "ConditionalCheckFailedException":  # someone else's lease now: fine
                 self._failed("release", error)
 

@@ -89,8 +89,8 @@ def canonical_chat(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cache_key(kind: str, scope: str, canonical: Any) -> str:
-    """sha256 over (kind, caller scope, canonical body). Only hashes ever reach the table or the logs."""
+def cache_key(route: str, scope: str, canonical: Any) -> str:
+    """sha256 over (route, caller scope, canonical body). Only hashes ever reach the table or the logs."""
     material = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(f"{kind}\n{scope}\n{material}".encode()).hexdigest()
-    return f"{kind}#{digest}"
+    digest = hashlib.sha256(f"{route}\n{scope}\n{material}".encode()).hexdigest()
+    return f"{route}#{digest}"

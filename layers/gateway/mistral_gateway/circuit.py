@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mistral_gateway import observability
@@ -35,6 +36,7 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float = 0.0
     trial_running: bool = False
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # seconds, only ever compared
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def before_call(self) -> None:
@@ -42,7 +44,7 @@ class CircuitBreaker:
         with self._lock:
             if self.state == CLOSED:
                 return
-            waited = time.monotonic() - self.opened_at
+            waited = self.clock() - self.opened_at
             if self.state == OPEN and waited >= self.cooldown_seconds:
                 self._move(HALF_OPEN)
             if self.state == HALF_OPEN and not self.trial_running:
@@ -75,7 +77,7 @@ class CircuitBreaker:
             self.failures += 1
             if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.threshold):
                 self.trial_running = False
-                self.opened_at = time.monotonic()
+                self.opened_at = self.clock()
                 self._move(OPEN)
 
     def settle(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import CORSConfig
 
-from mistral_gateway.config import settings
+from mistral_gateway.container import settings
 
 # What a browser script may read of an answer besides the CORS-safelisted headers: the cache status, usage,
 # cost and savings (economics.py), the caller's budget (quota.py), when to retry, a download's file name, and

@@ -19,13 +19,14 @@ class Deadline:
     attempt_ceiling_ms: float | None = None
 
     @classmethod
-    def start(cls, budget_ms: int, lambda_context: Any = None, *, attempt_ceiling_ms: float | None = None) -> Deadline:
-        budget = float(budget_ms)
+    def start(cls, total_ms: int, lambda_context: Any = None, *, attempt_ceiling_ms: float | None = None) -> Deadline:
+        """`total_ms` from now, or less when the Lambda invocation ends sooner."""
+        allowed_ms = float(total_ms)
         remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
         if callable(remaining):
             with contextlib.suppress(TypeError, ValueError):
-                budget = min(budget, float(remaining()))
-        return cls(time.monotonic() + max(0.0, budget - RESPONSE_MARGIN_MS) / 1000, attempt_ceiling_ms)
+                allowed_ms = min(allowed_ms, float(remaining()))
+        return cls(time.monotonic() + max(0.0, allowed_ms - RESPONSE_MARGIN_MS) / 1000, attempt_ceiling_ms)
 
     def remaining_ms(self) -> float:
         return max(0.0, (self.expires_at - time.monotonic()) * 1000)

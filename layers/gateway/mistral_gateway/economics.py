@@ -4,20 +4,17 @@ Every answer carries its token usage in headers; a MISS adds its estimated cost,
 saved. Metrics count tokens served from the cache, estimated cost and cost saved per model, with the model
 as the only extra dimension (models outside the price table are reported as "other", so a caller cannot
 create dimensions at will). Prices are list prices per million tokens; the operator overrides or extends
-them with the ModelPrices parameter (MODEL_PRICES, JSON: {"model": [input, output], ...}).
+them with the ModelPrices parameter (MODEL_PRICES, JSON: {"model": [input, output], ...}): config.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mistral_gateway import observability
-from mistral_gateway.observability import logger
+from mistral_gateway.container import current
 
 # USD per million tokens (input, output): Mistral's public list prices as of 2026-11; override by parameter.
 LIST_PRICES: dict[str, tuple[float, float]] = {
@@ -40,17 +37,9 @@ SAVED_STATUSES = frozenset({"HIT", "STALE"})
 DOLLARS = MetricUnit.NoUnit  # CloudWatch has no currency unit; the metric names say USD
 
 
-@cache
 def prices() -> dict[str, tuple[float, float]]:
-    table = dict(LIST_PRICES)
-    raw = os.environ.get("MODEL_PRICES", "").strip()
-    if raw:
-        try:
-            overrides = json.loads(raw)
-            table.update({str(model): (float(pair[0]), float(pair[1])) for model, pair in overrides.items()})
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            logger.warning("MODEL_PRICES is not valid JSON {model: [input, output]}; using list prices")
-    return table
+    """List prices with the operator's ModelPrices over them (the container keeps the merged table)."""
+    return current().prices
 
 
 def cost_usd(model: str | None, usage: dict[str, int]) -> float | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mistral_gateway import observability
-from mistral_gateway.config import settings
+from mistral_gateway.container import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from mistral_gateway.observability import logger

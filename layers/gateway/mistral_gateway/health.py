@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mistral_gateway import aws, secret
-from mistral_gateway.config import settings
+from mistral_gateway.container import current
 from mistral_gateway.errors import GatewayError
 
 
@@ -26,9 +26,11 @@ def _secret() -> str:
 
 
 def _cache() -> str:
+    container = current()
     try:
         # GetItem is the permission the function already has; a probe key never exists.
-        aws.client("dynamodb").get_item(TableName=settings().table_name, Key={"pk": {"S": "health#probe"}})
-    except Exception:  # any failure: report, never raise
+        dynamodb = container.aws_client("dynamodb")
+        dynamodb.get_item(TableName=container.settings.table_name, Key={"pk": {"S": "health#probe"}})
+    except aws.errors():  # refused or unreachable: report, never raise
         return "unavailable"
     return "ok"

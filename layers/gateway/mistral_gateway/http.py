@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from mistral_gateway import limits
-from mistral_gateway.config import settings
+from mistral_gateway.container import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 

@@ -42,11 +42,11 @@ def _within_limits(value: Any, skip: str | None) -> bool:
         else:
             items = node
         for item in items:
-            kind = type(item)
-            if kind is str:
+            item_type = type(item)
+            if item_type is str:
                 if not (item.isascii() or _encodable(item)):
                     return False
-            elif kind is dict or kind is list:
+            elif item_type is dict or item_type is list:
                 if depth >= MAX_DEPTH:  # the item itself stands at depth + 1
                     return False
                 if item:

@@ -17,12 +17,11 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from mistral_gateway import economics, observability, quota, routes_policy, secret
-from mistral_gateway.config import settings
+from mistral_gateway import economics, observability, routes_policy, secret
+from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import Forbidden, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
 from mistral_gateway.http import CacheControl, parse_json_body
@@ -102,7 +101,7 @@ def budgeted_relay(request: Forward) -> Relayed:
         from mistral_gateway import service
 
         service.check_model(body)  # AllowedModels holds on every route that names a model
-    with quota.Spending(request.caller, body) as spending:
+    with current().budgets.spending(request.caller, body) as spending:
         relayed = relay(request)
         answer = _json_or_empty(relayed.body)
         usage = _usage(answer)
@@ -112,7 +111,7 @@ def budgeted_relay(request: Forward) -> Relayed:
     return replace(relayed, headers={**relayed.headers, **spending.headers, **priced})
 
 
-def cached_inference(kind: str, request: Forward) -> Relayed:
+def cached_inference(prefix: str, request: Forward) -> Relayed:
     """OCR, moderations, classifications: the cache flow of chat, keyed on the canonical JSON body.
 
     A document or image given by http(s) URL is not cached (X-Cache: BYPASS): what is behind a URL can change,
@@ -140,7 +139,7 @@ def cached_inference(kind: str, request: Forward) -> Relayed:
 
     canonical = {key: value for key, value in body.items() if value is not None}
     answer = service.through_cache(
-        f"v1/{kind}", canonical, request.caller, control, prepare, request.deadline, budget=body
+        f"v1/{prefix}", canonical, request.caller, control, prepare, request.deadline, charged=body
     )
     headers = {"X-Cache": answer.cache_status, **answer.headers}
     headers.update(economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage))
@@ -245,8 +244,11 @@ def _usage(data: dict[str, Any]) -> dict[str, int]:
     return {key: value if isinstance(value, int) else 0 for key, value in counts.items()}
 
 
-@cache
 def _client() -> Any:
+    return current().http_client("passthrough", _new_client)
+
+
+def _new_client() -> Any:
     import httpx2
 
     return httpx2.Client(follow_redirects=False, headers={"user-agent": "mistral-gateway"})

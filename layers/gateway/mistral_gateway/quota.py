@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from mistral_gateway import aws, observability
-from mistral_gateway.config import settings
+from mistral_gateway.config import Settings
 from mistral_gateway.errors import RateLimited
 from mistral_gateway.observability import logger
 
 WINDOWS = {"minute": 60, "day": 86_400}
+UNITS = ("requests", "tokens")  # what a budget counts
 LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day")
-LIMITS_CACHE_SECONDS = 60
 # Control tokens of a chat template ([INST], [/INST], [TOOL_CALLS]...), per request and per message: a margin.
 TEMPLATE_TOKENS = 16
 # A content part whose cost is not its size. An image is at most a few thousand tokens on every Mistral vision
@@ -42,17 +44,17 @@ MEDIA_TOKENS = {"image_url": 8_192, "input_image": 8_192, "document_url": 65_536
 class Limits:
     values: dict[str, int]  # e.g. {"tokens_per_minute": 10000}
 
-    def of(self, kind: str, window: str) -> int | None:
-        return self.values.get(f"{kind}_per_{window}")
+    def of(self, unit: str, window: str) -> int | None:
+        return self.values.get(f"{unit}_per_{window}")
 
     def windows(self) -> list[str]:
-        return [w for w in WINDOWS if self.of("requests", w) is not None or self.of("tokens", w) is not None]
+        return [w for w in WINDOWS if any(self.of(unit, w) is not None for unit in UNITS)]
 
 
 class Budget(NamedTuple):
     """One limit of one window, and how much of it is used: what the RateLimit headers describe."""
 
-    kind: str  # requests | tokens
+    unit: str  # requests | tokens
     window: str  # minute | day
     limit: int
     used: int
@@ -60,7 +62,7 @@ class Budget(NamedTuple):
 
     @property
     def name(self) -> str:
-        return f"{self.kind}_per_{self.window}"
+        return f"{self.unit}_per_{self.window}"
 
 
 @dataclass
@@ -75,19 +77,6 @@ class QuotaExceeded(RateLimited):
     """The caller's own budget is spent (429, code quota_exceeded), as opposed to Mistral rate-limiting us."""
 
 
-_limits_cache: dict[str, tuple[float, Limits | None]] = {}
-# The wall clock that places a request in its window (a name of its own so tests can pin it mid-window).
-wall_clock = time.time
-
-
-def reset() -> None:
-    _limits_cache.clear()
-
-
-def enabled() -> bool:
-    return bool(settings().quota_table_name)
-
-
 def limits_key(caller: str) -> str:
     """The item holding a key's limits (`default` applies to every key without its own)."""
     return f"limits#{caller}"
@@ -100,7 +89,7 @@ def usage_key(caller: str, window: str, now: float) -> tuple[str, float]:
     return f"usage#{caller}#{window}#{start}", start + length - now
 
 
-def estimate_tokens(body: dict[str, Any]) -> int:
+def estimate_tokens(body: dict[str, Any], default_completion_tokens: int) -> int:
     """An upper bound of what Mistral can bill for the request: its prompt bound plus the completions it allows.
 
     Mistral's tokenizers (byte-level BPE, or SentencePiece with byte fallback) never make a text token of less
@@ -108,7 +97,8 @@ def estimate_tokens(body: dict[str, Any]) -> int:
     non-ASCII escaped (every field, tools, schemas, tool call arguments, prediction...) is at least that, and
     its punctuation outweighs the few control tokens of a chat template, for which a margin is added anyway.
     Images cost a fixed, generous amount each (not their base64 size). A completion is `max_tokens` (or
-    QUOTA_DEFAULT_COMPLETION_TOKENS when unset: the one estimate here, see the README) times `n`.
+    `default_completion_tokens` (QUOTA_DEFAULT_COMPLETION_TOKENS) when unset: the one estimate here, see the
+    README) times `n`.
     """
     media = _media_tokens(body)
     prompt = len(json.dumps(_without_media(body))) + TEMPLATE_TOKENS * (1 + _count(body.get("messages")))
@@ -116,7 +106,7 @@ def estimate_tokens(body: dict[str, Any]) -> int:
         return prompt + media  # embeddings: no completion
     completion = _whole(body.get("max_tokens"))
     if completion is None:
-        completion = settings().quota_default_completion_tokens
+        completion = default_completion_tokens
     return prompt + media + completion * max(1, _whole(body.get("n")) or 1)
 
 
@@ -159,67 +149,185 @@ def _without_media(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "messages": [message(item) for item in body["messages"]]}
 
 
-def limits_for(caller: str) -> Limits | None:
-    now = time.monotonic()
-    cached = _limits_cache.get(caller)
-    if cached and cached[0] > now:
-        return cached[1]
-    limits = _read_limits(limits_key(caller)) or _read_limits(limits_key("default"))
-    _limits_cache[caller] = (now + LIMITS_CACHE_SECONDS, limits)
-    return limits
+# --- the policy ----------------------------------------------------------------------------------------------
 
 
-def reserve(caller: str | None, tokens: int) -> Reservation | None:
-    """Count one request and reserve `tokens` in every window of the caller's limits, or raise 429."""
-    limits = _limits(caller)
-    if caller is None or limits is None:
-        return None
-    now = wall_clock()
-    reservation = Reservation(caller, tokens, [])
-    budgets: list[Budget] = []
-    for window in limits.windows():
-        key, reset_in = usage_key(caller, window, now)
+class StoreUnavailable(Exception):
+    """The usage store failed (throttled, unreachable, denied): budgets fail open."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Refused(Exception):
+    """An addition the store refused because a unit would pass its ceiling; `used` is what the item held."""
+
+    def __init__(self, used: dict[str, int]) -> None:
+        super().__init__("over budget")
+        self.used = used
+
+
+class UsageStore(Protocol):
+    """Where limits and usage counts live: DynamoDB (DynamoUsage) in the gateway, a dict in unit tests.
+    Every method raises StoreUnavailable when the store fails."""
+
+    def limits(self, key: str) -> dict[str, int] | None:
+        """The limit fields of `limits#<key id>` (None: no such item)."""
+        ...
+
+    def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
+        """Atomically add `counts` to the item unless a unit's current total is above its ceiling (then raise
+        Refused with the item's totals); returns the new totals."""
+        ...
+
+    def adjust(self, key: str, counts: dict[str, int]) -> None:
+        """Add (possibly negative) `counts`, unconditionally."""
+        ...
+
+    def totals(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        """The totals of each existing item among `keys`."""
+        ...
+
+
+class Budgets:
+    """The callers' budgets: reserve before the upstream call (429 when spent), settle or release after."""
+
+    def __init__(self, usage: UsageStore, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.usage = usage
+        self.settings = settings
+        self.clock = clock
+        self._limits: dict[str, tuple[float, Limits | None]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.quota_table_name)
+
+    def limits_for(self, caller: str) -> Limits | None:
+        """The caller's limits (or the default's), read at most every QUOTA_LIMITS_MAX_AGE_SECONDS."""
+        now = self.clock()
+        with self._lock:
+            cached = self._limits.get(caller)
+        if cached and cached[0] > now:
+            return cached[1]
+        limits = self._read_limits(limits_key(caller)) or self._read_limits(limits_key("default"))
+        with self._lock:
+            self._limits[caller] = (now + self.settings.quota_limits_max_age_seconds, limits)
+        return limits
+
+    def estimate(self, body: dict[str, Any]) -> int:
+        return estimate_tokens(body, self.settings.quota_default_completion_tokens)
+
+    def spending(self, caller: str | None, body: dict[str, Any] | None) -> Spending:
+        """One request's spending of `body`'s worst-case cost (None: not budgeted); raises 429 when spent."""
+        reservation = self.reserve(caller, self.estimate(body)) if body is not None and self.enabled else None
+        return Spending(self, reservation)
+
+    def reserve(self, caller: str | None, tokens: int) -> Reservation | None:
+        """Count one request and reserve `tokens` in every window of the caller's limits, or raise 429."""
+        limits = self._limits_of(caller)
+        if caller is None or limits is None:
+            return None
+        now = self.clock()
+        reservation = Reservation(caller, tokens, [])
+        budgets: list[Budget] = []
+        for window in limits.windows():
+            key, reset_in = usage_key(caller, window, now)
+            try:
+                used = self._add(key, window, tokens, limits, now)
+            except _OverBudget as over:
+                self._adjust(reservation, requests=-1, tokens=-tokens)  # undo the windows already counted
+                observability.count(observability.QUOTA_REJECTIONS)
+                limit = limits.of(over.unit, window) or 0
+                spent = Budget(over.unit, window, limit, limit, reset_in)  # used up, by definition
+                logger.append_keys(quota_exceeded=spent.name)
+                raise QuotaExceeded(
+                    f"This key's {spent.name.replace('_', ' ')} budget is spent; retry after the window resets.",
+                    code="quota_exceeded",
+                    retry_after_seconds=math.ceil(reset_in),
+                    headers=_headers([spent]),
+                ) from None
+            except StoreUnavailable as error:  # fail open
+                _failed("reserve", error)
+                continue
+            reservation.keys.append(key)
+            budgets += _budgets(limits, window, used, reset_in)
+        reservation.headers = _headers(budgets)
+        return reservation
+
+    def settle(self, reservation: Reservation | None, actual_tokens: int) -> None:
+        """Correct the reservation to what the answer really used (usually a refund)."""
+        if reservation is not None and actual_tokens != reservation.tokens:
+            self._adjust(reservation, requests=0, tokens=actual_tokens - reservation.tokens)
+
+    def release(self, reservation: Reservation | None) -> None:
+        """The upstream call failed: give back the tokens (the request still counts as made)."""
+        if reservation is not None and reservation.tokens:
+            self._adjust(reservation, requests=0, tokens=-reservation.tokens)
+
+    def peek(self, caller: str | None) -> dict[str, str]:
+        """RateLimit headers for an answer that spent nothing (a free cache hit)."""
+        limits = self._limits_of(caller)
+        if caller is None or limits is None:
+            return {}
+        now = self.clock()
+        keys = {window: usage_key(caller, window, now) for window in limits.windows()}
         try:
-            used = _add(key, window, tokens, limits, now)
-        except _Rejected as rejected:
-            _adjust(reservation, requests=-1, tokens=-tokens)  # undo the windows already counted
-            observability.count(observability.QUOTA_REJECTIONS)
-            limit = limits.of(rejected.kind, window) or 0
-            spent = Budget(rejected.kind, window, limit, limit, reset_in)  # used up, by definition
-            logger.append_keys(quota_exceeded=spent.name)
-            raise QuotaExceeded(
-                f"This key's {spent.name.replace('_', ' ')} budget is spent; retry after the window resets.",
-                code="quota_exceeded",
-                retry_after_seconds=math.ceil(reset_in),
-                headers=_headers([spent]),
-            ) from None
-        except Exception as error:  # fail open
-            _failed("reserve", error)
-            continue
-        reservation.keys.append(key)
-        budgets += _budgets(limits, window, used, reset_in)
-    reservation.headers = _headers(budgets)
-    return reservation
+            totals = self.usage.totals([key for key, _ in keys.values()])
+        except StoreUnavailable as error:
+            _failed("peek", error)
+            return {}
+        budgets: list[Budget] = []
+        for window, (key, reset_in) in keys.items():
+            budgets += _budgets(limits, window, totals.get(key, _zero()), reset_in)
+        return _headers(budgets)
 
+    def _limits_of(self, caller: str | None) -> Limits | None:
+        return self.limits_for(caller) if caller and self.enabled else None
 
-def settle(reservation: Reservation | None, actual_tokens: int) -> None:
-    """Correct the reservation to what the answer really used (usually a refund)."""
-    if reservation is not None and actual_tokens != reservation.tokens:
-        _adjust(reservation, requests=0, tokens=actual_tokens - reservation.tokens)
+    def _read_limits(self, key: str) -> Limits | None:
+        try:
+            values = self.usage.limits(key)
+        except StoreUnavailable as error:
+            _failed("limits", error)
+            return None
+        return Limits(values) if values else None
 
+    def _add(self, key: str, window: str, tokens: int, limits: Limits, now: float) -> dict[str, int]:
+        """Count one request and `tokens` in `key`, only if both still fit their limits (atomically)."""
+        counts = {"requests": 1, "tokens": tokens}
+        ceilings: dict[str, int] = {}
+        for unit, amount in counts.items():
+            limit = limits.of(unit, window)
+            if limit is None:
+                continue
+            if amount > limit:
+                raise _OverBudget(unit)
+            ceilings[unit] = limit - amount
+        try:
+            return self.usage.add(key, counts, ceilings, int(now) + WINDOWS[window] + 3_600)
+        except Refused as refused:
+            # Which budget refused, from the totals the store held.
+            request_limit = limits.of("requests", window)
+            full = request_limit is not None and refused.used["requests"] + 1 > request_limit
+            raise _OverBudget("requests" if full else "tokens") from None
 
-def release(reservation: Reservation | None) -> None:
-    """The upstream call failed: give back the tokens (the request still counts as made)."""
-    if reservation is not None and reservation.tokens:
-        _adjust(reservation, requests=0, tokens=-reservation.tokens)
+    def _adjust(self, reservation: Reservation, *, requests: int, tokens: int) -> None:
+        for key in reservation.keys:
+            try:
+                self.usage.adjust(key, {"requests": requests, "tokens": tokens})
+            except StoreUnavailable as error:
+                _failed("adjust", error)
 
 
 class Spending:
     """One request's token budget: reserved when built (429 when spent), then either settled to what the
     answer used or released. As a `with` block, leaving it by an exception (or without settling) releases."""
 
-    def __init__(self, caller: str | None, body: dict[str, Any] | None) -> None:
-        self.reservation = reserve(caller, estimate_tokens(body)) if body is not None and enabled() else None
+    def __init__(self, budgets: Budgets, reservation: Reservation | None) -> None:
+        self.reservation = reservation
+        self._budgets = budgets
         self._done = False
 
     @property
@@ -233,12 +341,12 @@ class Spending:
     def settle(self, tokens_used: int) -> None:
         if not self._done:
             self._done = True
-            settle(self.reservation, tokens_used)
+            self._budgets.settle(self.reservation, tokens_used)
 
     def release(self) -> None:
         if not self._done:
             self._done = True
-            release(self.reservation)
+            self._budgets.release(self.reservation)
 
     def __enter__(self) -> Spending:
         return self
@@ -247,113 +355,21 @@ class Spending:
         self.release()  # a no-op once settled
 
 
-def peek(caller: str | None) -> dict[str, str]:
-    """RateLimit headers for an answer that spent nothing (a free cache hit)."""
-    limits = _limits(caller)
-    if caller is None or limits is None:
-        return {}
-    now = wall_clock()
-    keys = {window: usage_key(caller, window, now) for window in limits.windows()}
-    table = settings().quota_table_name
-    try:
-        response = aws.client("dynamodb").batch_get_item(
-            RequestItems={table: {"Keys": [{"pk": {"S": key}} for key, _ in keys.values()]}}
-        )
-        items = {item["pk"]["S"]: item for item in response["Responses"].get(table, [])}
-    except Exception as error:
-        _failed("peek", error)
-        return {}
-    budgets: list[Budget] = []
-    for window, (key, reset_in) in keys.items():
-        budgets += _budgets(limits, window, _counts(items.get(key, {})), reset_in)
-    return _headers(budgets)
+class _OverBudget(Exception):
+    def __init__(self, unit: str) -> None:
+        self.unit = unit  # the budget that refused: requests | tokens
 
 
-# --- DynamoDB ----------------------------------------------------------------------------------------------
-
-
-class _Rejected(Exception):
-    def __init__(self, kind: str) -> None:
-        self.kind = kind  # the budget that refused: requests | tokens
-
-
-def _limits(caller: str | None) -> Limits | None:
-    return limits_for(caller) if caller and enabled() else None
-
-
-def _add(key: str, window: str, tokens: int, limits: Limits, now: float) -> dict[str, int]:
-    """Count one request and `tokens` in `key`, only if both still fit their limits (atomically)."""
-    conditions, values = [], {":requests": {"N": "1"}, ":tokens": {"N": str(tokens)}}
-    for kind, amount in (("requests", 1), ("tokens", tokens)):
-        limit = limits.of(kind, window)
-        if limit is None:
-            continue
-        if amount > limit:
-            raise _Rejected(kind)
-        conditions.append(f"(attribute_not_exists({kind}) OR {kind} <= :max_{kind})")
-        values[f":max_{kind}"] = {"N": str(limit - amount)}
-    values[":expires"] = {"N": str(int(now) + WINDOWS[window] + 3_600)}
-    arguments: dict[str, Any] = {
-        "TableName": settings().quota_table_name,
-        "Key": {"pk": {"S": key}},
-        "UpdateExpression": "ADD requests :requests, tokens :tokens "
-        "SET expires_at = if_not_exists(expires_at, :expires)",
-        "ExpressionAttributeValues": values,
-        "ReturnValues": "UPDATED_NEW",
-        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-    }
-    if conditions:
-        arguments["ConditionExpression"] = " AND ".join(conditions)
-    try:
-        return _counts(aws.client("dynamodb").update_item(**arguments)["Attributes"])
-    except Exception as error:
-        if aws.error_code(error) != "ConditionalCheckFailedException":
-            raise
-        # Which budget refused, from the counts DynamoDB returned with the failed condition.
-        response = getattr(error, "response", None)
-        used = _counts(response.get("Item", {}) if isinstance(response, dict) else {})
-        request_limit = limits.of("requests", window)
-        full = request_limit is not None and used["requests"] + 1 > request_limit
-        raise _Rejected("requests" if full else "tokens") from None
-
-
-def _counts(item: dict[str, Any]) -> dict[str, int]:
-    return {kind: int(item.get(kind, {}).get("N", 0)) for kind in ("requests", "tokens")}
+def _zero() -> dict[str, int]:
+    return dict.fromkeys(UNITS, 0)
 
 
 def _budgets(limits: Limits, window: str, used: dict[str, int], reset_in: float) -> list[Budget]:
     return [
-        Budget(kind, window, limit, used[kind], reset_in)
-        for kind in ("requests", "tokens")
-        if (limit := limits.of(kind, window)) is not None
+        Budget(unit, window, limit, used[unit], reset_in)
+        for unit in UNITS
+        if (limit := limits.of(unit, window)) is not None
     ]
-
-
-def _adjust(reservation: Reservation, *, requests: int, tokens: int) -> None:
-    for key in reservation.keys:
-        try:
-            aws.client("dynamodb").update_item(
-                TableName=settings().quota_table_name,
-                Key={"pk": {"S": key}},
-                UpdateExpression="ADD requests :requests, tokens :tokens",
-                ExpressionAttributeValues={":requests": {"N": str(requests)}, ":tokens": {"N": str(tokens)}},
-            )
-        except Exception as error:
-            _failed("adjust", error)
-
-
-def _read_limits(key: str) -> Limits | None:
-    try:
-        item = (
-            aws.client("dynamodb").get_item(TableName=settings().quota_table_name, Key={"pk": {"S": key}}).get("Item")
-        )
-    except Exception as error:
-        _failed("limits", error)
-        return None
-    if not item:
-        return None
-    values = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item and "N" in item[name]}
-    return Limits(values) if values else None
 
 
 def _headers(budgets: list[Budget]) -> dict[str, str]:
@@ -369,7 +385,75 @@ def _headers(budgets: list[Budget]) -> dict[str, str]:
     }
 
 
-def _failed(operation: str, error: Exception) -> None:
-    code = aws.error_code(error)
-    logger.warning("quota table unavailable, failing open", extra={"operation": operation, "error_code": code})
+def _failed(operation: str, error: StoreUnavailable) -> None:
+    logger.warning("quota table unavailable, failing open", extra={"operation": operation, "error_code": error.code})
     observability.count(observability.QUOTA_ERRORS)
+
+
+# --- DynamoDB ----------------------------------------------------------------------------------------------
+
+
+class DynamoUsage:
+    """The quota table: one item per caller's limits, one per caller and window counting usage."""
+
+    def __init__(self, dynamodb: Callable[[], Any], table_name: str) -> None:
+        self._dynamodb = dynamodb  # built on first use: a gateway without budgets never builds it
+        self.table_name = table_name
+
+    def limits(self, key: str) -> dict[str, int] | None:
+        try:
+            item = self._dynamodb().get_item(TableName=self.table_name, Key={"pk": {"S": key}}).get("Item")
+        except aws.errors() as error:
+            raise StoreUnavailable(aws.error_code(error)) from None
+        if not item:
+            return None
+        return {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item and "N" in item[name]}
+
+    def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
+        values = {f":{unit}": {"N": str(amount)} for unit, amount in counts.items()}
+        values |= {f":max_{unit}": {"N": str(ceiling)} for unit, ceiling in ceilings.items()}
+        values[":expires"] = {"N": str(expires_at)}
+        arguments: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": key}},
+            "UpdateExpression": "ADD requests :requests, tokens :tokens "
+            "SET expires_at = if_not_exists(expires_at, :expires)",
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "UPDATED_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if ceilings:
+            arguments["ConditionExpression"] = " AND ".join(
+                f"(attribute_not_exists({unit}) OR {unit} <= :max_{unit})" for unit in ceilings
+            )
+        try:
+            return _counts(self._dynamodb().update_item(**arguments)["Attributes"])
+        except aws.errors() as error:
+            if aws.error_code(error) != "ConditionalCheckFailedException":
+                raise StoreUnavailable(aws.error_code(error)) from None
+            response = getattr(error, "response", None)
+            raise Refused(_counts(response.get("Item", {}) if isinstance(response, dict) else {})) from None
+
+    def adjust(self, key: str, counts: dict[str, int]) -> None:
+        try:
+            self._dynamodb().update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": key}},
+                UpdateExpression="ADD requests :requests, tokens :tokens",
+                ExpressionAttributeValues={f":{unit}": {"N": str(amount)} for unit, amount in counts.items()},
+            )
+        except aws.errors() as error:
+            raise StoreUnavailable(aws.error_code(error)) from None
+
+    def totals(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        try:
+            response = self._dynamodb().batch_get_item(
+                RequestItems={self.table_name: {"Keys": [{"pk": {"S": key}} for key in keys]}}
+            )
+        except aws.errors() as error:
+            raise StoreUnavailable(aws.error_code(error)) from None
+        return {item["pk"]["S"]: _counts(item) for item in response["Responses"].get(self.table_name, [])}
+
+
+def _counts(item: dict[str, Any]) -> dict[str, int]:
+    return {unit: int(item.get(unit, {}).get("N", 0)) for unit in UNITS}

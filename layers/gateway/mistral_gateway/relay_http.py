@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from aws_lambda_powertools.event_handler import Response
 
-from mistral_gateway.config import settings
+from mistral_gateway.container import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.http import CacheControl, caller_id, raw_body
 from mistral_gateway.passthrough import Forward, Relayed

@@ -8,11 +8,10 @@ a JSON object with an `api_key` (or `MISTRAL_API_KEY`) field.
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 from mistral_gateway import aws, observability
-from mistral_gateway.config import settings
+from mistral_gateway.container import current
 from mistral_gateway.errors import ServiceUnavailable
 from mistral_gateway.observability import logger
 
@@ -26,15 +25,8 @@ HINTS = {
 }
 
 
-@cache
-def _provider() -> Any:
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-    return SecretsProvider(boto3_client=aws.client("secretsmanager"))
-
-
 def mistral_api_key(*, refresh: bool = False) -> str:
-    return _read_key(settings().secret_id, refresh=refresh)
+    return _read_key(current().settings.secret_id, refresh=refresh)
 
 
 # Sent to a self-hosted server that takes no key: HTTP cannot carry an empty bearer token, and such a server
@@ -44,15 +36,15 @@ NO_KEY = "none"
 
 def self_hosted_api_key(*, refresh: bool = False) -> str:
     """The second upstream's key, from its own secret (SelfHostedSecretArn), or NO_KEY."""
-    secret_id = settings().self_hosted_secret_id
+    secret_id = current().settings.self_hosted_secret_id
     return _read_key(secret_id, refresh=refresh) if secret_id else NO_KEY
 
 
 def _read_key(secret_id: str, *, refresh: bool) -> str:
-    config = settings()
+    container = current()
     try:
-        raw = _provider().get(secret_id, max_age=config.secret_max_age_seconds, force_fetch=refresh)
-    except Exception as error:
+        raw = container.secrets.get(secret_id, max_age=container.settings.secret_max_age_seconds, force_fetch=refresh)
+    except _read_failures() as error:
         code = aws.error_code(error.__cause__ or error.__context__ or error)  # Powertools wraps boto's error
         # Operator-facing detail in the log; the caller gets a generic 503.
         logger.error(
@@ -85,6 +77,8 @@ def _extract(raw: Any) -> str:
     return text
 
 
-def reset() -> None:
-    """Forget the cached key and client (tests, or after changing the environment)."""
-    _provider.cache_clear()
+def _read_failures() -> tuple[type[Exception], ...]:
+    """What reading the secret raises when Secrets Manager refuses or fails: Powertools wraps boto's errors."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    return (GetParameterError, *aws.errors())

@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import cache
 from typing import Any
 
-from mistral_gateway import admission, dialect, economics, limits, observability, quota, singleflight, sse
-from mistral_gateway.cache import CachedAnswer, Entry, ResponseCache
+from mistral_gateway import admission, dialect, economics, limits, observability, singleflight, sse
+from mistral_gateway.cache import CachedAnswer, Entry
 from mistral_gateway.canonical import cache_key, canonical_chat
-from mistral_gateway.config import settings
+from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import (
     GatewayError,
@@ -61,11 +60,6 @@ class Fetched:
     usage: dict[str, int]
     complete: bool
     served: Any = None  # fallback.Served: who answered (None: not a completion)
-
-
-@cache
-def response_cache() -> ResponseCache:
-    return ResponseCache(settings().table_name)
 
 
 def cache_scope(caller: str | None) -> str:
@@ -127,7 +121,7 @@ def upstream_arguments(route: str, body: dict[str, Any], validated: Any) -> dict
 
 
 def _completion(
-    kind: str,
+    route: str,
     body: dict[str, Any],
     caller: str | None,
     control: CacheControl,
@@ -135,13 +129,13 @@ def _completion(
     fallbacks: bool,
 ) -> Answer:
     """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
-    form, validated = admitted_completion(kind, body)
+    form, validated = admitted_completion(route, body)
 
     def prepare() -> Fetch:
         from mistral_gateway import fallback, upstream
 
-        arguments = upstream_arguments(kind, body, validated)
-        ask = upstream.chat if kind == "chat" else upstream.fim
+        arguments = upstream_arguments(route, body, validated)
+        ask = upstream.chat if route == "chat" else upstream.fim
 
         def fetch() -> Fetched:
             fetched, served = fallback.first_answer(
@@ -155,7 +149,7 @@ def _completion(
 
         return fetch
 
-    answer = through_cache(kind, canonical_chat(form), caller, control, prepare, deadline, budget=body)
+    answer = through_cache(route, canonical_chat(form), caller, control, prepare, deadline, charged=body)
     answer = priced(answer, body)
     return as_stream(answer) if body.get("stream") is True else answer
 
@@ -184,7 +178,7 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
 
         return fetch
 
-    answer = priced(through_cache("embeddings", canonical, caller, control, prepare, deadline, budget=body), body)
+    answer = priced(through_cache("embeddings", canonical, caller, control, prepare, deadline, charged=body), body)
     if local_encoding and body.get("encoding_format") == "base64":
         return _replace_body(answer, _base64_embeddings(answer.body))
     return answer
@@ -308,7 +302,7 @@ def look_up(route: str, canonical: Any, scope: str, control: CacheControl) -> Lo
     key = cache_key(route, scope, canonical)
     if not control.read:
         return Lookup(key, None, None, None)
-    entry = response_cache().read(key)
+    entry = current().answers.read(key)
     if entry is None or entry.answer is None:
         return Lookup(key, entry, None, None)
     if entry.answer.usable(time.time(), control.max_age):
@@ -325,21 +319,21 @@ def through_cache(
     deadline: Deadline,
     *,
     scope: str | None = None,
-    budget: dict[str, Any] | None = None,
+    charged: dict[str, Any] | None = None,
 ) -> Answer:
-    """The answer from the cache, or from Mistral (then stored). `budget` is the request body whose cost
-    counts against the caller's quota (None: not budgeted); it is estimated only when a miss spends it."""
+    """The answer from the cache, or from Mistral (then stored). `charged` is the request body whose cost
+    counts against the caller's budgets (None: not budgeted); it is estimated only when a miss spends it."""
     found = look_up(route, canonical, scope or cache_scope(caller), control)
     if found.hit is not None:
-        return budgeted_hit(found.hit, caller, budget)
+        return budgeted_hit(found.hit, caller, charged)
     fetch = prepare()  # a 4xx here leaves the cache untouched
 
     with _flight(found, control, deadline) as flight:
         if flight.answer is not None:
-            return budgeted_hit(_hit(flight.answer), caller, budget)
+            return budgeted_hit(_hit(flight.answer), caller, charged)
         status = count_miss(control)
         try:
-            with quota.Spending(caller, budget) as spending:  # 429 when the caller's budget is spent
+            with current().budgets.spending(caller, charged) as spending:  # 429 when the caller's budget is spent
                 fetched = fetch()
                 spending.settle(sum(_token_counts(fetched.usage).values()))
         except STALE_ON as error:
@@ -364,8 +358,16 @@ def through_cache(
 
 def _flight(found: Lookup, control: CacheControl, deadline: Deadline) -> singleflight.Flight:
     """Single-flight for a miss whose answer will be stored (otherwise there is nothing to wait for)."""
-    enabled = control.read and control.store and ttl_for(control) > 0 and settings().single_flight_wait_ms > 0
-    return singleflight.Flight(response_cache(), found.key, found.entry, control.max_age, deadline, enabled=enabled)
+    container = current()
+    return singleflight.Flight(
+        container.answers,
+        found.key,
+        found.entry,
+        control.max_age,
+        deadline,
+        wait_ms=container.settings.single_flight_wait_ms,
+        enabled=control.read and control.store and ttl_for(control) > 0,
+    )
 
 
 def ttl_for(control: CacheControl) -> int:
@@ -377,7 +379,7 @@ def store(key: str, body: bytes, usage: dict[str, int], control: CacheControl, e
     ttl = ttl_for(control)
     if not control.store or ttl <= 0:
         return False
-    return response_cache().put(key, body, ttl_seconds=ttl, events=events, **_token_counts(usage))
+    return current().answers.put(key, body, ttl_seconds=ttl, events=events, **_token_counts(usage))
 
 
 def count_miss(control: CacheControl) -> str:
@@ -387,15 +389,16 @@ def count_miss(control: CacheControl) -> str:
     return status
 
 
-def budgeted_hit(answer: Answer, caller: str | None, budget: dict[str, Any] | None) -> Answer:
+def budgeted_hit(answer: Answer, caller: str | None, charged: dict[str, Any] | None) -> Answer:
     """Hits are free by default (RateLimit headers only); with QUOTA_COUNT_HITS they spend their tokens."""
-    if budget is None or not quota.enabled():
+    budgets = current().budgets
+    if charged is None or not budgets.enabled:
         return answer
-    if settings().quota_count_hits:
-        reservation = quota.reserve(caller, sum(answer.usage.values()))
+    if budgets.settings.quota_count_hits:
+        reservation = budgets.reserve(caller, sum(answer.usage.values()))
         headers = reservation.headers if reservation else {}
     else:
-        headers = quota.peek(caller)
+        headers = budgets.peek(caller)
     return replace(answer, headers={**answer.headers, **headers})
 
 

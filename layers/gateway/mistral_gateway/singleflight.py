@@ -14,7 +14,6 @@ import time
 
 from mistral_gateway import observability
 from mistral_gateway.cache import CachedAnswer, Entry, Lease, ResponseCache
-from mistral_gateway.config import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.observability import logger
 
@@ -31,9 +30,11 @@ class Flight:
         max_age: int | None,
         deadline: Deadline,
         *,
+        wait_ms: int,
         enabled: bool = True,
     ) -> None:
-        self.enabled = enabled  # off: a miss that will not be stored, or SINGLE_FLIGHT_WAIT_MS=0
+        self.enabled = enabled and wait_ms > 0  # off: a miss that will not be stored, or SINGLE_FLIGHT_WAIT_MS=0
+        self.wait_ms = wait_ms  # how long a follower waits for the leader's answer at most
         self.cache = cache
         self.key = key
         self.entry = entry
@@ -72,7 +73,7 @@ class Flight:
 
     def _wait_for_leader(self) -> CachedAnswer | None:
         """Poll (consistent reads, backing off) for the leader's answer; None when it fails or takes too long."""
-        wait_ms = min(settings().single_flight_wait_ms, self.deadline.remaining_ms() / 2)
+        wait_ms = min(self.wait_ms, self.deadline.remaining_ms() / 2)
         give_up = time.monotonic() + wait_ms / 1000
         pause = 0.02
         observability.count(observability.SINGLE_FLIGHT_WAITS)

@@ -22,7 +22,7 @@ from typing import Any
 
 from mistral_gateway import fallback, observability, quota, service, sse, upstream
 from mistral_gateway.canonical import canonical_chat
-from mistral_gateway.config import settings
+from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from mistral_gateway.http import CacheControl
@@ -71,7 +71,7 @@ def completion_stream(
 
     arguments = service.upstream_arguments(route, body, validated)
     status = service.count_miss(control)
-    spending = quota.Spending(caller, body)  # 429 when the caller's budget is spent
+    spending = current().budgets.spending(caller, body)  # 429 when the caller's budget is spent
     idle_ms = settings().stream_idle_timeout_ms
     try:
         # Fallbacks only while opening: once Mistral's 200 is in, the stream is this target's (fallback.py).

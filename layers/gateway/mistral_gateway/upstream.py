@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeVar
 
 from mistral_gateway import observability, refusals, secret
 from mistral_gateway.circuit import CircuitBreaker
-from mistral_gateway.config import settings
+from mistral_gateway.config import Settings
+from mistral_gateway.container import current
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import (
     GatewayError,
@@ -73,19 +73,20 @@ def _remember(response: Any) -> None:
 
 
 def _sdk(upstream: str = MISTRAL) -> Any:
-    return _sdk_for(upstream)  # one cache key per upstream, however the default is spelled
+    return current().sdk(upstream)
 
 
-@cache
-def _sdk_for(upstream: str) -> Any:
+def new_sdk(upstream: str, settings: Settings) -> Any:
+    """An SDK client for one upstream (the container keeps it): its key is read on every request (from the
+    Parameters cache), every raw response is remembered for the pass-through of Mistral's bytes."""
     import httpx2
     from mistralai.client import Mistral
 
     _build_sdk_models_once()
     http = httpx2.Client(event_hooks={"response": [_remember]}, follow_redirects=False)
     return Mistral(
-        api_key=_key_reader(upstream),  # a callable: read (from the Parameters cache) on every request
-        server_url=settings().server_url if upstream == MISTRAL else settings().self_hosted_url,
+        api_key=_key_reader(upstream),
+        server_url=settings.server_url if upstream == MISTRAL else settings.self_hosted_url,
         client=http,
     )
 
@@ -122,14 +123,27 @@ def _key_reader(upstream: str) -> Callable[..., str]:
 
 
 def breaker(upstream: str = MISTRAL) -> CircuitBreaker:
-    """One circuit per upstream: Mistral being down never blocks the self-hosted server, nor the reverse."""
-    return _breaker_for(upstream)  # `breaker()` and `breaker("mistral")` must be the same object
+    """The upstream's circuit (one per upstream: Mistral being down never blocks the self-hosted server)."""
+    return current().breaker(upstream)
 
 
-@cache
-def _breaker_for(upstream: str) -> CircuitBreaker:
-    config = settings()
-    return CircuitBreaker(config.circuit_failure_threshold, config.circuit_cooldown_seconds)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts a call gets, how long each may take, and how long to wait between them: jittered
+    exponential backoff, or Retry-After when Mistral sends one. `sleep` and `jitter` are the world's."""
+
+    max_attempts: int
+    attempt_timeout_ms: int
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[float, float], float] = random.uniform
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.upstream_max_attempts, settings.upstream_timeout_ms)
+
+    def backoff_ms(self, attempts: int, retry_after_ms: float | None) -> float:
+        exponential = min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** (attempts - 1))
+        return max(self.jitter(exponential / 2, exponential), retry_after_ms or 0.0)
 
 
 class StatusFailure(Exception):
@@ -143,14 +157,14 @@ class StatusFailure(Exception):
         self.body = body
 
 
-def _error_types() -> tuple[tuple[type[BaseException], ...], ...]:
+def _error_types() -> tuple[tuple[type[Exception], ...], ...]:
     """(unreadable answer, refused or failed status, no answer at all) exception types. The SDK's own are added
     only when the SDK is already loaded: the pass-through never imports it (~200 ms of cold start)."""
     import httpx2
 
-    unreadable: tuple[type[BaseException], ...] = (ValueError, UpstreamError)
-    statuses: tuple[type[BaseException], ...] = (StatusFailure,)
-    unanswered: tuple[type[BaseException], ...] = (httpx2.TransportError, httpx2.StreamError)
+    unreadable: tuple[type[Exception], ...] = (ValueError, UpstreamError)
+    statuses: tuple[type[Exception], ...] = (StatusFailure,)
+    unanswered: tuple[type[Exception], ...] = (httpx2.TransportError, httpx2.StreamError)
     if "mistralai.client" in sys.modules:
         from mistralai.client import errors as sdk_errors
 
@@ -158,12 +172,6 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], ...]:
         statuses += (sdk_errors.MistralError,)
         unanswered += (sdk_errors.NoResponseError,)
     return unreadable, statuses, unanswered
-
-
-def reset() -> None:
-    """Drop the container's SDK client and circuit state (tests change the upstream between cases)."""
-    _sdk_for.cache_clear()
-    _breaker_for.cache_clear()
 
 
 def chat(arguments: dict[str, Any], deadline: Deadline, upstream: str = MISTRAL) -> UpstreamAnswer:
@@ -271,13 +279,22 @@ def _raw_answer() -> UpstreamAnswer:
     return UpstreamAnswer(body=body, data=data)
 
 
-def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, upstream: str = MISTRAL) -> T:
-    """Run `attempt(timeout_ms)` under the retry policy; raise a GatewayError when it cannot succeed."""
+def call(
+    attempt: Callable[[int], T],
+    deadline: Deadline,
+    *,
+    operation: str,
+    upstream: str = MISTRAL,
+    policy: RetryPolicy | None = None,
+    circuit: CircuitBreaker | None = None,
+) -> T:
+    """Run `attempt(timeout_ms)` under the retry policy (the container's unless given) and the upstream's
+    circuit; raise a GatewayError when it cannot succeed."""
     import httpx2
 
     unreadable_errors, status_errors, unanswered_errors = _error_types()
-    config = settings()
-    circuit = breaker(upstream)
+    policy = policy or RetryPolicy.from_settings(current().settings)
+    circuit = circuit or breaker(upstream)
     attempts = 0
     refreshed_key = False
     while True:
@@ -287,7 +304,7 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
             raise UpstreamTimeout("Mistral did not answer within the gateway's deadline.")
         circuit.before_call()  # fails fast (503) while Mistral is known to be down
         attempts += 1
-        timeout_ms = int(min(deadline.attempt_ceiling_ms or config.upstream_timeout_ms, remaining))
+        timeout_ms = int(min(deadline.attempt_ceiling_ms or policy.attempt_timeout_ms, remaining))
         started = time.perf_counter()
         retry_after_ms: float | None = None
         try:
@@ -339,18 +356,12 @@ def call(attempt: Callable[[int], T], deadline: Deadline, *, operation: str, ups
             raise
 
         _attempt_failed(kind, circuit)
-        wait_ms = _backoff_ms(attempts, retry_after_ms)
-        if attempts >= config.upstream_max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
+        wait_ms = policy.backoff_ms(attempts, retry_after_ms)
+        if attempts >= policy.max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
             raise failure
         observability.count(observability.UPSTREAM_RETRIES)
         logger.info("retrying Mistral", extra={"attempt": attempts, "reason": kind, "wait_ms": round(wait_ms)})
-        time.sleep(wait_ms / 1000)
-
-
-def _backoff_ms(attempts: int, retry_after_ms: float | None) -> float:
-    exponential = min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** (attempts - 1))
-    jittered = random.uniform(exponential / 2, exponential)
-    return max(jittered, retry_after_ms or 0.0)
+        policy.sleep(wait_ms / 1000)
 
 
 def _retry_after_ms(headers: Any) -> float | None:

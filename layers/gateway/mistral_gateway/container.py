@@ -1,0 +1,151 @@
+"""What one Lambda container builds once and keeps between requests, in one object.
+
+Settings, the wall clock, the AWS clients, the answer cache, the callers' budgets, the upstreams' keys,
+SDK clients and circuit breakers, the price table. Each piece is built on first use (a cache hit never
+builds an SDK client), once, even when a batch's threads ask at the same moment.
+
+A handler module calls `start()` when it is imported (a cold start) and holds what it returns; the shared
+package reaches the same object through `current()` rather than through a parameter on every function
+(docs/decisions.md says why). A test starts a new one to get a new container: fresh settings from the
+environment, no clients, no cached key, closed circuits, and, if it wants, a clock of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mistral_gateway.config import Settings
+
+if TYPE_CHECKING:
+    from mistral_gateway.cache import ResponseCache
+    from mistral_gateway.circuit import CircuitBreaker
+    from mistral_gateway.quota import Budgets
+
+T = TypeVar("T")
+
+
+def wall_clock() -> float:
+    return time.time()  # looked up on each call, so a test may still patch time.time
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = wall_clock) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._built: dict[tuple[str, str], Any] = {}
+
+    def _once(self, group: str, name: str, build: Callable[[], T]) -> T:
+        key = (group, name)
+        built = self._built.get(key)
+        if built is None:
+            with self._lock:
+                built = self._built.get(key)
+                if built is None:
+                    built = self._built[key] = build()
+        return built  # type: ignore[no-any-return]
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client with short timeouts, so a sick AWS service adds little latency. The endpoint comes
+        from boto3's own settings (AWS_ENDPOINT_URL): how `make serve` and the tests reach moto."""
+        return self._once("aws", service, lambda: self._new_aws_client(service))
+
+    def _new_aws_client(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        # The cache fails open, so a slow DynamoDB should cost little; the secret is needed, so it gets more.
+        timeout_ms = self.settings.cache_timeout_ms if service == "dynamodb" else self.settings.aws_timeout_ms
+        config = Config(
+            connect_timeout=timeout_ms / 1000,
+            read_timeout=timeout_ms / 1000,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+    @property
+    def answers(self) -> ResponseCache:
+        """The answer cache (DynamoDB)."""
+        return self._once("store", "answers", self._new_answers)
+
+    def _new_answers(self) -> ResponseCache:
+        from mistral_gateway.cache import ResponseCache
+
+        dynamodb = self.aws_client("dynamodb")
+        return ResponseCache(self.settings.table_name, dynamodb, self.settings.stale_if_error_seconds)
+
+    @property
+    def budgets(self) -> Budgets:
+        """The callers' budgets (quota.py), counted in the quota table."""
+        return self._once("store", "budgets", self._new_budgets)
+
+    def _new_budgets(self) -> Budgets:
+        from mistral_gateway.quota import Budgets, DynamoUsage
+
+        usage = DynamoUsage(lambda: self.aws_client("dynamodb"), self.settings.quota_table_name)
+        return Budgets(usage, self.settings, clock=self.clock)
+
+    @property
+    def secrets(self) -> Any:
+        """Powertools' Secrets Manager provider (it caches each value for SECRET_MAX_AGE_SECONDS)."""
+        return self._once("store", "secrets", self._new_secrets)
+
+    def _new_secrets(self) -> Any:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        return SecretsProvider(boto3_client=self.aws_client("secretsmanager"))
+
+    def sdk(self, upstream: str) -> Any:
+        """The mistralai SDK client of one upstream (mistral | self-hosted)."""
+        from mistral_gateway import upstream as upstreams
+
+        return self._once("sdk", upstream, lambda: upstreams.new_sdk(upstream, self.settings))
+
+    def breaker(self, upstream: str) -> CircuitBreaker:
+        """One circuit per upstream: Mistral being down never blocks the self-hosted server, nor the reverse."""
+        from mistral_gateway.circuit import CircuitBreaker
+
+        threshold, cooldown = self.settings.circuit_failure_threshold, self.settings.circuit_cooldown_seconds
+        return self._once("breaker", upstream, lambda: CircuitBreaker(threshold, cooldown))
+
+    def http_client(self, name: str, build: Callable[[], T]) -> T:
+        """A plain HTTP client kept for the container's life (the pass-through's)."""
+        return self._once("http", name, build)
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        """USD per million tokens (input, output): list prices, overridden by the ModelPrices parameter."""
+        return self._once("store", "prices", self._new_prices)
+
+    def _new_prices(self) -> dict[str, tuple[float, float]]:
+        from mistral_gateway.economics import LIST_PRICES
+
+        return {**LIST_PRICES, **self.settings.model_prices}
+
+
+_current: Container | None = None
+_starting = threading.Lock()
+
+
+def start(settings: Settings | None = None, *, clock: Callable[[], float] = wall_clock) -> Container:
+    """Build the container's state (what a cold start does) and make it the one `current()` returns."""
+    global _current
+    _current = Container(settings, clock=clock)
+    return _current
+
+
+def current() -> Container:
+    """The container's state, started from the environment on first use if no handler started it."""
+    if _current is None:
+        with _starting:
+            if _current is None:
+                start()
+    assert _current is not None
+    return _current
+
+
+def settings() -> Settings:
+    return current().settings
