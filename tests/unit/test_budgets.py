@@ -1,0 +1,203 @@
+"""The callers' budgets (quota.Budgets) on their own, against an in-memory usage store and a clock the test moves."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+
+from mistral_gateway.config import Settings
+from mistral_gateway.quota import Budgets, QuotaExceeded, Refused, StoreUnavailable, limits_key
+
+CALLER = "key-id-alice"
+MINUTE_START = 1_800_000_000 // 86_400 * 86_400 + 600.0  # 00:10:00 UTC on some day
+
+
+@dataclass
+class MemoryUsage:
+    """The UsageStore contract over dicts: atomic conditional adds, and a switch that makes it fail."""
+
+    limit_items: dict[str, dict[str, int]] = field(default_factory=dict)
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    failing: bool = False
+    limit_reads: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _check(self) -> None:
+        if self.failing:
+            raise StoreUnavailable("ThrottlingException")
+
+    def limits(self, key: str) -> dict[str, int] | None:
+        self._check()
+        self.limit_reads += 1
+        return self.limit_items.get(key)
+
+    def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
+        self._check()
+        with self._lock:
+            item = self.counters.setdefault(key, {"requests": 0, "tokens": 0})
+            if any(item[unit] > ceiling for unit, ceiling in ceilings.items()):
+                raise Refused(dict(item))
+            for unit, amount in counts.items():
+                item[unit] += amount
+            return dict(item)
+
+    def adjust(self, key: str, counts: dict[str, int]) -> None:
+        self._check()
+        with self._lock:
+            item = self.counters.setdefault(key, {"requests": 0, "tokens": 0})
+            for unit, amount in counts.items():
+                item[unit] += amount
+
+    def totals(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        self._check()
+        return {key: dict(self.counters[key]) for key in keys if key in self.counters}
+
+    def used(self, window: str) -> dict[str, int]:
+        """What the caller has used in the current `window` (the only one of its kind in these tests)."""
+        found = [item for key, item in self.counters.items() if f"#{window}#" in key]
+        return found[-1] if found else {"requests": 0, "tokens": 0}
+
+
+@pytest.fixture
+def usage() -> MemoryUsage:
+    return MemoryUsage()
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [MINUTE_START + 30]  # half way through a minute
+
+
+def budgets_over(usage: MemoryUsage, clock: list[float], **settings: int | str) -> Budgets:
+    configured = Settings(quota_table_name="quota", **settings)  # type: ignore[arg-type]
+    return Budgets(usage, configured, clock=lambda: clock[0])
+
+
+def limit(usage: MemoryUsage, caller: str = CALLER, **values: int) -> None:
+    usage.limit_items[limits_key(caller)] = values
+
+
+def test_a_reservation_counts_one_request_and_its_tokens_in_every_window(usage, clock) -> None:
+    limit(usage, requests_per_minute=10, tokens_per_day=1_000)
+    reservation = budgets_over(usage, clock).reserve(CALLER, 300)
+    assert reservation is not None and len(reservation.keys) == 2
+    assert usage.used("minute") == {"requests": 1, "tokens": 300}
+    assert usage.used("day") == {"requests": 1, "tokens": 300}
+    # The headers describe the tightest budget: 70% of the day's tokens left vs 90% of the minute's requests
+    assert reservation.headers["RateLimit-Limit"] == "1000" and reservation.headers["RateLimit-Remaining"] == "700"
+
+
+def test_a_spent_window_refuses_with_its_reset_time_and_undoes_the_other_windows(usage, clock) -> None:
+    limit(usage, requests_per_day=100, requests_per_minute=1)
+    budgets = budgets_over(usage, clock)
+    budgets.reserve(CALLER, 5)
+    with pytest.raises(QuotaExceeded) as refused:
+        budgets.reserve(CALLER, 5)
+    assert refused.value.status == 429 and refused.value.code == "quota_exceeded"
+    assert refused.value.headers["Retry-After"] == "30"  # the minute ends in 30 s
+    assert refused.value.headers["RateLimit-Remaining"] == "0"
+    assert usage.used("day") == {"requests": 1, "tokens": 5}  # the refused request was taken back out
+
+
+def test_the_refusal_names_the_budget_that_is_spent(usage, clock) -> None:
+    limit(usage, requests_per_minute=5, tokens_per_minute=1_000)
+    budgets = budgets_over(usage, clock)
+    budgets.reserve(CALLER, 900)
+    with pytest.raises(QuotaExceeded) as refused:
+        budgets.reserve(CALLER, 200)
+    assert "tokens per minute" in refused.value.message
+    with pytest.raises(QuotaExceeded) as too_big:  # more than the whole budget: refused before the store
+        budgets.reserve(CALLER, 5_000)
+    assert "tokens per minute" in too_big.value.message and usage.used("minute")["requests"] == 1
+
+
+def test_settling_refunds_what_was_not_used_and_a_release_keeps_only_the_request(usage, clock) -> None:
+    limit(usage, tokens_per_minute=10_000)
+    budgets = budgets_over(usage, clock)
+    budgets.settle(budgets.reserve(CALLER, 1_000), 120)
+    assert usage.used("minute") == {"requests": 1, "tokens": 120}
+    budgets.release(budgets.reserve(CALLER, 1_000))
+    assert usage.used("minute") == {"requests": 2, "tokens": 120}
+
+
+def test_a_spending_block_releases_unless_settled(usage, clock) -> None:
+    limit(usage, tokens_per_minute=10_000)
+    budgets = budgets_over(usage, clock)
+    with pytest.raises(RuntimeError), budgets.spending(CALLER, {"model": "m", "input": "x", "max_tokens": 5}):
+        raise RuntimeError("the upstream call failed")
+    assert usage.used("minute")["tokens"] == 0
+    with budgets.spending(CALLER, {"model": "m", "input": "x"}) as spending:
+        spending.settle(7)
+    assert usage.used("minute")["tokens"] == 7
+
+
+def test_a_new_minute_is_a_new_minute_budget_but_the_day_keeps_counting(usage, clock) -> None:
+    limit(usage, requests_per_minute=1, requests_per_day=5)
+    budgets = budgets_over(usage, clock)
+    budgets.reserve(CALLER, 0)
+    with pytest.raises(QuotaExceeded):
+        budgets.reserve(CALLER, 0)
+    clock[0] += 30  # the next minute
+    reservation = budgets.reserve(CALLER, 0)
+    assert reservation is not None and reservation.headers["RateLimit-Remaining"] == "0"  # minute: 1 of 1 used
+    day = [item for key, item in usage.counters.items() if "#day#" in key]
+    assert day == [{"requests": 2, "tokens": 0}]
+
+
+def test_limits_are_read_once_per_max_age_and_the_default_applies_to_keys_without_their_own(usage, clock) -> None:
+    limit(usage, "default", requests_per_minute=1)
+    budgets = budgets_over(usage, clock, quota_limits_max_age_seconds=60)
+    budgets.reserve("key-id-carol", 0)
+    limit(usage, "key-id-carol", requests_per_minute=100)
+    with pytest.raises(QuotaExceeded):  # still the default's limit: read a moment ago
+        budgets.reserve("key-id-carol", 0)
+    clock[0] += 61
+    assert budgets.reserve("key-id-carol", 0) is not None
+    assert usage.limit_reads == 3  # carol (none), the default; then carol's own
+
+
+def test_a_failing_store_fails_open(usage, clock) -> None:
+    limit(usage, requests_per_minute=1)
+    budgets = budgets_over(usage, clock)
+    budgets.limits_for(CALLER)  # read while the store was up
+    usage.failing = True
+    for _ in range(3):
+        reservation = budgets.reserve(CALLER, 10)
+        assert reservation is not None and reservation.keys == []
+    assert budgets.peek(CALLER) == {}
+
+
+def test_concurrent_reservations_never_overspend(usage, clock) -> None:
+    limit(usage, requests_per_minute=10, tokens_per_minute=10_000)
+    budgets = budgets_over(usage, clock)
+
+    def attempt(_: int) -> bool:
+        try:
+            budgets.reserve(CALLER, 700)
+        except QuotaExceeded:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        granted = sum(pool.map(attempt, range(40)))
+    assert granted == 10 and usage.used("minute") == {"requests": 10, "tokens": 7_000}
+
+
+def test_peek_reports_without_spending_and_a_caller_without_limits_is_not_budgeted(usage, clock) -> None:
+    limit(usage, requests_per_minute=3)
+    budgets = budgets_over(usage, clock)
+    budgets.reserve(CALLER, 0)
+    assert budgets.peek(CALLER)["RateLimit-Remaining"] == "2"
+    assert usage.used("minute")["requests"] == 1
+    assert budgets.reserve("key-id-nobody", 100) is None and budgets.peek(None) == {}
+
+
+def test_budgets_are_off_without_a_quota_table(usage, clock) -> None:
+    limit(usage, requests_per_minute=0)
+    budgets = Budgets(usage, Settings(quota_table_name=""), clock=lambda: clock[0])
+    with budgets.spending(CALLER, {"model": "m", "input": "x"}) as spending:
+        assert spending.reservation is None and spending.headers == {}
+    assert usage.limit_reads == 0
