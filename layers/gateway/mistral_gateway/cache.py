@@ -69,11 +69,6 @@ class ResponseCache:
     dynamodb: Any  # a boto3 DynamoDB client (the container's)
     stale_if_error_seconds: int  # how long an expired answer is kept for stale-if-error
 
-    def get(self, key: str) -> CachedAnswer | None:
-        """The stored answer for `key` (fresh or not), or None when absent or unreadable."""
-        entry = self.read(key)
-        return entry.answer if entry else None
-
     def read(self, key: str, *, consistent: bool = False) -> Entry | None:
         """The whole entry (answer and lease), or None when absent or unreadable."""
         try:

@@ -147,8 +147,3 @@ class Settings:
             minimum = spec.metadata["minimum"]
             values[spec.name] = max(minimum, value) if minimum is not None else value
         return cls(**values)
-
-    @classmethod
-    def variables(cls) -> dict[str, Any]:
-        """Every variable the gateway reads, with its default (for docs and their test)."""
-        return {spec.metadata["env"]: getattr(cls(), spec.name) for spec in fields(cls)}
