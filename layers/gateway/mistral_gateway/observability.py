@@ -8,6 +8,7 @@ never pays for it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import warnings
 from collections.abc import Iterator
@@ -153,6 +154,28 @@ def traced(name: str, *, lazy: bool = False) -> Iterator[None]:
         return
     with tracer().provider.in_subsegment(f"## {name}"):
         yield
+
+
+# Set inside one batch item (in its own copy of the request's context): its keys are that item's alone.
+_IN_ITEM: contextvars.ContextVar[bool] = contextvars.ContextVar("mistral_gateway_in_batch_item", default=False)
+
+
+def log_keys(**keys: Any) -> None:
+    """Keys for the request's next log lines, "request served" included. Inside a batch item, Powertools'
+    thread-safe keys instead: items run at once on worker threads, and one item's model, cache status or
+    tokens must not reach another item's lines nor the request's line."""
+    if _IN_ITEM.get():
+        logger.thread_safe_append_keys(**keys)
+    else:
+        logger.append_keys(**keys)
+
+
+def item_context() -> contextvars.Context:
+    """A copy of the calling (request's) context for one batch item to run in (`.run(...)`): there log_keys
+    adds thread-safe keys, which end with the item. One per item: a context runs one call at a time."""
+    context = contextvars.copy_context()
+    context.run(_IN_ITEM.set, True)
+    return context
 
 
 def bounded(value: Any, limit: int = MAX_LOGGED_CHARS) -> Any:

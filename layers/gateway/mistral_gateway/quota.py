@@ -241,7 +241,7 @@ class Budgets:
                 observability.count(observability.QUOTA_REJECTIONS)
                 limit = limits.of(over.unit, window) or 0
                 spent = Budget(over.unit, window, limit, limit, reset_in)  # used up, by definition
-                logger.append_keys(quota_exceeded=spent.name)
+                observability.log_keys(quota_exceeded=spent.name)
                 raise QuotaExceeded(
                     f"This key's {spent.name.replace('_', ' ')} budget is spent; retry after the window resets.",
                     code="quota_exceeded",

@@ -79,7 +79,7 @@ def check_model(body: dict[str, Any]) -> None:
             code="model_not_allowed",
         )
     if isinstance(model, str):
-        logger.append_keys(model=observability.bounded(model))
+        observability.log_keys(model=observability.bounded(model))
 
 
 # --- endpoints -------------------------------------------------------------------------------------------
@@ -241,7 +241,12 @@ def batch_chat(
     if len(items) > limit:
         raise InvalidRequest(f"A batch holds at most {limit} requests; got {len(items)}.", param="requests")
 
-    refused_items = [_refused_batch_item(index, item) for index, item in enumerate(items)]  # before any upstream call
+    # Each item logs in a copy of the request's context, taken here (worker threads start with none): its keys
+    # (model, cache status, tokens) reach neither the other items' lines nor the request's.
+    contexts = [observability.item_context() for _ in items]
+    refused_items = [  # before any upstream call
+        contexts[index].run(_refused_batch_item, index, item) for index, item in enumerate(items)
+    ]
 
     def one(index: int, item: Any) -> dict[str, Any]:
         if (refused := refused_items[index]) is not None:
@@ -253,9 +258,9 @@ def batch_chat(
             return {"index": index, "status": error.status, "cache": None, "body": error.body()}
 
     with ThreadPoolExecutor(max_workers=min(settings().batch_concurrency, len(items))) as pool:
-        results = list(pool.map(one, range(len(items)), items))
+        results = list(pool.map(lambda index, item: contexts[index].run(one, index, item), range(len(items)), items))
     hits = sum(1 for result in results if result["cache"] == "HIT")
-    logger.append_keys(cache="BATCH", batch_items=len(results), batch_hits=hits)
+    observability.log_keys(cache="BATCH", batch_items=len(results), batch_hits=hits)
     summary = {"object": "batch.chat.completion", "data": results}
     return Answer(body=json.dumps(summary), cache_status="BATCH")
 
@@ -345,7 +350,7 @@ def through_cache(
             flight.landed()
     served = fetched.served
     if served is not None and served.fell_back:
-        logger.append_keys(**served.log_fields())
+        observability.log_keys(**served.log_fields())
         return Answer(
             body=fetched.body.decode(),
             cache_status=status,
@@ -384,7 +389,7 @@ def store(key: str, body: bytes, usage: dict[str, int], control: CacheControl, e
 
 def count_miss(control: CacheControl) -> str:
     status = "BYPASS" if control.bypassed else "MISS"
-    logger.append_keys(cache=status)
+    observability.log_keys(cache=status)
     observability.count(observability.CACHE_BYPASS if control.bypassed else observability.CACHE_MISS)
     return status
 
@@ -407,7 +412,7 @@ def account(body: bytes, usage: dict[str, int]) -> None:
     if usage:
         observability.count(observability.PROMPT_TOKENS, usage["prompt_tokens"])
         observability.count(observability.COMPLETION_TOKENS, usage["completion_tokens"])
-        logger.append_keys(**usage)
+        observability.log_keys(**usage)
     if settings().log_prompts:
         logger.info("answer (LOG_PROMPTS is on)", extra={"answer": body.decode(errors="replace")[:20_000]})
 
@@ -422,7 +427,7 @@ def stale_answer(cached: CachedAnswer, error: GatewayError) -> Answer:
         "Mistral failed; serving an expired answer (stale-if-error)",
         extra={"error_type": error.error_type, "error_status": error.status, "stale_seconds": _age(cached)},
     )
-    logger.append_keys(cache="STALE")
+    observability.log_keys(cache="STALE")
     observability.count(observability.CACHE_STALE)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
     return Answer(body=cached.body.decode(), cache_status="STALE", usage=usage, events=cached.events)
@@ -434,7 +439,7 @@ def _age(cached: CachedAnswer) -> int:
 
 def _hit(cached: CachedAnswer) -> Answer:
     tokens = cached.prompt_tokens + cached.completion_tokens
-    logger.append_keys(cache="HIT", tokens_from_cache=tokens)
+    observability.log_keys(cache="HIT", tokens_from_cache=tokens)
     observability.count(observability.CACHE_HIT)
     observability.count(observability.TOKENS_SERVED_FROM_CACHE, tokens)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}

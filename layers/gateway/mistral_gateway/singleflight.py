@@ -84,7 +84,7 @@ class Flight:
             if entry is None:
                 return None
             if entry.answer is not None and entry.answer.usable(time.time(), self.max_age):
-                logger.append_keys(single_flight="waited")
+                observability.log_keys(single_flight="waited")
                 return entry.answer
             if not entry.leased(time.time()):
                 return None  # the leader failed (or stored nothing): ask Mistral ourselves
