@@ -140,15 +140,15 @@ def test_every_route_the_code_serves_is_an_api_event(template: Template) -> None
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    served = module.app._static_routes + module.app._dynamic_routes
+    served = module.app.routes
     # The buffered function also answers the streamed routes (for `sam local invoke` with events/, which
     # cannot stream); in the API they go to the streaming function.
     template_routes = [r for r in template.routes() if r.function == "ApiFunction" or r.streams]
     sample = {r: re.sub(r"\{[^}]+\}", "x", r.path) for r in template_routes}
     for route in served:
-        assert any(r.method == route.method and route.rule.match(sample[r]) for r in template_routes), route.rule
+        assert any(r.method == route.method and route.matches(sample[r]) for r in template_routes), route.rule
     for route in template_routes:
-        assert any(s.method == route.method and s.rule.match(sample[route]) for s in served), route
+        assert any(s.method == route.method and s.matches(sample[route]) for s in served), route
 
 
 def test_outputs_give_the_url_table_and_secret(template: Template) -> None:

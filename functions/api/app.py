@@ -1,15 +1,18 @@
 """The gateway's HTTP API: routes and decorators only. The work happens in the layer's `mistral_gateway`.
 
-A request goes: lambda_handler -> route -> mistral_gateway.service -> (cache, upstream).
+A request goes: lambda_handler -> middlewares (the "request served" line; the route's request parsing) -> route
+-> mistral_gateway.service -> (cache, upstream).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,58 +22,120 @@ from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.health import check_health
 from mistral_gateway.http import GatewayRequest, answer_response, caller_id, error_response, json_response
 from mistral_gateway.observability import logger, metrics
-from mistral_gateway.openapi import ERROR_RESPONSES, openapi_json, swagger_html
+from mistral_gateway.openapi import DOCS_PATH, ERROR_RESPONSES, SETTINGS, openapi_json
+from mistral_gateway.resolver import GatewayResolver
+
+Middleware = Callable[[GatewayResolver, NextMiddleware], Response]
+# The public documents change only with a deploy: browsers (and any CDN in front) may reuse them for an hour.
+PUBLIC_CACHE = "public, max-age=3600"
+
+
+def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Response:
+    """One line per request says what happened, errors, 404 and 405 included; the service adds model, cache
+    status and tokens."""
+    started = time.perf_counter()
+    try:
+        response = next_middleware(app)
+    except Exception as error:
+        # Powertools would run the exception handlers after every middleware: run here, the line has the status.
+        handler = app.exception_handler_manager.lookup_exception_handler(type(error))
+        if handler is None:
+            raise
+        response = handler(error)
+    event = app.current_event
+    logger.info(
+        "request served",
+        extra={
+            "method": observability.bounded(event.http_method),
+            "route": observability.bounded(event.resource or event.path),
+            "status": response.status_code,
+            "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+    return response
+
+
+def parsed(*, with_body: bool = True, item_list: str | None = None) -> list[Middleware]:
+    """A route's middleware: the request's body (when it has one), caller, Cache-Control and deadline, checked
+    before the route runs and handed to it as `app.context["request"]`."""
+
+    def parse(app: GatewayResolver, next_middleware: NextMiddleware) -> Response:
+        request = GatewayRequest.from_event(
+            app.current_event, app.lambda_context, with_body=with_body, item_list=item_list
+        )
+        app.append_context(request=request)
+        return next_middleware(app)
+
+    return [parse]
+
+
+def public_cache(app: GatewayResolver, next_middleware: NextMiddleware) -> Response:
+    """Cache-Control for /docs: Powertools' enable_swagger takes middlewares but no cache_control."""
+    response = next_middleware(app)
+    if response.status_code == 200:
+        response.headers["Cache-Control"] = PUBLIC_CACHE
+    return response
+
+
+def current_request() -> GatewayRequest:
+    """The request `parsed` checked for the current route."""
+    parsed_request: GatewayRequest = app.context["request"]
+    return parsed_request
+
 
 # This Lambda container's state (settings, clients, stores, circuits), built once on this cold start; the
 # shared package reaches it through container.current().
 container.start()
-app = APIGatewayRestResolver(cors=cors_config())
-# The public documents change only with a deploy: browsers (and any CDN in front) may reuse them for an hour.
-PUBLIC_CACHE = "public, max-age=3600"
+app = GatewayResolver(cors=cors_config())
+# What Mistral's own routes share in the OpenAPI document.
+MISTRAL_ROUTE: dict[str, Any] = {"tags": ["Mistral API"], "responses": ERROR_RESPONSES}
+app.use([request_served])
+app.configure_openapi(**SETTINGS)
+# The Swagger UI bundle is inlined (no swagger_base_url, so no CDN): /docs works offline and under `make serve`.
+app.enable_swagger_on_first_use(path=DOCS_PATH, middlewares=[public_cache])
 
 
 @app.post(
     "/v1/chat/completions",
     summary="Chat completion",
-    tags=["Mistral API"],
-    responses=ERROR_RESPONSES,
+    middlewares=parsed(),
+    **MISTRAL_ROUTE,
     description="Mistral's chat completion; `stream: true` is streamed as Mistral writes it (the streaming "
     "function serves this route in the API; this buffered handler answers it as one SSE body for sam local).",
 )
 def chat_completions() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    request = current_request()
     return answer_response(service.chat_completion(request.body, **request.completion_context))
 
 
-@app.post(
-    "/v1/fim/completions", summary="Fill-in-the-middle completion", tags=["Mistral API"], responses=ERROR_RESPONSES
-)
+@app.post("/v1/fim/completions", summary="Fill-in-the-middle completion", middlewares=parsed(), **MISTRAL_ROUTE)
 def fim_completions() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    request = current_request()
     return answer_response(service.fim_completion(request.body, **request.completion_context))
 
 
 @app.post(
     "/v1/embeddings",
     summary="Embeddings",
-    tags=["Mistral API"],
-    responses=ERROR_RESPONSES,
+    middlewares=parsed(),
+    **MISTRAL_ROUTE,
     description="`encoding_format: base64` gives little-endian float32 vectors, as the OpenAI SDK expects.",
 )
 def create_embeddings() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context)
+    request = current_request()
     return answer_response(service.embeddings(request.body, **request.context))
 
 
-@app.get("/v1/models", summary="List models", tags=["Mistral API"], responses=ERROR_RESPONSES)
+@app.get("/v1/models", summary="List models", middlewares=parsed(with_body=False), **MISTRAL_ROUTE)
 def models() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context, with_body=False)
+    request = current_request()
     return answer_response(service.list_models(**request.context))
 
 
-@app.get("/v1/models/<model_id>", summary="Retrieve a model", tags=["Mistral API"], responses=ERROR_RESPONSES)
+@app.get("/v1/models/<model_id>", summary="Retrieve a model", middlewares=parsed(with_body=False), **MISTRAL_ROUTE)
 def model(model_id: str) -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context, with_body=False)
+    request = current_request()
     return answer_response(service.retrieve_model(model_id, **request.context))
 
 
@@ -79,10 +144,11 @@ def model(model_id: str) -> Response[str]:
     summary="Several chat completions in one call",
     tags=["Gateway"],
     responses=ERROR_RESPONSES,
+    middlewares=parsed(item_list="requests"),
     description='`{"requests": [chat requests]}` answered in order, each with its own status and cache.',
 )
 def batch_chat_completions() -> Response[str]:
-    request = GatewayRequest.from_event(app.current_event, app.lambda_context, item_list="requests")
+    request = current_request()
     return answer_response(service.batch_chat(request.body, **request.completion_context))
 
 
@@ -92,7 +158,7 @@ def batch_chat_completions() -> Response[str]:
 @app.route("/v1/(.+)", method=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 @app.delete("/v1/models/<model_id>", include_in_schema=False)
 def mistral_passthrough(**_path: str) -> Response[Any]:
-    if _has_own_route(app.current_event.path):
+    if any(route.exact and route.matches(app.current_event.path) for route in app.routes):
         raise MethodNotAllowed(f"Method {app.current_event.http_method} is not allowed on {app.current_event.path}.")
     forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
     return relay_http.relayed_response(passthrough.handle(forward))
@@ -104,16 +170,9 @@ def health() -> Response[str]:
     return json_response(status, json.dumps(report))
 
 
-@app.get("/openapi.json", summary="This OpenAPI document", tags=["Gateway"])
+@app.get("/openapi.json", summary="This OpenAPI document", tags=["Gateway"], cache_control=PUBLIC_CACHE)
 def openapi() -> Response[str]:
-    return json_response(200, openapi_json(app), {"Cache-Control": PUBLIC_CACHE})
-
-
-@app.get("/docs", summary="Swagger UI for this API", tags=["Gateway"])
-def docs() -> Response[str]:
-    return Response(
-        status_code=200, content_type="text/html", body=swagger_html(app), headers={"Cache-Control": PUBLIC_CACHE}
-    )
+    return json_response(200, openapi_json(app))
 
 
 @app.exception_handler(GatewayError)
@@ -132,15 +191,10 @@ def unexpected_error(error: Exception) -> Response:
     return error_response(GatewayError("The gateway failed unexpectedly; the request can be retried."))
 
 
-def _has_own_route(path: str) -> bool:
-    """Whether one of the gateway's exact routes serves `path` (with another method): that is a 405."""
-    return any(route.rule.match(path) for route in app._static_routes)
-
-
 @app.not_found
 def not_found(_: Exception) -> Response:
     event = app.current_event
-    if any(route.rule.match(event.path) for route in app._static_routes + app._dynamic_routes):
+    if any(route.matches(event.path) for route in app.routes):
         error: GatewayError = MethodNotAllowed(f"Method {event.http_method} is not allowed on {event.path}.")
     else:
         error = NotFound(f"No route for {event.http_method} {event.path}.")
@@ -150,17 +204,4 @@ def not_found(_: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    started = time.perf_counter()
-    result = app.resolve(event, context)
-    # One line per request says what happened; the service adds model, cache status and tokens.
-    logger.info(
-        "request served",
-        extra={
-            "method": observability.bounded(event.get("httpMethod")),
-            "route": observability.bounded(event.get("resource") or event.get("path")),
-            "status": result.get("statusCode"),
-            "caller": caller_id(event),  # the API key's id (or its hash), never the key
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
-    return result
+    return app.resolve(event, context)

@@ -2,16 +2,19 @@
 
 Powertools derives paths, summaries and responses from the route decorators. Request bodies are validated
 by our own models before the cache lookup (admission.py aside) rather than by Powertools (see
-docs/decisions.md), so their schemas are added here from those same models. Everything is built on the
-first request for it (never on the chat path) and kept for the container's life.
+docs/decisions.md), so their schemas are added here from those same models. resolver.py builds the document
+on the first request for it (never on the chat path) and keeps it for the container's life; /docs is
+Powertools' Swagger UI over that same document.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mistral_gateway import __version__
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
 TITLE = "Mistral-compatible gateway"
 DESCRIPTION = (
@@ -39,30 +42,39 @@ REQUEST_MODELS = {
     "/v1/batch/chat/completions": "BatchChatRequest",
 }
 
-_documents: dict[str, str] = {}
+# What Powertools puts in the document besides the routes (app.configure_openapi); the servers come per request.
+SETTINGS: dict[str, Any] = {
+    "title": TITLE,
+    "version": __version__,
+    "description": DESCRIPTION,
+    "security_schemes": {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    },
+    "security": [{"bearer": []}, {"apiKey": []}],
+}
+DOCS_PATH = "/docs"
 
 
-def document(app: Any, server_url: str) -> dict[str, Any]:
-    from aws_lambda_powertools.event_handler.openapi.models import Server
+def completed(schema: OpenAPI) -> OpenAPI:
+    """Powertools' document of the routes, plus the request bodies, the catch-all route and /docs."""
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
-    schema = app.get_openapi_json_schema(
-        title=TITLE,
-        version=__version__,
-        description=DESCRIPTION,
-        servers=[Server(url=server_url)],
-        security_schemes={
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-        },
-        security=[{"bearer": []}, {"apiKey": []}],
-    )
-    spec: dict[str, Any] = json.loads(schema)
+    spec: dict[str, Any] = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
     _add_request_bodies(spec)
     _add_passthrough(spec)
+    # Powertools registers its Swagger UI route outside the document.
+    spec["paths"][DOCS_PATH] = {
+        "get": {
+            "summary": "Swagger UI for this API",
+            "tags": ["Gateway"],
+            "responses": {"200": {"description": "Swagger UI (`?format=json`: this document)"}},
+        }
+    }
     for path in ("/health",):  # public routes need no caller key
         for operation in spec["paths"].get(path, {}).values():
             operation["security"] = []
-    return spec
+    return OpenAPI.model_validate(spec)
 
 
 def _add_passthrough(spec: dict[str, Any]) -> None:
@@ -111,29 +123,17 @@ def _add_request_bodies(spec: dict[str, Any]) -> None:
 
 
 def openapi_json(app: Any) -> str:
-    server_url = _stage_url(app)
-    if server_url not in _documents:
-        _documents[server_url] = json.dumps(document(app, server_url), indent=2, sort_keys=True)
-    return _documents[server_url]
+    """The document for GET /openapi.json, with the server Powertools' Swagger UI names for the same request."""
+    from aws_lambda_powertools.event_handler.openapi.models import Server
+
+    return str(app.get_openapi_json_schema(servers=[Server(url=base_path(app.current_event.raw_event))]))
 
 
-def swagger_html(app: Any) -> str:
-    from pathlib import Path
-
-    from aws_lambda_powertools.event_handler.openapi import swagger_ui
-    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
-
-    # The UI bundle is inlined (no CDN): /docs works offline and under `make serve`.
-    assets = Path(swagger_ui.__file__).parent
-    return generate_swagger_html(
-        openapi_json(app).replace("</", "<\\/"),
-        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
-        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
-        "",
-        None,
-    )
-
-
-def _stage_url(app: Any) -> str:
-    stage = (app.current_event.raw_event.get("requestContext") or {}).get("stage")
-    return f"/{stage}" if stage and stage != "$default" else "/"
+def base_path(event: dict[str, Any]) -> str:
+    """Where the API is mounted, by Powertools' rule for its Swagger UI: `/{stage}` when the request's path
+    starts with it (the execute-api URL), `/` otherwise (a custom domain)."""
+    context = event.get("requestContext") or {}
+    stage = context.get("stage")
+    if stage and stage != "$default" and (context.get("path") or "").startswith(f"/{stage}"):
+        return f"/{stage}"
+    return "/"
