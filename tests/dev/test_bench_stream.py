@@ -1,4 +1,4 @@
-"""The benchmark's streaming figures (gateway_dev.bench_stream) in a fast mode: a few iterations of each, so a
+"""The benchmark's streaming figures (gateway_dev.bench.streaming) in a fast mode: a few iterations of each, so a
 change that breaks the measurement code shows up in `make test`. Nothing here checks how fast anything is."""
 
 from __future__ import annotations
@@ -8,22 +8,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gateway_dev import bench_stream
+from gateway_dev.bench.streaming import cold, miss, replay
 from gateway_dev.template import Template
 
 
 def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gateway: str, emulator: Any) -> None:
     # When the benchmark measures two paced streamed misses through the local HTTP gateway
-    miss = bench_stream.streamed_miss(
-        http_gateway, None, emulator, "smoke", iterations=2, events=12, gap_s=0.01, warmup=0
-    )
+    measured = miss.streamed_miss(http_gateway, None, emulator, "smoke", 2, events=12, gap_s=0.01, warmup=0)
     # Then each answer was forwarded whole (12 events and [DONE]), with a floor sample per request
-    assert miss.events == 13
-    assert len(miss.gateway_first.samples) == len(miss.floor_first.samples) == len(miss.overhead.samples) == 2
+    assert measured.events == 13
+    assert (
+        len(measured.gateway_first.samples) == len(measured.floor_first.samples) == len(measured.overhead.samples) == 2
+    )
     # And the steps account for the whole first-event time, request by request
-    assert set(miss.phases) == {name for name, _ in bench_stream.PHASES}
-    for i, first in enumerate(miss.gateway_first.samples):
-        assert math.isclose(sum(miss.phases[name].samples[i] for name in miss.phases), first, abs_tol=1e-6)
+    assert set(measured.phases) == {name for name, _ in miss.PHASES}
+    for i, first in enumerate(measured.gateway_first.samples):
+        assert math.isclose(sum(measured.phases[name].samples[i] for name in measured.phases), first, abs_tol=1e-6)
     # And the gateway's functions are no longer wrapped afterwards
     from mistral_gateway import service, streaming
 
@@ -32,11 +32,12 @@ def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gate
 
 
 def test_a_cached_stream_is_replayed_with_its_original_events(http_gateway: str, emulator: Any) -> None:
-    replay = bench_stream.stream_replay(
-        http_gateway, None, emulator, os.environ["CACHE_TABLE_NAME"], "smoke", iterations=2, events=12, warmup=0
+    replayed = replay.stream_replay(
+        http_gateway, None, emulator, os.environ["CACHE_TABLE_NAME"], "smoke", 2, events=12, warmup=0
     )
-    assert replay.events == replay.original_events == 13 and replay.bytes_equal
-    assert len(replay.hit_first.samples) == len(replay.floor_first.samples) == len(replay.hit_first_kept.samples) == 2
+    assert replayed.events == replayed.original_events == 13 and replayed.bytes_equal
+    samples = (replayed.hit_first, replayed.floor_first, replayed.hit_first_kept)
+    assert [len(values.samples) for values in samples] == [2, 2, 2]
 
 
 def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
@@ -52,14 +53,14 @@ def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
         create_resources(template, mistral_api_key=emulator.api_key)
         env = {**os.environ, "MISTRAL_SERVER_URL": emulator.url}
         # When one round of cold starts runs (floor, hit, miss)
-        cold = bench_stream.stream_cold_starts(
+        started = cold.stream_cold_starts(
             template, env, os.environ["CACHE_TABLE_NAME"], "smoke", runs=1, warmup=False, profile=False,
             floor_dir=tmp_path,
         )  # fmt: skip
     finally:
         stop_moto()
     # Then each answered, the hit from the cache and the miss from the emulator
-    assert [(run.status, run.cache) for run in cold.hit] == [(200, "HIT")]
-    assert [(run.status, run.cache) for run in cold.miss] == [(200, "MISS")]
-    assert [run.status for run in cold.floor] == [200]
-    assert all(run.ready_ms <= run.answered_ms for run in cold.floor + cold.hit + cold.miss)
+    assert [(run.status, run.cache) for run in started.hit] == [(200, "HIT")]
+    assert [(run.status, run.cache) for run in started.miss] == [(200, "MISS")]
+    assert [run.status for run in started.floor] == [200]
+    assert all(run.ready_ms <= run.answered_ms for run in started.floor + started.hit + started.miss)

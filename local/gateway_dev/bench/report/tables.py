@@ -1,0 +1,417 @@
+"""The generated blocks of docs/benchmarks.md: tables (and lists of names) from one run, no prose.
+
+Each function renders one block; `BLOCKS` names them as the markers in the document do."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+from gateway_dev.bench import cost as cost_model
+from gateway_dev.bench.cost import AWS_PRICES, mistral_prices, tokens_per_request
+from gateway_dev.bench.memory import rss_mb
+from gateway_dev.bench.report.rows import Row, X, all_rows, markdown_table, render
+from gateway_dev.bench.run import Run
+from gateway_dev.bench.settings import BORDERLINE, MB, MODEL, TARGET_TTFT_OVERHEAD_MS, WATCHED_MODULES
+from gateway_dev.bench.stats import ms, spread
+from gateway_dev.bench.streaming.cold import ServerRun, server_stats
+from gateway_dev.bench.streaming.miss import PHASES
+
+
+def run_block(run: Run) -> str:
+    info, sizes, warmup = run.machine, run.sizes, run.sizes.warmup_iterations
+    uncounted = ", after one uncounted round" if sizes.warmup_rounds else ""
+    machine = f"{info['platform']}, {info['processor']}, {info['cpu_count']} CPUs ({info['machine']}), {info['python']}"
+    rows = [
+        ["generated", f"{run.started:%Y-%m-%d %H:%M} UTC by `python -m gateway_dev.bench`, in {run.seconds:.0f} s"],
+        ["machine", machine],
+        ["function memory (`FunctionMemorySize`)", f"{run.memory_mb} MB"],
+        ["cold starts (1, 2)", f"{sizes.cold_runs} fresh processes per kind{uncounted}"],
+        ["cold starts of the streaming function (11)", f"{sizes.stream_cold_runs} per kind{uncounted}"],
+        ["warm requests (3, 4)", f"{sizes.warm_iterations} each, after {warmup} uncounted"],
+        ["warm misses with single-flight off (4)", f"{max(1, sizes.warm_iterations // 2)}"],
+        ["mixed load (5)", f"{sizes.mixed_requests:,} requests"],
+        ["over HTTP (8)", f"{sizes.http_iterations} calls each, after {warmup} uncounted"],
+        ["streamed misses (9)", f"{sizes.stream_iterations}, after {sizes.stream_warmup} uncounted"],
+        [
+            "paced answer of a streamed miss (9)",
+            f"{sizes.stream_events} events {sizes.stream_gap_s * 1000:.0f} ms apart",
+        ],
+        ["stream replays (10)", f"{sizes.replay_iterations} each way, after {warmup} uncounted"],
+    ]
+    return markdown_table(["run", ""], rows)
+
+
+def figures_block(run: Run) -> str:
+    rows = all_rows(run)
+    checked = [row for row in rows if row.checked]
+    missed = [row for row in checked if row.missed]
+    close = [row for row in checked if row.borderline]
+    lines = [
+        render(rows),
+        "",
+        f"- targets met: {len(checked) - len(missed)} of {len(checked)}",
+        f"- not met: {names(missed)}",
+        f"- within {BORDERLINE:.0%} of the target (can flip on a rerun): {names(close)}",
+    ]
+    return "\n".join(lines)
+
+
+def names(rows: list[Row]) -> str:
+    return "; ".join(row.figure for row in rows) or "none"
+
+
+def cold_block(run: Run) -> str:
+    cold = run.cold
+    floor, hit, miss = cold.floor, cold.hit, cold.miss
+    hit_import, miss_import = hit.inside("import_ms").median, miss.inside("import_ms").median
+    hit_total, miss_total = hit.inside().median, miss.inside().median
+    times = markdown_table(
+        ["", "import of the handler module", "first request", "in process", "whole process (pyperf)"],
+        [
+            ["floor (boto3 + GetItem)", "-", "-", ms(floor.inside().median), ms(floor.wall.median)],
+            ["cache hit", ms(hit_import), ms(hit_total - hit_import), ms(hit_total), ms(hit.wall.median)],
+            ["miss", ms(miss_import), ms(miss_total - miss_import), ms(miss_total), ms(miss.wall.median)],
+        ],
+    )
+    if cold.shipped_hit:
+        built = cold.shipped_hit.inside().median
+        times += f"\n| cache hit, layer as built | - | - | {ms(built)} ({built - hit_total:+,.0f} ms) | - |"
+    absent = [name for name in WATCHED_MODULES if name not in hit.loaded]
+    modules = markdown_table(
+        ["after", "loaded (watched modules in `sys.modules`)", "not loaded"],
+        [
+            ["a cold hit", code_list(hit.loaded), code_list(absent)],
+            ["a cold miss", code_list(miss.loaded), code_list([n for n in WATCHED_MODULES if n not in miss.loaded])],
+        ],
+    )
+    profiles = markdown_table(
+        ["`-X importtime`, cumulative", "top-level imports", "inside them"],
+        [
+            ["cache hit", profile_text(cold.hit_profile.top_level), profile_text(cold.hit_profile.inside)],
+            ["miss", profile_text(cold.miss_profile.top_level), profile_text(cold.miss_profile.inside)],
+        ],
+    )
+    return "\n\n".join([times, modules, profiles])
+
+
+def warm_block(run: Run) -> str:
+    hit, miss, no_lease = run.hit, run.miss, run.miss_no_lease
+    lease_ms = miss.gateway.median - no_lease.gateway.median
+    rows = [
+        [
+            label,
+            *(ms(part.median) for part in (w.gateway, w.gateway_cpu, w.floor)),
+            f"{w.ratio:.2f}{X}",
+            f"{w.log_bytes:,.0f}",
+        ]
+        for label, w in (("hit", hit), ("miss", miss), ("miss, single-flight off", no_lease))
+    ]
+    header = ["", "handler, median", "CPU of the handler's thread", "floor, median", "ratio", "log + metrics bytes"]
+    lease = markdown_table(
+        ["the single-flight lease", ""],
+        [
+            ["warm miss minus warm miss with it off", ms(lease_ms)],
+            ["the same, in bare GetItems on this moto server", f"{lease_ms / hit.floor.median:.1f}{X}"],
+        ],
+    )
+    return markdown_table(header, rows) + "\n\n" + lease
+
+
+def stream_miss_block(run: Run) -> str:
+    miss = run.streaming.miss
+    first = markdown_table(
+        ["", "through the gateway", "straight from the emulator", "difference (first event: pair by pair)"],
+        [
+            ["first `data:` event", spread(miss.gateway_first), spread(miss.floor_first), spread(miss.overhead)],
+            [
+                "second event (first token)",
+                spread(miss.gateway_second),
+                spread(miss.floor_second),
+                ms(miss.gateway_second.median - miss.floor_second.median),
+            ],
+            ["whole answer", spread(miss.gateway_total), f"≥ {miss.answer_s * 1000:,.0f} ms by construction", "-"],
+        ],
+    )
+    phase_sum = sum(miss.phases[name].median for name, _ in PHASES)
+    upstream_part = miss.phases["open"].median + miss.phases["first_read"].median
+    phases = markdown_table(
+        ["step", "median", "p95"],
+        [[text, ms(miss.phases[name].median), ms(miss.phases[name].p95)] for name, text in PHASES],
+    )
+    facts = markdown_table(
+        ["", ""],
+        [
+            ["`data:` events forwarded per answer ([DONE] included)", str(miss.events)],
+            ["first event to last, through the gateway", ms(miss.gateway_total.median - miss.gateway_first.median)],
+            ["sum of the steps' medians / median first event", f"{ms(phase_sum)} / {ms(miss.gateway_first.median)}"],
+            ["Mistral's part (stream opened + first event read)", ms(upstream_part)],
+            [
+                "Mistral's part minus the floor's first event (the SDK's own)",
+                ms(upstream_part - miss.floor_first.median),
+            ],
+            ["the gateway's own part (the other steps)", ms(phase_sum - upstream_part)],
+            ["the log line's `time_to_first_token_ms`", spread(miss.log_ttft)],
+            [
+                f"overhead against the {TARGET_TTFT_OVERHEAD_MS:.0f} ms target: median / p95",
+                f"{ms(miss.overhead.median)} / {ms(miss.overhead.p95)} ({len(miss.overhead.samples)} samples)",
+            ],
+        ],
+    )
+    return "\n\n".join([first, phases, facts])
+
+
+def stream_replay_block(run: Run) -> str:
+    replay = run.streaming.replay
+    times = markdown_table(
+        ["", "first `data:` event", "whole answer"],
+        [
+            ["cache hit through the gateway", spread(replay.hit_first), spread(replay.hit_total)],
+            ["floor: bare Starlette app, one GetItem, the same bytes", spread(replay.floor_first), "-"],
+            ["cache hit, one kept-alive connection, back to back", spread(replay.hit_first_kept), "-"],
+            ["floor, one kept-alive connection, back to back", spread(replay.floor_first_kept), "-"],
+        ],
+    )
+    facts = markdown_table(
+        ["", ""],
+        [
+            ["`data:` events replayed / when it was a miss", f"{replay.events} / {replay.original_events}"],
+            ["byte for byte the original stream", "yes" if replay.bytes_equal else "NO"],
+            ["hit minus floor, fresh connections", ms(replay.hit_first.median - replay.floor_first.median)],
+            [
+                "hit minus floor, kept-alive connections",
+                ms(replay.hit_first_kept.median - replay.floor_first_kept.median),
+            ],
+        ],
+    )
+    return times + "\n\n" + facts
+
+
+def stream_cold_block(run: Run) -> str:
+    cold = run.streaming.cold
+
+    def line(label: str, runs: list[ServerRun]) -> list[str]:
+        ready, answered = server_stats(runs, "ready_ms"), server_stats(runs, "answered_ms")
+        return [label, ms(ready.median), ms(server_stats(runs, "request_ms").median), ms(answered.median)]
+
+    times = markdown_table(
+        ["process, spawn to", "/ready answers", "first request", "answered"],
+        [
+            line("floor: run.sh + bare Starlette + boto3 GetItem", cold.floor),
+            line("streaming function, cache hit", cold.hit),
+            line("streaming function, miss", cold.miss),
+        ],
+    )
+    buffered = run.cold.hit.wall.median / run.cold.floor.wall.median
+    streamed = server_stats(cold.hit, "answered_ms").median / server_stats(cold.floor, "answered_ms").median
+    ratios = markdown_table(
+        ["cold hit against its floor", "ratio"],
+        [
+            ["buffered function (figure 1, whole process)", f"{buffered:.2f}{X}"],
+            ["streaming function", f"{streamed:.2f}{X}"],
+        ],
+    )
+    blocks = [times, ratios]
+    if cold.hit_profile is not None:
+        blocks.append(
+            markdown_table(
+                ["cold streamed hit, `PYTHONPROFILEIMPORTTIME=1`", "top-level imports", "inside them"],
+                [
+                    [
+                        "uvicorn's own included",
+                        profile_text(significant(cold.hit_profile.top_level)),
+                        profile_text(significant(cold.hit_profile.inside)),
+                    ]
+                ],
+            )
+        )
+    return "\n\n".join(blocks)
+
+
+def memory_block(run: Run) -> str:
+    floor, hit, miss = (
+        statistics.median(rss_mb(report) for report in runs.reports)
+        for runs in (run.cold.floor, run.cold.hit, run.cold.miss)
+    )
+    peak = rss_mb(run.mixed)
+    rss = markdown_table(
+        ["process", "peak RSS"],
+        [
+            ["floor: boto3 + client + one GetItem", f"{floor:.1f} MB"],
+            ["gateway, cold start + one cache hit", f"{hit:.1f} MB"],
+            ["gateway, cold start + one miss", f"{miss:.1f} MB"],
+            [
+                f"gateway after {run.sizes.mixed_requests:,} mixed requests ({run.mixed['seconds']:.1f} s)",
+                f"{peak:.1f} MB",
+            ],
+            ["of which the requests, above a cold miss", f"{peak - miss:.1f} MB"],
+        ],
+    )
+    counts = markdown_table(
+        ["kind, status, X-Cache", "requests"], [[label, str(n)] for label, n in sorted(run.mixed["counts"].items())]
+    )
+    return rss + "\n\n" + counts
+
+
+def layer_block(run: Run) -> str:
+    layer = run.layer
+    if not layer.measured:
+        return f"Not measured: {layer.reason}."
+    sizes = markdown_table(
+        ["layer", "MB"],
+        [
+            ["unzipped", f"{layer.unzipped_bytes / MB:.1f}"],
+            ["zipped", f"{layer.zipped_bytes / MB:.1f}"],
+            ["floor: mistralai and what it requires", f"{layer.sdk_bytes / MB:.1f}"],
+            ["added by the gateway", f"{(layer.unzipped_bytes - layer.sdk_bytes) / MB:.1f}"],
+        ],
+    )
+    names = markdown_table(
+        ["", "distributions"],
+        [["the SDK's closure", ", ".join(layer.sdk_closure)], ["added by the gateway", ", ".join(layer.added)]],
+    )
+    largest = markdown_table(
+        ["largest distributions", "MB"], [[name, f"{size / MB:.2f}"] for name, size in layer.packages[:5]]
+    )
+    return "\n\n".join([sizes, names, largest])
+
+
+def cost_block(run: Run) -> str:
+    cost = run.cost
+    items = [
+        [name, *(f"${part.items()[name]:,.3f}" for part in (cost.hit, cost.miss, cost.miss_with_tokens))]
+        for name in cost.hit.items()
+    ]
+    totals = [f"**${part.total:,.2f}**" for part in (cost.hit, cost.miss, cost.miss_with_tokens)]
+    table = markdown_table(
+        ["line item, USD per 1M requests", "hit", "miss", "miss, tokens included"], [*items, ["**total**", *totals]]
+    )
+    return table + "\n\n" + assumptions_table(run)
+
+
+def assumptions_table(run: Run) -> str:
+    cost = run.cost
+    per_in, per_out = mistral_prices()
+    prices = {name: value * 1e6 for name, value in AWS_PRICES.items()}  # per million
+    wait = cost_model.ASSUMED_MISTRAL_WAIT_S * run.memory_mb / 1024 * AWS_PRICES["lambda_arm_per_gb_second"] * 1e6
+    rows = [
+        [
+            "Lambda arm64, per GB-s / per 1M requests",
+            f"${AWS_PRICES['lambda_arm_per_gb_second']:.10f} / ${prices['lambda_per_request']:.2f}",
+        ],
+        ["API Gateway REST, per 1M requests", f"${prices['apigw_rest_per_request']:.2f}"],
+        [
+            "DynamoDB on-demand, per 1M write / read units",
+            f"${prices['dynamodb_per_write_unit']:.3f} / ${prices['dynamodb_per_read_unit']:.3f}",
+        ],
+        ["Secrets Manager, per 10,000 calls", f"${AWS_PRICES['secrets_manager_per_call'] * 10_000:.2f}"],
+        ["CloudWatch Logs ingestion, per GB", f"${AWS_PRICES['cloudwatch_logs_per_gb']:.2f}"],
+        [
+            f"Mistral `{MODEL}`, per 1M input / output tokens (`economics.LIST_PRICES`)",
+            f"${per_in * 1e6:.2f} / ${per_out * 1e6:.2f}",
+        ],
+        ["requests that start a container (billed init)", f"{cost_model.COLD_START_SHARE:.0%}"],
+        ["average billed duration, hit / miss", f"{cost.hit_billed_ms:.2f} ms / {cost.miss_billed_ms:.2f} ms"],
+        ["vCPU at the function's memory", f"{run.memory_mb / cost_model.LAMBDA_FULL_VCPU_MB:.2f}"],
+        [
+            "DynamoDB read units per hit; read + write units per miss",
+            f"{cost_model.READ_UNITS_PER_HIT:g}; {cost_model.READ_UNITS_PER_MISS:g} + "
+            f"{cost_model.WRITE_UNITS_PER_MISS:g}",
+        ],
+        [
+            "log bytes per hit / per miss, this run (+ Lambda's own lines)",
+            f"{run.hit.log_bytes:,.0f} / {run.miss.log_bytes:,.0f} (+ {cost_model.PLATFORM_LOG_BYTES})",
+        ],
+        ["secret reads per warm container, USD a month (left out above)", f"${cost.secret_per_container_month:.2f}"],
+        ["tokens per miss, in / out", f"{cost_model.TOKENS_IN} / {cost_model.TOKENS_OUT}"],
+        ["tokens a hit saves, USD per 1M hits", f"${tokens_per_request() * 1e6:,.2f}"],
+        [
+            f"Lambda compute of waiting {cost_model.ASSUMED_MISTRAL_WAIT_S:g} s for a real answer, per 1M misses",
+            f"${wait:,.2f}",
+        ],
+    ]
+    return markdown_table(["assumption", "value"], rows)
+
+
+def sizing_block(run: Run) -> str:
+    wait = f"{cost_model.ASSUMED_MISTRAL_WAIT_S:g} s"
+    header = [
+        "MB",
+        "vCPU",
+        "warm hit",
+        "cold hit",
+        "compute per 1M hits",
+        f"miss + {wait} wait",
+        "compute per 1M misses",
+    ]
+    rows = [
+        [
+            str(row.memory_mb),
+            f"{row.vcpu:.2f}",
+            ms(row.hit_ms),
+            ms(row.cold_hit_ms),
+            f"${row.hit_compute_per_million:,.3f}",
+            ms(row.miss_with_wait_ms),
+            f"${row.miss_compute_per_million:,.2f}",
+        ]
+        for row in run.sizing
+    ]
+    peak = rss_mb(run.mixed)
+    headroom = markdown_table(
+        ["memory headroom over the peak RSS", ""],
+        [[f"{row.memory_mb} MB", f"{row.memory_mb / peak:.1f}{X}"] for row in run.sizing],
+    )
+    return markdown_table(header, rows) + "\n\n" + headroom
+
+
+def decisions_block(run: Run) -> str:
+    """The figures the decisions in the document rest on."""
+    cold = run.cold
+    hit_imports = dict(cold.hit_profile.top_level)
+    miss_only = sum(max(0.0, cost - hit_imports.get(name, 0.0)) for name, cost in cold.miss_profile.top_level)
+    first_hit = cold.hit.inside().median - cold.hit.inside("import_ms").median
+    first_miss = cold.miss.inside().median - cold.miss.inside("import_ms").median
+    rows = [
+        ["cold miss minus cold hit (in process)", ms(cold.miss.inside().median - cold.hit.inside().median)],
+        ["of which, at least: imports only a miss makes (`-X importtime`)", ms(miss_only)],
+        [
+            "first request of a container, hit / miss (after the handler's import)",
+            f"{ms(first_hit)} / {ms(first_miss)}",
+        ],
+        ["a warm request, hit / miss", f"{ms(run.hit.gateway.median)} / {ms(run.miss.gateway.median)}"],
+        [
+            "CPU of a warm hit / miss (handler's thread)",
+            f"{ms(run.hit.gateway_cpu.median)} / {ms(run.miss.gateway_cpu.median)}",
+        ],
+        ["warm hit against a bare GetItem", f"{run.hit.ratio:.2f}{X}"],
+        ["peak RSS after the mixed load", f"{rss_mb(run.mixed):.0f} MB"],
+    ]
+    return markdown_table(["figure", "this run"], rows)
+
+
+def code_list(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "none"
+
+
+def profile_text(profile: list[tuple[str, float]]) -> str:
+    return ", ".join(f"`{name}` {cost:.0f} ms" for name, cost in profile) or "none"
+
+
+def significant(profile: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    return [(name, cost) for name, cost in profile if cost >= 1.0]
+
+
+BLOCKS: dict[str, Callable[[Run], str]] = {
+    "run": run_block,
+    "figures": figures_block,
+    "cold": cold_block,
+    "warm": warm_block,
+    "stream-miss": stream_miss_block,
+    "stream-replay": stream_replay_block,
+    "stream-cold": stream_cold_block,
+    "memory": memory_block,
+    "layer": layer_block,
+    "cost": cost_block,
+    "sizing": sizing_block,
+    "decisions": decisions_block,
+}
