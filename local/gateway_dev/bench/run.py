@@ -25,6 +25,8 @@ from gateway_dev.bench.warm import Warm, warm_hit, warm_miss
 
 @dataclass(frozen=True)
 class Run:
+    """Everything one run measured, and what it was measured on."""
+
     started: datetime
     seconds: float
     machine: dict[str, Any]
