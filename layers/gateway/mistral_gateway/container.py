@@ -1,8 +1,9 @@
 """What one Lambda container builds once and keeps between requests, in one object.
 
-Settings, the wall clock the budgets count their windows by, the AWS clients, the answer cache, the callers' budgets, the upstreams' keys,
-SDK clients and circuit breakers, the price table. Each piece is built on first use (a cache hit never
-builds an SDK client), once, even when a batch's threads ask at the same moment.
+Settings, the wall clock the budgets count their windows by, the AWS clients, the answer cache, the
+callers' budgets, the upstreams' keys, SDK clients and circuit breakers, the price table. Each piece is
+built on first use (a cache hit never builds an SDK client), once, even when a batch's threads ask at the
+same moment.
 
 A handler module calls `start()` when it is imported (a cold start); the handlers and the shared package
 reach that object through `current()` rather than through a parameter on every function
