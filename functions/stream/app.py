@@ -132,12 +132,15 @@ def _serve(
 async def _forward(stream: streaming.LiveStream, served: dict[str, Any], started: float) -> AsyncIterator[bytes]:
     """Mistral's events to the caller as they come. A caller who hangs up ends the upstream stream."""
     events = stream.events()
+    sent_all = False
     try:
         while (event := await anyio.to_thread.run_sync(next, events, None)) is not None:
             yield event
+        sent_all = True
     finally:
         with anyio.CancelScope(shield=True):
-            stream.stop()  # a no-op once the stream has ended on its own
+            if not sent_all:
+                stream.stop()  # the caller hung up: Mistral stops writing
             outcome = await anyio.to_thread.run_sync(stream.wait, 10.0)
             _log_served({**served, "status": 200, **outcome.log_fields()}, started)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mistral_gateway import admission, dialect, economics, limits, observability, singleflight, sse
 from mistral_gateway.cache import CachedAnswer, Entry
@@ -34,6 +34,9 @@ from mistral_gateway.errors import (
 )
 from mistral_gateway.http import CacheControl
 from mistral_gateway.observability import logger
+
+if TYPE_CHECKING:
+    from mistral_gateway.fallback import Served  # loaded on a miss only
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -59,7 +62,7 @@ class Fetched:
     body: bytes
     usage: dict[str, int]
     complete: bool
-    served: Any = None  # fallback.Served: who answered (None: not a completion)
+    served: Served | None = None  # who answered (None: not a completion)
 
 
 def cache_scope(caller: str | None) -> str:
