@@ -133,7 +133,7 @@ class Container:
 def _collector_paused() -> Iterator[None]:
     """Python's cycle collector off while a piece is built. Building the first boto3 client imports boto3 and
     allocates some hundred thousand objects that all stay alive: the collections they trigger find nothing
-    to free and cost about a sixth of a cold cache hit (docs/benchmarks.md, the cold start figures)."""
+    to free and only lengthen the cold start (docs/benchmarks.md, "Clients built once per container")."""
     if not gc.isenabled():  # nested, or paused by someone else: leave it to them
         yield
         return

@@ -20,7 +20,7 @@ PHASES = (
     ("http_in", "HTTP in: uvicorn, LocalGateway (key check, adapter headers), Starlette, body, worker thread"),
     ("lookup", "cache lookup (`service.look_up`: key + GetItem)"),
     ("validate", "validation (`service.validate`, pydantic)"),
-    ("budget", "budget reservation (`quota.Spending`)"),
+    ("budget", "budget reservation (`Budgets.spending`)"),
     ("other", "the rest of `completion_stream` before Mistral (dialect, model check, canonical form, metrics)"),
     ("open", "Mistral's stream opened (`upstream.open_stream`: SDK request to the 200)"),
     ("first_read", "first event read from Mistral's body by the reader thread"),
@@ -68,7 +68,7 @@ def phase_marks() -> Iterator[Marks]:
     wrap(streaming, "completion_stream", "stream")
     wrap(service, "look_up", "lookup")
     wrap(service, "validate", "validate")
-    wrap(quota, "Spending", "budget")
+    wrap(quota.Budgets, "spending", "budget")
     wrap(upstream, "open_stream", "open")
     original_forward = streaming.LiveStream._forward
 
