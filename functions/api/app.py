@@ -13,10 +13,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mistral_gateway import container, observability, passthrough, relay_http, service
+from mistral_gateway import container, observability, service
 from mistral_gateway.cors import cors_config
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
-from mistral_gateway.health import check_health
 from mistral_gateway.http import GatewayRequest, answer_response, error_response, json_response
 from mistral_gateway.middlewares import PUBLIC_CACHE, parsed, public_cache, request_served
 from mistral_gateway.observability import logger, metrics
@@ -104,6 +103,9 @@ def batch_chat_completions() -> Response[str]:
 @app.route("/v1/(.+)", method=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 @app.delete("/v1/models/<model_id>", include_in_schema=False)
 def mistral_passthrough(**_path: str) -> Response[Any]:
+    # Imported here: a cold chat or embeddings request never loads the pass-through.
+    from mistral_gateway import passthrough, relay_http
+
     if any(route.exact and route.matches(app.current_event.path) for route in app.routes):
         raise MethodNotAllowed(f"Method {app.current_event.http_method} is not allowed on {app.current_event.path}.")
     forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
@@ -112,6 +114,8 @@ def mistral_passthrough(**_path: str) -> Response[Any]:
 
 @app.get("/health", summary="Whether the secret and the cache table are reachable", tags=["Gateway"])
 def health() -> Response[str]:
+    from mistral_gateway.health import check_health
+
     status, report = check_health()
     return json_response(status, json.dumps(report))
 
