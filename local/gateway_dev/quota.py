@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from mistral_gateway.container import current
-from mistral_gateway.quota import LIMIT_FIELDS, WINDOWS, limits_key, usage_key
+from mistral_gateway.quota import LIMIT_FIELDS, UNITS, WINDOWS, DynamoUsage, limits_key, usage_key
 
 
 def _client() -> Any:
@@ -35,16 +35,13 @@ def set_limits(table: str, key_id: str, limits: dict[str, int]) -> dict[str, int
 
 
 def show(table: str, key_id: str) -> dict[str, Any]:
-    client = _client()
-    item = client.get_item(TableName=table, Key={"pk": {"S": limits_key(key_id)}}).get("Item", {})
-    limits = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item}
+    """The key's limits and what it used in the current windows, read as the gateway reads them."""
+    store = DynamoUsage(_client, table)
     now = current().clock()  # the gateway's own clock (a test may pin it)
-    usage = {}
-    for window in WINDOWS:
-        key, _ = usage_key(key_id, window, now)  # the very item the gateway counts in
-        counter = client.get_item(TableName=table, Key={"pk": {"S": key}}).get("Item") or {}
-        usage[window] = {kind: int(counter.get(kind, {}).get("N", 0)) for kind in ("requests", "tokens")}
-    return {"key_id": key_id, "limits": limits, "usage": usage}
+    keys = {window: usage_key(key_id, window, now)[0] for window in WINDOWS}  # the very items the gateway counts in
+    totals = store.totals(list(keys.values()))
+    usage = {window: totals.get(key, dict.fromkeys(UNITS, 0)) for window, key in keys.items()}
+    return {"key_id": key_id, "limits": store.limits(limits_key(key_id)) or {}, "usage": usage}
 
 
 def clear(table: str, key_id: str) -> None:
