@@ -1,5 +1,8 @@
-"""What a cold container loads to answer a cache hit: never the SDK, pydantic or the pass-through (a fresh
-process, as Lambda starts one)."""
+"""What a cold container loads to answer: a fresh process, as Lambda starts one, with moto and the emulator.
+
+A cache hit never loads the SDK, pydantic, httpx2 or the pass-through; a pass-through never loads the SDK
+or pydantic.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
-COLD_HIT = """
+# The child's first lines: the function's environment, moto with the template's resources, the emulator.
+PREAMBLE = """
 import json, os, sys
 from gateway_dev.template import Template
 template = Template()
@@ -16,10 +21,21 @@ os.environ.update(template.function_environment("ApiFunction"))
 from moto import mock_aws
 from gateway_dev.apigw import proxy_event
 from gateway_dev.bridge import load_function
+from gateway_dev.emulator import MistralEmulator
 from gateway_dev.resources import create_resources
-with mock_aws():
+with mock_aws(), MistralEmulator(api_key="k") as emulator:
     create_resources(template, mistral_api_key="k")
+    os.environ["MISTRAL_SERVER_URL"] = emulator.url
     function = load_function(template, "ApiFunction")
+"""
+# Then the child prints [status, X-Cache, the watched modules it loaded].
+REPORT = """
+watched = ["mistralai.client", "pydantic", "httpx2", "mistral_gateway.passthrough", "mistral_gateway.upstream"]
+headers = {**result.get("headers", {}), **{k: v[-1] for k, v in result.get("multiValueHeaders", {}).items()}}
+print(json.dumps([result["statusCode"], headers.get("X-Cache"), [m for m in watched if m in sys.modules]]))
+"""
+
+STORED_THEN_ASKED = """
     from mistral_gateway.canonical import cache_key, canonical_chat
     from mistral_gateway.container import current
     from mistral_gateway.service import cache_scope
@@ -31,15 +47,27 @@ with mock_aws():
     current().answers.put(key, json.dumps(answer).encode(), ttl_seconds=60, prompt_tokens=2, completion_tokens=1)
     event = proxy_event("POST", "/v1/chat/completions", resource="/v1/chat/completions", body=json.dumps(request))
     result = function.invoke(event)
-watched = ["mistralai.client", "pydantic", "httpx2", "mistral_gateway.passthrough", "mistral_gateway.upstream"]
-headers = {**result.get("headers", {}), **{k: v[-1] for k, v in result.get("multiValueHeaders", {}).items()}}
-print(json.dumps([result["statusCode"], headers.get("X-Cache"), [m for m in watched if m in sys.modules]]))
+"""
+
+MODERATION = """
+    body = json.dumps({"model": "mistral-moderation-latest", "input": "hi"})
+    result = function.invoke(proxy_event("POST", "/v1/moderations", resource="/v1/{proxy+}", body=body))
 """
 
 
-def test_a_cold_cache_hit_loads_neither_the_sdk_nor_pydantic_nor_the_pass_through() -> None:
+def cold(steps: str) -> list[Any]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
-    run = subprocess.run([sys.executable, "-c", COLD_HIT], capture_output=True, text=True, env=env, timeout=120)
+    script = PREAMBLE + steps + REPORT
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    status, cache, loaded = json.loads(run.stdout.strip().splitlines()[-1])
-    assert (status, cache, loaded) == (200, "HIT", []), run.stderr[-2000:]
+    report: list[Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_a_cold_cache_hit_loads_neither_the_sdk_nor_pydantic_nor_the_pass_through() -> None:
+    assert cold(STORED_THEN_ASKED) == [200, "HIT", []]
+
+
+def test_the_pass_through_path_loads_neither_the_sdk_nor_pydantic() -> None:
+    status, _, loaded = cold(MODERATION)
+    assert status == 200 and "mistralai.client" not in loaded and "pydantic" not in loaded
