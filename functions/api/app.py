@@ -127,9 +127,7 @@ def openapi() -> Response[str]:
 
 @app.exception_handler(GatewayError)
 def gateway_error(error: GatewayError) -> Response:
-    if error.status < 500:
-        observability.count(observability.CLIENT_ERRORS)
-    logger.append_keys(error_type=error.error_type)
+    observability.answered_with_error(error.status, error.error_type)
     return error_response(error)
 
 

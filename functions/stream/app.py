@@ -170,9 +170,7 @@ def _log_served(fields: dict[str, Any], started: float) -> None:
 
 
 def _error_response(error: GatewayError) -> Response:
-    if error.status < 500:
-        observability.count(observability.CLIENT_ERRORS)
-    logger.append_keys(error_type=error.error_type)
+    observability.answered_with_error(error.status, error.error_type)
     return Response(
         json.dumps(error.body()), status_code=error.status, media_type="application/json", headers=error.headers
     )

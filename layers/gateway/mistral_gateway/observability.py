@@ -178,6 +178,14 @@ def item_context() -> contextvars.Context:
     return context
 
 
+def answered_with_error(status: int, error_type: str) -> None:
+    """What every error answer records, whichever function serves it: its type on the request's line, and
+    the caller's mistakes (4xx) counted apart from the gateway's own failures."""
+    if status < 500:
+        count(CLIENT_ERRORS)
+    logger.append_keys(error_type=error_type)
+
+
 def bounded(value: Any, limit: int = MAX_LOGGED_CHARS) -> Any:
     """A request-derived value fit for a log line: strings cut to `limit` characters (marked), others as is."""
     if isinstance(value, str) and len(value) > limit:
