@@ -71,28 +71,10 @@ class LocalGateway:
 
     def _adapter_headers(self, scope: Scope, path: str, key_id: str | None) -> list[tuple[bytes, bytes]]:
         """The request's headers plus what the Lambda Web Adapter adds for the app."""
-        context = proxy_event(
-            scope["method"],
-            path,
-            resource=path,
-            stage=self.bridge.stage,
-            api_key_id=key_id,
-            source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
-        )["requestContext"]
-        function_timeout_ms = 900_000
-        lambda_context = {
-            "request_id": str(uuid.uuid4()),
-            "deadline": int(time.time() * 1000) + function_timeout_ms,
-            "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:local-stream",
-            "env_config": {"function_name": "local-stream", "memory": 512},
-        }
-        added = {
-            b"x-amzn-request-context": json.dumps(context).encode(),
-            b"x-amzn-lambda-context": json.dumps(lambda_context).encode(),
-            b"x-amzn-trace-id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0".encode(),
-        }
-        kept = [(name, value) for name, value in scope["headers"] if name.lower() not in added]
-        return kept + list(added.items())
+        source_ip = (scope.get("client") or ("127.0.0.1", 0))[0]
+        added = adapter_headers(scope["method"], path, key_id, stage=self.bridge.stage, source_ip=source_ip)
+        kept = [(name, value) for name, value in scope["headers"] if name.decode("latin-1").lower() not in added]
+        return kept + [(name.encode(), value.encode()) for name, value in added.items()]
 
     def _labelled(self, send: Send) -> Send:
         """Adds the runner's own response headers (e.g. the emulator label) to every answer."""
@@ -106,6 +88,27 @@ class LocalGateway:
             await send(message)
 
         return labelled
+
+
+def adapter_headers(
+    method: str, path: str, key_id: str | None, *, stage: str = "prod", source_ip: str = "127.0.0.1"
+) -> dict[str, str]:
+    """What the Lambda Web Adapter adds to a request for the app: API Gateway's request context (caller key id,
+    request id), the Lambda context and a trace id."""
+    event = proxy_event(method, path, resource=path, stage=stage, api_key_id=key_id, source_ip=source_ip)
+    context = event["requestContext"]
+    function_timeout_ms = 900_000
+    lambda_context = {
+        "request_id": str(uuid.uuid4()),
+        "deadline": int(time.time() * 1000) + function_timeout_ms,
+        "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:local-stream",
+        "env_config": {"function_name": "local-stream", "memory": 512},
+    }
+    return {
+        "x-amzn-request-context": json.dumps(context),
+        "x-amzn-lambda-context": json.dumps(lambda_context),
+        "x-amzn-trace-id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+    }
 
 
 class _Headers:

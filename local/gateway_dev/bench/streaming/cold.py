@@ -5,7 +5,6 @@ launcher serving a bare Starlette app (`children/stream_floor_app.py`) whose req
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import socket
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,25 +114,6 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], started: float, time
     raise RuntimeError(f"not ready after {timeout_s:.0f} s")
 
 
-def adapter_headers(key_id: str | None) -> dict[str, str]:
-    """What the Lambda Web Adapter adds to an invocation for the app (as gateway_dev.asgi.LocalGateway does)."""
-    from gateway_dev.apigw import proxy_event
-
-    context = proxy_event("POST", CHAT_PATH, resource=CHAT_PATH, api_key_id=key_id)["requestContext"]
-    lambda_context = {
-        "request_id": str(uuid.uuid4()),
-        "deadline": int(time.time() * 1000) + 900_000,
-        "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:bench-stream",
-        "env_config": {"function_name": "bench-stream", "memory": 512},
-    }
-    return {
-        "content-type": "application/json",
-        "x-amzn-request-context": json.dumps(context),
-        "x-amzn-lambda-context": json.dumps(lambda_context),
-        "x-amzn-trace-id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
-    }
-
-
 def stream_function_env(template: Template, base: dict[str, str]) -> dict[str, str]:
     """The streaming function's environment (template) over `base`, which keeps the local endpoints."""
     env = {**base, **template.function_environment("StreamFunction")}
@@ -167,9 +146,11 @@ def stream_cold_starts(
     """Fresh processes, alternating floor, cache hit and miss (all streamed requests). A first process stores
     the answer the hits replay; with `warmup`, one uncounted round then writes the bytecode (as the buffered cold
     starts do)."""
+    from gateway_dev.asgi import adapter_headers
+
     env = stream_function_env(template, env)
     endpoint = env.get("AWS_ENDPOINT_URL")
-    headers = adapter_headers(CALLER_ID)
+    headers = {"content-type": "application/json", **adapter_headers("POST", CHAT_PATH, CALLER_ID)}
     hit_body = stream_body(f"cold streamed question {nonce}")
     floor_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(FLOOR_APP, floor_dir / "app.py")
