@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.bench.settings import MODEL
+from gateway_dev.bench.stack import chat_body
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def read_stream(
 
 
 def stream_body(text: str) -> dict[str, Any]:
-    return {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": True}
+    return chat_body(text, stream=True)
 
 
 def caller_headers(caller_key: str | None) -> dict[str, str]:

@@ -128,7 +128,7 @@ def streamed_miss(
     """Warm streamed misses through the gateway, each followed by the same stream straight from the emulator
     (the floor), while the emulator writes `events` events `gap_s` apart."""
     client = http_client()
-    direct_headers = {"Authorization": f"Bearer {emulator.api_key}"} if emulator.api_key else {}
+    direct_headers = caller_headers(emulator.api_key)
     samples: dict[str, list[float]] = {}
     phase_samples: dict[str, list[float]] = {name: [] for name, _ in PHASES}
     forwarded: set[int] = set()
