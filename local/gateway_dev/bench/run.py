@@ -63,9 +63,7 @@ def measure(sizes: Sizes, paths: Paths) -> Run:
         hit = warm_hit(stack, function, sizes.warm_iterations, sizes.warmup_iterations)
         miss = warm_miss(stack, function, "lease", sizes.warm_iterations, sizes.warmup_iterations)
         with function_setting("SINGLE_FLIGHT_WAIT_MS", "0"):
-            no_lease = warm_miss(
-                stack, function, "no-lease", max(1, sizes.warm_iterations // 2), sizes.warmup_iterations
-            )
+            no_lease = warm_miss(stack, function, "no-lease", sizes.no_lease_iterations, sizes.warmup_iterations)
         progress(f"{sizes.mixed_requests:,} mixed requests in a fresh process")
         mixed = mixed_load(stack, sizes.mixed_requests)
         progress("the SDK through the local HTTP gateway and straight to the emulator")

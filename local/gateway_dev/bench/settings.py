@@ -27,6 +27,11 @@ class Sizes:
     import_profiles: bool = True  # `-X importtime` runs of the cold hit and miss
     warmup_rounds: bool = True  # an uncounted first round of cold starts (bytecode written, file cache warm)
 
+    @property
+    def no_lease_iterations(self) -> int:
+        """Warm misses with single-flight off: half as many as the other warm figures."""
+        return max(1, self.warm_iterations // 2)
+
 
 FULL = Sizes()
 SMOKE = Sizes(

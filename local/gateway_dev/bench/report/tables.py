@@ -29,7 +29,7 @@ def run_block(run: Run) -> str:
         ["cold starts (1, 2)", f"{sizes.cold_runs} fresh processes per kind{uncounted}"],
         ["cold starts of the streaming function (11)", f"{sizes.stream_cold_runs} per kind{uncounted}"],
         ["warm requests (3, 4)", f"{sizes.warm_iterations} each, after {warmup} uncounted"],
-        ["warm misses with single-flight off (4)", f"{max(1, sizes.warm_iterations // 2)}"],
+        ["warm misses with single-flight off (4)", str(sizes.no_lease_iterations)],
         ["mixed load (5)", f"{sizes.mixed_requests:,} requests"],
         ["over HTTP (8)", f"{sizes.http_iterations} calls each, after {warmup} uncounted"],
         ["streamed misses (9)", f"{sizes.stream_iterations}, after {sizes.stream_warmup} uncounted"],
