@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ class ColdStarts:
     hit: ColdRuns
     miss: ColdRuns
     shipped_hit: ColdRuns | None  # the hit from the built layer (only on CPython 3.13, whose bytecode it ships)
-    hit_profile: ImportProfile = field(default_factory=lambda: ImportProfile([], []))
-    miss_profile: ImportProfile = field(default_factory=lambda: ImportProfile([], []))
+    hit_profile: ImportProfile  # one more cold hit and miss under `-X importtime`
+    miss_profile: ImportProfile
 
 
 def cold_starts(stack: Stack, function: Any, sizes: Sizes, layer_built: bool) -> ColdStarts:
@@ -87,8 +87,6 @@ def cold_starts(stack: Stack, function: Any, sizes: Sizes, layer_built: bool) ->
     walls = wall_times(output)
     runs = {name: ColdRuns(read_reports(reports[name]), walls[name]) for name in KINDS}
     shipped_runs = ColdRuns(read_reports(reports["shipped"]), walls["shipped"]) if shipped else None
-    if not sizes.import_profiles:
-        return ColdStarts(runs["floor"], runs["hit"], runs["miss"], shipped_runs)
     profiled, importtime = scratch / "profile.jsonl", ("-X", "importtime")
     hit_profile = import_profile(run_child(gateway(hit_event, "HIT", profiled, importtime), stack.child_env()))
     miss_profile = import_profile(run_child(gateway(miss_event, "MISS", profiled, importtime), stack.child_env()))

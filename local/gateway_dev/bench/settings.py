@@ -24,7 +24,6 @@ class Sizes:
     replay_iterations: int = 40
     stream_cold_runs: int = 7
     build_layer: bool = True  # the one step that needs PyPI
-    import_profiles: bool = True  # `-X importtime` runs of the cold hit and miss
     warmup_rounds: bool = True  # an uncounted first round of cold starts (bytecode written, file cache warm)
 
     @property
@@ -47,7 +46,6 @@ SMOKE = Sizes(
     replay_iterations=2,
     stream_cold_runs=1,
     build_layer=False,
-    import_profiles=True,
     warmup_rounds=False,
 )
 

@@ -52,7 +52,7 @@ def measure(stack: Stack, sizes: Sizes) -> StreamFigures:
     started = time.perf_counter()
     cold = stream_cold_starts(
         stack.template, stack.child_env(), stack.table, stack.nonce, sizes.stream_cold_runs,
-        warmup=sizes.warmup_rounds, profile=sizes.import_profiles, floor_dir=stack.paths.stream_floor,
+        warmup=sizes.warmup_rounds, floor_dir=stack.paths.stream_floor,
     )  # fmt: skip
     seconds["cold"] = time.perf_counter() - started
     return StreamFigures(miss, replay, cold, seconds)

@@ -129,7 +129,6 @@ class StreamCold:
     hit: list[ServerRun]
     miss: list[ServerRun]
     hit_profile: ImportProfile | None = None
-    runs: int = 0
 
 
 def stream_cold_starts(
@@ -186,7 +185,7 @@ def stream_cold_starts(
     if profile:
         profiled = stream_app(hit_body, PYTHONPROFILEIMPORTTIME="1")  # `python -X importtime`
         hit_profile = import_profile(profiled.stderr)
-    return StreamCold(results["floor"], results["hit"], results["miss"], hit_profile, runs=runs)
+    return StreamCold(results["floor"], results["hit"], results["miss"], hit_profile)
 
 
 def server_stats(runs: list[ServerRun], attribute: str) -> Stats:
