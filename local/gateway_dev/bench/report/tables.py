@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Callable
 
 from gateway_dev.bench import cost as cost_model
-from gateway_dev.bench.cost import AWS_PRICES, mistral_prices, tokens_per_request
+from gateway_dev.bench.cost import AWS_PRICES, compute_per_million, mistral_prices, tokens_per_request
 from gateway_dev.bench.memory import rss_mb
 from gateway_dev.bench.report.rows import Row, X, all_rows, markdown_table, render
 from gateway_dev.bench.run import Run
@@ -293,7 +293,7 @@ def assumptions_table(run: Run) -> str:
     cost = run.cost
     per_in, per_out = mistral_prices()
     prices = {name: value * 1e6 for name, value in AWS_PRICES.items()}  # per million
-    wait = cost_model.ASSUMED_MISTRAL_WAIT_S * run.memory_mb / 1024 * AWS_PRICES["lambda_arm_per_gb_second"] * 1e6
+    wait = compute_per_million(cost_model.ASSUMED_MISTRAL_WAIT_S * 1000, run.memory_mb)
     rows = [
         [
             "Lambda arm64, per GB-s / per 1M requests",
