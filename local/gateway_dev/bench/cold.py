@@ -7,6 +7,7 @@ counted: it writes the bytecode and warms the OS file cache."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_dev.bench.importtime import ImportProfile, import_profile
+from gateway_dev.bench.memory import rss_mb
 from gateway_dev.bench.settings import APP_PATH, WATCHED_MODULES, Sizes
 from gateway_dev.bench.stack import Stack, chat_event, child_command, prime, progress, read_reports, run_child
 from gateway_dev.bench.stats import Stats, stats
@@ -34,6 +36,11 @@ class ColdRuns:
     @property
     def wall(self) -> Stats:
         return stats(self.wall_ms)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """The median of the processes' peak RSS."""
+        return statistics.median(rss_mb(report) for report in self.reports)
 
     @property
     def loaded(self) -> list[str]:

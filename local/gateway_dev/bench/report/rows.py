@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from gateway_dev.bench.cold import ColdStarts
@@ -179,7 +178,7 @@ def warm_rows(hit: Warm, miss: Warm, miss_no_lease: Warm) -> list[Row]:
 
 def memory_row(run: Run) -> Row:
     peak = rss_mb(run.mixed)
-    floor = statistics.median(rss_mb(report) for report in run.cold.floor.reports)
+    floor = run.cold.floor.peak_rss_mb
     return Row(
         f"5. Peak RSS after {run.sizes.mixed_requests:,} mixed requests",
         f"{peak:.1f} MB",

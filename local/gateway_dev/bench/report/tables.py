@@ -4,7 +4,6 @@ Each function renders one block; `BLOCKS` names them as the markers in the docum
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 
 from gateway_dev.bench import cost as cost_model
@@ -229,10 +228,7 @@ def stream_cold_block(run: Run) -> str:
 
 
 def memory_block(run: Run) -> str:
-    floor, hit, miss = (
-        statistics.median(rss_mb(report) for report in runs.reports)
-        for runs in (run.cold.floor, run.cold.hit, run.cold.miss)
-    )
+    floor, hit, miss = (runs.peak_rss_mb for runs in (run.cold.floor, run.cold.hit, run.cold.miss))
     peak = rss_mb(run.mixed)
     rss = markdown_table(
         ["process", "peak RSS"],
