@@ -13,6 +13,13 @@ from gateway_dev.template import Template
 
 
 def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gateway: str, emulator: Any) -> None:
+    from mistral_gateway import quota, service, streaming, upstream
+
+    wrapped = [
+        (streaming, "completion_stream"), (service, "look_up"), (service, "validate"), (quota.Budgets, "spending"),
+        (upstream, "open_stream"), (streaming.LiveStream, "_forward"),
+    ]  # fmt: skip
+    originals = [getattr(owner, name) for owner, name in wrapped]
     # When the benchmark measures two paced streamed misses through the local HTTP gateway
     measured = miss.streamed_miss(http_gateway, None, emulator, "smoke", 2, events=12, gap_s=0.01, warmup=0)
     # Then each answer was forwarded whole (12 events and [DONE]), with a floor sample per request
@@ -24,9 +31,8 @@ def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gate
     assert set(measured.phases) == {name for name, _ in miss.PHASES}
     for i, first in enumerate(measured.gateway_first.samples):
         assert math.isclose(sum(measured.phases[name].samples[i] for name in measured.phases), first, abs_tol=1e-6)
-    # And the gateway's functions are no longer wrapped afterwards
-    from mistral_gateway import service, streaming
-
+    # And the gateway's functions are no longer wrapped afterwards: every one of them is the original again
+    assert [getattr(owner, name) for owner, name in wrapped] == originals
     assert not hasattr(service.look_up, "__wrapped__") and not hasattr(streaming.completion_stream, "__wrapped__")
     assert emulator.stream_delay == 0.0 and emulator.answer_words == 0
 
@@ -36,8 +42,10 @@ def test_a_cached_stream_is_replayed_with_its_original_events(http_gateway: str,
         http_gateway, None, emulator, os.environ["CACHE_TABLE_NAME"], "smoke", 2, events=12, warmup=0
     )
     assert replayed.events == replayed.original_events == 13 and replayed.bytes_equal
-    samples = (replayed.hit_first, replayed.floor_first, replayed.hit_first_kept)
-    assert [len(values.samples) for values in samples] == [2, 2, 2]
+    samples = (
+        replayed.hit_first, replayed.hit_total, replayed.floor_first, replayed.hit_first_kept, replayed.floor_first_kept
+    )  # fmt: skip
+    assert [len(values.samples) for values in samples] == [2, 2, 2, 2, 2]
 
 
 def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
