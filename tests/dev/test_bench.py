@@ -82,6 +82,12 @@ def test_the_committed_document_has_a_marker_for_every_generated_block() -> None
     assert sorted(marker_names(Paths().doc.read_text())) == sorted(BLOCKS)
 
 
+def test_the_benchmarks_prose_states_no_measured_time() -> None:
+    # Times are measured, so they go stale: outside the generated blocks the page explains them, it quotes none.
+    prose = outside_markers(Paths().doc.read_text())
+    assert not re.findall(r"\d[\d,.]*\s?(?:ms|milliseconds)\b", prose)
+
+
 def test_the_readme_copies_no_figure_and_links_to_the_generated_tables() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "docs/benchmarks.md" in readme
