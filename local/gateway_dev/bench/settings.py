@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway_dev.serve import LOCAL_ENVIRONMENT
 from gateway_dev.template import ROOT
 
 
@@ -102,11 +103,7 @@ CALLER_ID = "bench-caller"
 READY_POLL_S = 0.005  # how often /ready is asked, as the Web Adapter's readiness check does
 # Modules that must stay off the cache-hit path (lazy imports), and the AWS SDK for comparison.
 WATCHED_MODULES = ("mistralai", "pydantic", "pydantic_core", "httpx2", "aws_xray_sdk", "boto3", "botocore")
-AWS_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_SESSION_TOKEN": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
+# make serve's local credentials and region, set over the shell's (a session token included, so none of the
+# developer's goes along with them): the run does not depend on who starts it.
+AWS_ENVIRONMENT = {**LOCAL_ENVIRONMENT, "AWS_SESSION_TOKEN": "local"}
 MB = 1_000_000
