@@ -135,7 +135,7 @@ def apply_function_environments(template: Template, environ: Any) -> None:
             environ.setdefault(name, value)
 
 
-def banner(stack: LocalStack, url: str) -> str:
+def banner(stack: LocalStack, url: str, callers: dict[str, str] | None = None) -> str:
     upstream = {
         "emulator": f"Mistral EMULATOR at {stack.upstream_url} (deterministic fake answers, not a model;"
         " set MISTRAL_API_KEY to use Mistral)",
@@ -145,7 +145,7 @@ def banner(stack: LocalStack, url: str) -> str:
     env = os.environ
     return f"""
   Mistral gateway (local) is up: {url}
-  caller key  : {stack.api_key}   (Authorization: Bearer <key>)
+  caller key  : {stack.api_key}   (Authorization: Bearer <key>){_other_keys(stack, callers or {})}
   upstream    : {upstream}
   fallbacks   : {env.get("FALLBACK_CHAINS") or "none (FALLBACK_CHAINS)"}{_self_hosted(env)}
   AWS (moto)  : {stack.moto_url}   table {env.get("CACHE_TABLE_NAME")}, secret {env.get("MISTRAL_SECRET_ID")}
@@ -163,6 +163,23 @@ print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 
 
   Logs below are the function's own JSON lines (what CloudWatch gets). Ctrl-C stops everything.
 """
+
+
+def caller_keys_from_env(env: Any) -> dict[str, str]:
+    """{caller key: key id}: GATEWAY_API_KEY, then each of GATEWAY_API_KEYS (comma-separated), each a caller
+    of its own (its own cache scope, budgets and resources); a key named in both is one caller. With neither
+    set, one key is generated. Ids are what API Gateway's requestContext would carry (apiKeyId)."""
+    keys = [env.get("GATEWAY_API_KEY", "").strip()]
+    keys += [key.strip() for key in env.get("GATEWAY_API_KEYS", "").split(",")]
+    unique = list(dict.fromkeys(key for key in keys if key))
+    if not unique:
+        unique = ["local-" + secrets.token_urlsafe(18)]
+    return {key: "local-caller" if n == 0 else f"local-caller-{n + 1}" for n, key in enumerate(unique)}
+
+
+def _other_keys(stack: LocalStack, callers: dict[str, str]) -> str:
+    others = [key for key in callers if key != stack.api_key]
+    return "".join(f"\n  caller key  : {key}   (another caller: its own cache, budgets, resources)" for key in others)
 
 
 def _self_hosted(env: Any) -> str:
@@ -207,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     from gateway_dev.asgi import LocalGateway
     from gateway_dev.bridge import ApiBridge
 
-    api_key = os.environ.get("GATEWAY_API_KEY") or "local-" + secrets.token_urlsafe(18)
+    callers = caller_keys_from_env(os.environ)
+    api_key = next(iter(callers))
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines; the functions log their own
     # A newcomer should see a stream arrive word by word: the emulator writes 20 words a second by default.
     os.environ.setdefault("EMULATOR_TOKENS_PER_SECOND", "20")
@@ -227,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         api_key=api_key,
     )
     labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
-    bridge = ApiBridge(stack.template, stage=args.stage, api_keys={api_key: "local-caller"}, extra_headers=labels)
+    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=callers, extra_headers=labels)
     url = f"http://{args.host}:{sock.getsockname()[1]}"
-    print(banner(stack, url), flush=True)
+    print(banner(stack, url, callers), flush=True)
 
     import uvicorn
 

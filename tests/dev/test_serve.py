@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_URL = re.compile(r"is up: (http://127\.0\.0\.1:\d+)")
 CALLER_KEY = "serve-test-caller-key"
+OTHER_CALLER_KEY = "serve-test-other-caller-key"
 
 
 @contextmanager
@@ -85,18 +86,21 @@ def stop_with_ctrl_c(process: subprocess.Popen[str], lines: list[str]) -> str:
 
 
 def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
-    # Given `make serve` with no Mistral key
-    with make_serve() as (url, process, lines):
+    # Given `make serve` with no Mistral key and two caller keys (one named in both variables)
+    with make_serve(GATEWAY_API_KEYS=f"{CALLER_KEY}, {OTHER_CALLER_KEY}") as (url, process, lines):
         banner = "".join(lines)
-        assert "EMULATOR" in banner and CALLER_KEY in banner and "curl " in banner
+        assert "EMULATOR" in banner and CALLER_KEY in banner and OTHER_CALLER_KEY in banner and "curl " in banner
         # When a caller sends the same question twice, and once without a key
         first = post_chat(url, "Hello from the serve test")
         second = post_chat(url, "Hello from the serve test")
         refused = post_chat(url, "Hello", key="wrong-key")
+        other = post_chat(url, "Hello from the serve test", key=OTHER_CALLER_KEY)
         # Then the first is a labelled MISS, the repeat a HIT, the stranger is refused with JSON
         assert first[0] == 200 and first[1]["x-cache"] == "MISS" and first[1]["x-mistral-emulator"] == "true"
         assert second[0] == 200 and second[1]["x-cache"] == "HIT" and second[2] == first[2]
         assert refused[0] == 401 and "message" in refused[2]
+        # And the other caller is served, from a cache scope of its own
+        assert other[0] == 200 and other[1]["x-cache"] == "MISS"
         # And the official SDK works against it unchanged
         from mistralai.client import Mistral
 
@@ -177,3 +181,13 @@ def test_a_port_in_use_is_a_clear_error() -> None:
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def test_caller_keys_come_from_both_variables_each_key_once() -> None:
+    from gateway_dev.serve import caller_keys_from_env
+
+    keys = caller_keys_from_env({"GATEWAY_API_KEY": "key-a", "GATEWAY_API_KEYS": "key-b, key-a,,key-c "})
+    assert keys == {"key-a": "local-caller", "key-b": "local-caller-2", "key-c": "local-caller-3"}
+    assert caller_keys_from_env({"GATEWAY_API_KEYS": "key-b"}) == {"key-b": "local-caller"}
+    generated = caller_keys_from_env({})
+    assert len(generated) == 1 and next(iter(generated)).startswith("local-")
