@@ -24,7 +24,7 @@ from mistral_gateway.config import Settings
 
 if TYPE_CHECKING:
     from mistral_gateway.cache import ResponseCache
-    from mistral_gateway.circuit import CircuitBreaker
+    from mistral_gateway.circuit import CircuitBreaker, Circuits
     from mistral_gateway.quota import Budgets
 
 T = TypeVar("T")
@@ -107,12 +107,23 @@ class Container:
 
         return self._once("sdk", upstream, lambda: upstreams.new_sdk(upstream, self.settings))
 
-    def breaker(self, upstream: str) -> CircuitBreaker:
-        """One circuit per upstream: Mistral being down never blocks the self-hosted server, nor the reverse."""
-        from mistral_gateway.circuit import CircuitBreaker
+    def circuits(self, upstream: str) -> Circuits:
+        """One upstream's circuits: upstream-wide, and one per model (circuit.py). Mistral being down never blocks
+        the self-hosted server, nor the reverse; one model failing never blocks the others."""
+        from mistral_gateway.circuit import Circuits
 
-        threshold, cooldown = self.settings.circuit_failure_threshold, self.settings.circuit_cooldown_seconds
-        return self._once("breaker", upstream, lambda: CircuitBreaker(threshold, cooldown))
+        config = self.settings
+        return self._once(
+            "breaker",
+            upstream,
+            lambda: Circuits(
+                config.circuit_failure_threshold, config.circuit_cooldown_seconds, config.circuit_model_spread
+            ),
+        )
+
+    def breaker(self, upstream: str, model: str | None = None) -> CircuitBreaker:
+        """The circuit of one model on an upstream, or (model None) the upstream-wide one."""
+        return self.circuits(upstream).of(model)
 
     def http_client(self, name: str, build: Callable[[], T]) -> T:
         """A plain HTTP client kept for the container's life (the pass-through's)."""

@@ -192,7 +192,24 @@ def relay(request: Forward) -> Relayed:
             _readable(relayed)
         return relayed
 
-    return upstream.call(attempt, request.deadline, operation="passthrough")
+    return upstream.call(
+        attempt,
+        request.deadline,
+        operation="passthrough",
+        model=circuit_target(request.body),
+        generates=request.method != "GET",
+    )
+
+
+def circuit_target(raw: bytes | None) -> str | None:
+    """Whose circuit a relayed call counts on (circuit.Circuits): the body's model, or its agent; None (the
+    upstream-wide circuit) for a request that names neither."""
+    body = _json_or_empty(raw)
+    for field_name, prefix in (("model", ""), ("agent_id", "agent:")):
+        value = body.get(field_name)
+        if isinstance(value, str) and value:
+            return prefix + value
+    return None
 
 
 def upstream_url(subpath: str, query: str) -> str:

@@ -95,7 +95,17 @@ def completion_stream(
     if served.fell_back:
         logger.append_keys(**served.log_fields())
         control = replace(control, store=False)  # only what the requested model answered is stored
-    return LiveStream(opened, found.key, control, spending, deadline, started, headers, upstream=served.target.upstream)
+    return LiveStream(
+        opened,
+        found.key,
+        control,
+        spending,
+        deadline,
+        started,
+        headers,
+        upstream=served.target.upstream,
+        model=served.target.model,
+    )
 
 
 class LiveStream:
@@ -113,8 +123,10 @@ class LiveStream:
         headers: dict[str, str],
         *,
         upstream: str = "mistral",
+        model: str | None = None,
     ) -> None:
         self.headers = headers
+        self._model = model
         self.outcome = StreamOutcome()
         self._upstream = opened
         self._key = key
@@ -234,7 +246,8 @@ class LiveStream:
         else:
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
-                upstream.stream_failed("timeout" if ended == "idle_timeout" else "connection", self._upstream_name)
+                kind = "idle_timeout" if ended == "idle_timeout" else "connection"
+                upstream.stream_failed(kind, self._upstream_name, self._model)
             if usage:
                 service.account(b"", usage)
         if outcome.first_token_ms is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mistral_gateway import observability, refusals, secret
-from mistral_gateway.circuit import CircuitBreaker
+from mistral_gateway.circuit import CircuitBreaker, Guard
 from mistral_gateway.config import Settings
 from mistral_gateway.container import current
 from mistral_gateway.deadline import Deadline
@@ -122,9 +122,19 @@ def _key_reader(upstream: str) -> Callable[..., str]:
     return secret.mistral_api_key if upstream == MISTRAL else secret.self_hosted_api_key
 
 
-def breaker(upstream: str = MISTRAL) -> CircuitBreaker:
-    """The upstream's circuit (one per upstream: Mistral being down never blocks the self-hosted server)."""
-    return current().breaker(upstream)
+def breaker(upstream: str = MISTRAL, model: str | None = None) -> CircuitBreaker:
+    """The circuit of `model` on `upstream`, or (no model) the upstream-wide one (circuit.Circuits)."""
+    return current().breaker(upstream, model)
+
+
+def guard(upstream: str = MISTRAL, model: str | None = None) -> Guard:
+    """What one call consults and tells: the upstream-wide circuit, then the model's."""
+    return current().circuits(upstream).guard(model)
+
+
+def _model_of(arguments: dict[str, Any]) -> str | None:
+    model = arguments.get("model")
+    return model if isinstance(model, str) and model else None
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,7 @@ def embeddings(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
 
 
 def models(deadline: Deadline) -> UpstreamAnswer:
-    return _passthrough("models", lambda client: client.models.list, {}, deadline)
+    return _passthrough("models", lambda client: client.models.list, {}, deadline, generates=False)
 
 
 @dataclass(frozen=True)
@@ -228,12 +238,14 @@ def open_stream(
         events = method(**arguments, timeout_ms=min(timeout_ms, idle_timeout_ms))
         return UpstreamStream(events.response)
 
-    return call(attempt, deadline, operation=f"{operation}.stream", upstream=upstream)
+    return call(
+        attempt, deadline, operation=f"{operation}.stream", upstream=upstream, model=_model_of(arguments), generates=True
+    )
 
 
-def stream_failed(kind: str, upstream: str = MISTRAL) -> None:
-    """A stream that broke after Mistral's 200 (cut, idle too long): counted like a failed attempt."""
-    _attempt_failed(kind, breaker(upstream))
+def stream_failed(kind: str, upstream: str = MISTRAL, model: str | None = None) -> None:
+    """A stream that broke after Mistral's 200 (cut, idle too long): counted like a failed attempt of its model."""
+    _attempt_failed(kind, guard(upstream, model))
 
 
 # The SDK's own request models: what it refuses client-side, before sending.
@@ -258,6 +270,8 @@ def _passthrough(
     arguments: dict[str, Any],
     deadline: Deadline,
     upstream: str = MISTRAL,
+    *,
+    generates: bool = True,
 ) -> UpstreamAnswer:
     """One SDK method under the retry policy, answering with Mistral's raw bytes (the SDK still parses them)."""
     # Built (and imported) before the clock starts: UpstreamLatency is the upstream's time only.
@@ -267,7 +281,9 @@ def _passthrough(
         method(**arguments, timeout_ms=timeout_ms)
         return _raw_answer()
 
-    return call(attempt, deadline, operation=operation, upstream=upstream)
+    return call(
+        attempt, deadline, operation=operation, upstream=upstream, model=_model_of(arguments), generates=generates
+    )
 
 
 def _raw_answer() -> UpstreamAnswer:
@@ -285,16 +301,22 @@ def call(
     *,
     operation: str,
     upstream: str = MISTRAL,
+    model: str | None = None,
+    generates: bool = False,
     policy: RetryPolicy | None = None,
-    circuit: CircuitBreaker | None = None,
+    circuit: CircuitBreaker | Guard | None = None,
 ) -> T:
-    """Run `attempt(timeout_ms)` under the retry policy (the container's unless given) and the upstream's
-    circuit; raise a GatewayError when it cannot succeed."""
+    """Run `attempt(timeout_ms)` under the retry policy (the container's unless given) and the circuits of the
+    upstream and `model` (None: the upstream-wide one only); raise a GatewayError when it cannot succeed.
+
+    A call that `generates` (Mistral writes, and bills, an answer) is not retried after a read timeout: Mistral
+    may still be writing the first answer, and a second would be billed too. Such a timeout is the request
+    being long, not Mistral failing: it does not count towards any circuit (circuit.TRIPPING_KINDS)."""
     import httpx2
 
     unreadable_errors, status_errors, unanswered_errors = _error_types()
     policy = policy or RetryPolicy.from_settings(current().settings)
-    circuit = circuit or breaker(upstream)
+    circuit = circuit or guard(upstream, model)
     attempts = 0
     refreshed_key = False
     while True:
@@ -345,9 +367,15 @@ def call(
                 retry_after_ms = _retry_after_ms(error.headers)  # type: ignore[attr-defined]
             failure: GatewayError = _final_error(error, status, retry_after_ms)
             kind = "rate_limited" if status == 429 else "server_error"
+        except (httpx2.ConnectTimeout, httpx2.PoolTimeout):
+            kind = "connection"  # no connection in time: the upstream cannot be reached
+            failure = UpstreamTimeout("Mistral did not answer in time.")
         except httpx2.TimeoutException:
             kind = "timeout"
             failure = UpstreamTimeout("Mistral did not answer in time.")
+            if generates:
+                _attempt_failed(kind, circuit)
+                raise failure from None
         except unanswered_errors:
             kind = "connection"
             failure = UpstreamError("The gateway could not reach Mistral.")
@@ -382,7 +410,7 @@ def _final_error(error: Any, status: int, retry_after_ms: float | None) -> Gatew
     return UpstreamError(f"Mistral failed with status {status}.")
 
 
-def _rejected(error: Any, status: int, circuit: CircuitBreaker) -> GatewayError:
+def _rejected(error: Any, status: int, circuit: CircuitBreaker | Guard) -> GatewayError:
     """Mistral refused the request itself: relay its status and body (never cached). Only a 4xx is a refusal: any
     other status left here (a 2xx the SDK could not read, e.g. an HTML page; a 3xx; a 501) is Mistral failing."""
     if not 400 <= status < 500:
@@ -399,7 +427,7 @@ def _rejected(error: Any, status: int, circuit: CircuitBreaker) -> GatewayError:
     return UpstreamRejected(status, body, "Mistral rejected the request.")
 
 
-def _attempt_failed(kind: str, circuit: CircuitBreaker) -> None:
+def _attempt_failed(kind: str, circuit: CircuitBreaker | Guard) -> None:
     """Count a failed attempt and tell the upstream's circuit breaker (which decides which kinds mean the
     upstream is down)."""
     _error_metric(kind)
