@@ -201,3 +201,94 @@ def test_budgets_are_off_without_a_quota_table(usage, clock) -> None:
     with budgets.spending(CALLER, {"model": "m", "input": "x"}) as spending:
         assert spending.reservation is None and spending.headers == {}
     assert usage.limit_reads == 0
+
+
+# --- a completion the budget caps (issue 21) ----------------------------------------------------------------------
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_request_without_max_tokens_is_capped_at_the_default_and_reserves_exactly_that(usage, clock) -> None:
+    from mistral_gateway import quota
+
+    limit(usage, tokens_per_minute=100_000)
+    budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
+    spending = budgets.spending(CALLER, CHAT, cappable=True)
+    assert spending.cap == 500 and spending.headers[quota.CAPPED_HEADER] == "500"
+    assert spending.reserved_tokens == quota.prompt_tokens(CHAT) + 500  # a true upper bound: Mistral stops at 500
+
+
+def test_the_cap_shrinks_to_the_room_left_and_refuses_when_there_is_none(usage, clock) -> None:
+    from mistral_gateway import quota
+
+    prompt = quota.prompt_tokens(CHAT)
+    limit(usage, tokens_per_minute=prompt * 2 + 700)
+    budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
+    first = budgets.spending(CALLER, CHAT, cappable=True)
+    second = budgets.spending(CALLER, CHAT, cappable=True)  # 200 left for its completion
+    assert (first.cap, second.cap) == (500, 200)
+    with pytest.raises(QuotaExceeded):
+        budgets.spending(CALLER, CHAT, cappable=True)
+    assert usage.used("minute")["tokens"] == prompt * 2 + 700  # exactly the budget, never past it
+
+
+def test_each_of_n_choices_gets_the_cap(usage, clock) -> None:
+    from mistral_gateway import quota
+
+    body = {**CHAT, "n": 3}
+    limit(usage, tokens_per_minute=100_000)
+    budgets = budgets_over(usage, clock, quota_default_completion_tokens=300)
+    spending = budgets.spending(CALLER, body, cappable=True)
+    assert spending.cap == 300 and usage.used("minute")["tokens"] == quota.prompt_tokens(body) + 3 * 300
+
+
+@pytest.mark.parametrize(
+    ("body", "limits", "cappable"),
+    [
+        ({**CHAT, "max_tokens": 50}, {"tokens_per_minute": 100_000}, True),  # the caller's own bound holds
+        (CHAT, {"requests_per_minute": 10}, True),  # no token budget: nothing to protect
+        (CHAT, {"tokens_per_minute": 100_000}, False),  # a route that cannot send max_tokens
+    ],
+    ids=["max_tokens set", "requests only", "not cappable"],
+)
+def test_no_cap_where_none_is_needed_or_possible(usage, clock, body, limits, cappable) -> None:
+    limit(usage, **limits)
+    spending = budgets_over(usage, clock).spending(CALLER, body, cappable=cappable)
+    assert spending.cap is None and "X-Gateway-Max-Tokens-Capped" not in spending.headers
+
+
+def test_concurrent_uncapped_requests_never_spend_past_the_limit(usage, clock) -> None:
+    limit(usage, tokens_per_minute=12_000)
+    budgets = budgets_over(usage, clock, quota_default_completion_tokens=4_096)
+
+    def one(_: int) -> int | None:
+        try:
+            spending = budgets.spending(CALLER, CHAT, cappable=True)
+        except QuotaExceeded:
+            return None
+        spending.settle(spending.reserved_tokens)  # Mistral wrote up to the cap: the worst case
+        return spending.cap
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        caps = list(pool.map(one, range(10)))
+    assert usage.used("minute")["tokens"] <= 12_000
+    assert sum(1 for cap in caps if cap) >= 3  # the room was shared out, not lost
+
+
+def test_a_timed_out_request_keeps_its_reservation(usage, clock) -> None:
+    from mistral_gateway.errors import UpstreamTimeout
+
+    limit(usage, tokens_per_minute=100_000)
+    budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
+    with pytest.raises(UpstreamTimeout), budgets.spending(CALLER, CHAT, cappable=True) as spending:
+        raise UpstreamTimeout("Mistral did not answer in time.")
+    assert usage.used("minute")["tokens"] == spending.reserved_tokens  # what Mistral may bill, not zero
+
+
+def test_an_answer_cut_by_the_cap_is_not_the_uncapped_answer() -> None:
+    from mistral_gateway.quota import cut_at_cap
+
+    cut = {"choices": [{"finish_reason": "length"}]}
+    whole = {"choices": [{"finish_reason": "stop"}]}
+    assert cut_at_cap(cut, 500) and not cut_at_cap(whole, 500)
+    assert not cut_at_cap(cut, None)  # the caller's own max_tokens: its answer is the answer to its request

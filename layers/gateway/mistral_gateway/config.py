@@ -115,8 +115,9 @@ class Settings:
     # Per-caller budgets (quota.py); empty table name = no budgets.
     quota_table_name: str = setting("QUOTA_TABLE_NAME", "")
     quota_count_hits: bool = setting("QUOTA_COUNT_HITS", False, _bool)
-    # Tokens reserved for the completion when a request sets no max_tokens (refunded after the answer).
-    quota_default_completion_tokens: int = setting("QUOTA_DEFAULT_COMPLETION_TOKENS", 1_024, int, minimum=0)
+    # The most a request without max_tokens may write when its key has a token budget: the gateway sends it as
+    # max_tokens (less when the budget has less room), so the reservation is a true upper bound (quota.py).
+    quota_default_completion_tokens: int = setting("QUOTA_DEFAULT_COMPLETION_TOKENS", 4_096, int, minimum=1)
     # How long a container keeps a caller's limits before reading them again (a change takes this long).
     quota_limits_max_age_seconds: int = setting("QUOTA_LIMITS_MAX_AGE_SECONDS", 60, int, minimum=0)
     # Streams (the streaming function): the longest silence between two upstream chunks, how often an SSE

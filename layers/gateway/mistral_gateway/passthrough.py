@@ -93,6 +93,10 @@ def handle(request: Forward) -> Relayed:
     return budgeted_relay(request)
 
 
+# Pass-through routes whose answer is a completion bounded by `max_tokens` (as chat's).
+CAPPABLE_ROUTES = frozenset({"agents/completions"})
+
+
 def budgeted_relay(request: Forward) -> Relayed:
     """A relay that counts against the caller's budgets (quota.py) like chat: one request, and the tokens the
     answer reports (reserved from the JSON body's text beforehand; 429 when spent)."""
@@ -101,7 +105,11 @@ def budgeted_relay(request: Forward) -> Relayed:
         from mistral_gateway import service
 
         service.check_model(body)  # AllowedModels holds on every route that names a model
-    with current().budgets.spending(request.caller, body) as spending:
+    # Routes that generate with chat's fields get chat's cap (quota.py) when their body is JSON.
+    cappable = request.method == "POST" and request.subpath.strip("/") in CAPPABLE_ROUTES and bool(body)
+    with current().budgets.spending(request.caller, body, cappable=cappable) as spending:
+        if spending.cap is not None:
+            request = replace(request, body=json.dumps({**body, "max_tokens": spending.cap}).encode())
         relayed = relay(request)
         answer = _json_or_empty(relayed.body)
         usage = _usage(answer)

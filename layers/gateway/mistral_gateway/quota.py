@@ -16,6 +16,7 @@ The quota table fails open (warning + metric): a sick table must not take the ga
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import threading
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple, Protocol
 
 from mistral_gateway import aws, observability
 from mistral_gateway.config import Settings
-from mistral_gateway.errors import RateLimited
+from mistral_gateway.errors import RateLimited, UpstreamTimeout
 from mistral_gateway.observability import logger
 
 WINDOWS = {"minute": 60, "day": 86_400}
@@ -38,6 +39,28 @@ TEMPLATE_TOKENS = 16
 # model (a 1024x1024 image in 16 px patches is 4,096 plus row breaks); a document's pages are each about an
 # image, and its page count cannot be known from the request: an estimate (README).
 MEDIA_TOKENS = {"image_url": 8_192, "input_image": 8_192, "document_url": 65_536, "file": 65_536}
+# The response header that says the gateway capped the completion Mistral may write (a request without
+# `max_tokens` whose key has a token budget): its value is the `max_tokens` sent upstream.
+CAPPED_HEADER = "X-Gateway-Max-Tokens-Capped"
+# The cap of the request being served in this context, for the code that builds the upstream call.
+_CAP: contextvars.ContextVar[int | None] = contextvars.ContextVar("completion_cap", default=None)
+
+
+def completion_cap() -> int | None:
+    """The `max_tokens` the budget imposes on the request being served here (None: no cap)."""
+    return _CAP.get()
+
+
+def cut_at_cap(data: dict[str, Any], cap: int | None) -> bool:
+    """Whether an answer written under a budget's cap may have been cut by it: it is then not the answer to
+    the request as sent (which set no `max_tokens`), so it is never stored (service, streaming)."""
+    if cap is None:
+        return False
+    choices = data.get("choices")
+    return not isinstance(choices, list) or any(
+        not isinstance(choice, dict) or choice.get("finish_reason") in ("length", "model_length", None)
+        for choice in choices
+    )
 
 
 @dataclass(frozen=True)
@@ -100,14 +123,23 @@ def estimate_tokens(body: dict[str, Any], default_completion_tokens: int) -> int
     `default_completion_tokens` (QUOTA_DEFAULT_COMPLETION_TOKENS) when unset: the one estimate here, see the
     README) times `n`.
     """
-    media = _media_tokens(body)
-    prompt = len(json.dumps(_without_media(body))) + TEMPLATE_TOKENS * (1 + _count(body.get("messages")))
+    prompt = prompt_tokens(body)
     if "input" in body:
-        return prompt + media  # embeddings: no completion
+        return prompt  # embeddings: no completion
     completion = _whole(body.get("max_tokens"))
     if completion is None:
         completion = default_completion_tokens
-    return prompt + media + completion * max(1, _whole(body.get("n")) or 1)
+    return prompt + completion * choices(body)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """An upper bound of the prompt's tokens (see estimate_tokens)."""
+    media = _media_tokens(body)
+    return len(json.dumps(_without_media(body))) + TEMPLATE_TOKENS * (1 + _count(body.get("messages"))) + media
+
+
+def choices(body: dict[str, Any]) -> int:
+    return max(1, _whole(body.get("n")) or 1)
 
 
 def _whole(value: Any) -> int | None:
@@ -219,16 +251,66 @@ class Budgets:
     def estimate(self, body: dict[str, Any]) -> int:
         return estimate_tokens(body, self.settings.quota_default_completion_tokens)
 
-    def spending(self, caller: str | None, body: dict[str, Any] | None) -> Spending:
-        """One request's spending of `body`'s worst-case cost (None: not budgeted); raises 429 when spent."""
-        reservation = self.reserve(caller, self.estimate(body)) if body is not None and self.enabled else None
-        return Spending(self, reservation)
+    def spending(self, caller: str | None, body: dict[str, Any] | None, *, cappable: bool = False) -> Spending:
+        """One request's spending of `body`'s worst-case cost (None: not budgeted); raises 429 when spent.
+
+        `cappable`: the route sends `max_tokens` to Mistral (chat, FIM, their streams, batch items, agents
+        completions). A request there without `max_tokens`, from a key with a token budget, gets one: at most
+        QUOTA_DEFAULT_COMPLETION_TOKENS, and no more than the budget has room for. Mistral cannot write past
+        it, so the reservation is a true upper bound (issue 21); the Spending's `cap` says what was sent."""
+        if body is None or not self.enabled:
+            return Spending(self, None)
+        limits = self._limits_of(caller)
+        if not (cappable and caller and limits and _whole(body.get("max_tokens")) is None and _tokens_limited(limits)):
+            return Spending(self, self.reserve(caller, self.estimate(body)))
+        prompt, n = prompt_tokens(body), choices(body)
+        cap = self.settings.quota_default_completion_tokens
+        try:
+            return Spending(self, self._reserve(caller, limits, prompt + cap * n), cap)
+        except _Refusal:
+            pass  # not room for the default: what is left, if anything
+        room = self._room(caller, limits)
+        if room is not None and room - prompt >= n:
+            cap = min(cap, (room - prompt) // n)
+        return Spending(self, self.reserve(caller, prompt + cap * n), cap)  # 429 when even that does not fit
+
+    def _room(self, caller: str, limits: Limits) -> int | None:
+        """The tokens left in the caller's tightest token budget (None: unknown, the store failed)."""
+        now = self.clock()
+        keys = {window: usage_key(caller, window, now)[0] for window in limits.windows()}
+        try:
+            totals = self.usage.totals(list(keys.values()))
+        except StoreUnavailable as error:
+            _failed("room", error)
+            return None
+        rooms = [
+            limit - totals.get(key, _zero())["tokens"]
+            for window, key in keys.items()
+            if (limit := limits.of("tokens", window)) is not None
+        ]
+        return min(rooms) if rooms else None
 
     def reserve(self, caller: str | None, tokens: int) -> Reservation | None:
         """Count one request and reserve `tokens` in every window of the caller's limits, or raise 429."""
         limits = self._limits_of(caller)
         if caller is None or limits is None:
             return None
+        try:
+            return self._reserve(caller, limits, tokens)
+        except _Refusal as refusal:
+            observability.count(observability.QUOTA_REJECTIONS)
+            spent = refusal.budget
+            observability.log_keys(quota_exceeded=spent.name)
+            raise QuotaExceeded(
+                f"This key's {spent.name.replace('_', ' ')} budget is spent; retry after the window resets.",
+                code="quota_exceeded",
+                retry_after_seconds=math.ceil(spent.reset_in),
+                headers=_headers([spent]),
+            ) from None
+
+    def _reserve(self, caller: str, limits: Limits, tokens: int) -> Reservation:
+        """Count one request and reserve `tokens` in every window, atomically per window, or raise _Refusal
+        (having undone the windows already counted)."""
         now = self.clock()
         reservation = Reservation(caller, tokens, [])
         budgets: list[Budget] = []
@@ -238,16 +320,8 @@ class Budgets:
                 used = self._add(key, window, tokens, limits, now)
             except _OverBudget as over:
                 self._adjust(reservation, requests=-1, tokens=-tokens)  # undo the windows already counted
-                observability.count(observability.QUOTA_REJECTIONS)
                 limit = limits.of(over.unit, window) or 0
-                spent = Budget(over.unit, window, limit, limit, reset_in)  # used up, by definition
-                observability.log_keys(quota_exceeded=spent.name)
-                raise QuotaExceeded(
-                    f"This key's {spent.name.replace('_', ' ')} budget is spent; retry after the window resets.",
-                    code="quota_exceeded",
-                    retry_after_seconds=math.ceil(reset_in),
-                    headers=_headers([spent]),
-                ) from None
+                raise _Refusal(Budget(over.unit, window, limit, limit, reset_in)) from None  # used up, by definition
             except StoreUnavailable as error:  # fail open
                 _failed("reserve", error)
                 continue
@@ -325,14 +399,24 @@ class Spending:
     """One request's token budget: reserved when built (429 when spent), then either settled to what the
     answer used or released. As a `with` block, leaving it by an exception (or without settling) releases."""
 
-    def __init__(self, budgets: Budgets, reservation: Reservation | None) -> None:
+    def __init__(self, budgets: Budgets, reservation: Reservation | None, cap: int | None = None) -> None:
         self.reservation = reservation
+        self.cap = cap if reservation is not None else None  # the max_tokens the budget imposes (None: none)
         self._budgets = budgets
         self._done = False
+        self._token: contextvars.Token[int | None] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
-        return self.reservation.headers if self.reservation else {}
+        headers = dict(self.reservation.headers) if self.reservation else {}
+        if self.cap is not None:
+            headers[CAPPED_HEADER] = str(self.cap)
+        return headers
+
+    def keep(self) -> None:
+        """The request was abandoned after Mistral may have started writing (a timeout): what Mistral bills is
+        unknown, so the whole reservation, its upper bound, stays spent."""
+        self.settle(self.reserved_tokens)
 
     @property
     def reserved_tokens(self) -> int:
@@ -349,15 +433,30 @@ class Spending:
             self._budgets.release(self.reservation)
 
     def __enter__(self) -> Spending:
+        self._token = _CAP.set(self.cap)  # what the upstream call reads (completion_cap)
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._token is not None:
+            _CAP.reset(self._token)
+            self._token = None
+        if kind is not None and issubclass(kind, UpstreamTimeout):
+            self.keep()  # Mistral may be writing (and will bill) the answer nobody waits for
         self.release()  # a no-op once settled
 
 
 class _OverBudget(Exception):
     def __init__(self, unit: str) -> None:
         self.unit = unit  # the budget that refused: requests | tokens
+
+
+class _Refusal(Exception):
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget  # the spent budget
+
+
+def _tokens_limited(limits: Limits) -> bool:
+    return any(limits.of("tokens", window) is not None for window in WINDOWS)
 
 
 def _zero() -> dict[str, int]:

@@ -141,18 +141,26 @@ def _completion(
         ask = upstream.chat if route == "chat" else upstream.fim
 
         def fetch() -> Fetched:
+            from mistral_gateway import quota
+
+            cap = quota.completion_cap()  # the key's token budget caps what Mistral may write (quota.py)
+            capped = arguments if cap is None else {**arguments, "max_tokens": cap}
             fetched, served = fallback.first_answer(
-                arguments["model"],
-                lambda target: ask({**arguments, "model": target.model}, deadline, target.upstream),
+                capped["model"],
+                lambda target: ask({**capped, "model": target.model}, deadline, target.upstream),
                 deadline,
                 enabled=fallbacks,
             )
-            # Only what the requested model answered is ever stored (fallback.py).
-            return Fetched(fetched.body, fetched.usage, is_complete(fetched.data) and not served.fell_back, served)
+            # Only what the requested model answered is ever stored (fallback.py); never an answer the budget's
+            # cap may have cut short: it is not the answer to the request as sent.
+            complete = is_complete(fetched.data) and not served.fell_back and not quota.cut_at_cap(fetched.data, cap)
+            return Fetched(fetched.body, fetched.usage, complete, served)
 
         return fetch
 
-    answer = through_cache(route, canonical_chat(form), caller, control, prepare, deadline, charged=body)
+    answer = through_cache(
+        route, canonical_chat(form), caller, control, prepare, deadline, charged=body, cappable=True
+    )
     answer = priced(answer, body)
     return as_stream(answer) if body.get("stream") is True else answer
 
@@ -328,9 +336,11 @@ def through_cache(
     *,
     scope: str | None = None,
     charged: dict[str, Any] | None = None,
+    cappable: bool = False,
 ) -> Answer:
     """The answer from the cache, or from Mistral (then stored). `charged` is the request body whose cost
-    counts against the caller's budgets (None: not budgeted); it is estimated only when a miss spends it."""
+    counts against the caller's budgets (None: not budgeted); it is estimated only when a miss spends it.
+    `cappable`: the fetch sends quota.completion_cap() as `max_tokens` (chat, FIM)."""
     found = look_up(route, canonical, scope or cache_scope(caller), control)
     if found.hit is not None:
         return budgeted_hit(found.hit, caller, charged)
@@ -341,7 +351,8 @@ def through_cache(
             return budgeted_hit(_hit(flight.answer), caller, charged)
         status = count_miss(control)
         try:
-            with current().budgets.spending(caller, charged) as spending:  # 429 when the caller's budget is spent
+            # 429 when the caller's budget is spent; a timeout keeps the reservation (Mistral bills the answer).
+            with current().budgets.spending(caller, charged, cappable=cappable) as spending:
                 fetched = fetch()
                 spending.settle(sum(_token_counts(fetched.usage).values()))
         except STALE_ON as error:

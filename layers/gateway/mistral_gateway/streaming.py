@@ -71,7 +71,9 @@ def completion_stream(
 
     arguments = service.upstream_arguments(route, body, validated)
     status = service.count_miss(control)
-    spending = current().budgets.spending(caller, body)  # 429 when the caller's budget is spent
+    spending = current().budgets.spending(caller, body, cappable=True)  # 429 when the caller's budget is spent
+    if spending.cap is not None:  # the key's token budget caps what Mistral may write (quota.py)
+        arguments = {**arguments, "max_tokens": spending.cap}
     idle_ms = settings().stream_idle_timeout_ms
     try:
         # Fallbacks only while opening: once Mistral's 200 is in, the stream is this target's (fallback.py).
@@ -239,7 +241,9 @@ class LiveStream:
             # No usage from Mistral (cut, or the caller hung up): what it billed is unknown, so the budget keeps
             # the whole reservation, an upper bound of it. Never less: an estimate could let a caller overspend.
             self._spending.settle(self._spending.reserved_tokens)
-        if ended == "complete" and answer is not None:
+        if ended == "complete" and answer is not None and quota.cut_at_cap(answer, self._spending.cap):
+            service.account(b"", usage)  # forwarded whole, but maybe cut by the budget's cap: never stored
+        elif ended == "complete" and answer is not None:
             body = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
             outcome.stored = service.store(self._key, body, usage, self._control, events=sent)
             service.account(body, usage)
