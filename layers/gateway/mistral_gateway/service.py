@@ -198,14 +198,18 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
 def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
     """Mistral's model list (what the gateway's key can use), cached briefly, filtered by the allow-list."""
 
+    counted = _ModelsBudget(caller)
+
     def fetch() -> Fetched:
         from mistral_gateway import upstream
 
+        counted.spend()  # a call that reaches Mistral is a request of the caller's (429 when spent)
         fetched = upstream.models(deadline)
         return Fetched(fetched.body, {}, complete=isinstance(fetched.data.get("data"), list))
 
     shared = _briefly(control)
     answer = through_cache("models", {"path": "/v1/models"}, None, shared, lambda: fetch, deadline, scope="shared")
+    answer = counted.on(answer)
     allowed = settings().allowed_models
     if not allowed:
         return answer
@@ -226,9 +230,12 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
     if allowed and model_id not in allowed:
         raise NotFound(f"Model not found: {model_id}", param="model_id", code="model_not_found")
 
+    counted = _ModelsBudget(caller)
+
     def fetch() -> Fetched:
         from mistral_gateway import passthrough
 
+        counted.spend()  # a call that reaches Mistral is a request of the caller's (429 when spent)
         card = passthrough.Forward("GET", f"models/{model_id}", "", {}, None, None, control, deadline)
         relayed = passthrough.relay(card)
         if relayed.status >= 400:
@@ -238,7 +245,31 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
 
     shared = _briefly(control)
     key = {"path": f"/v1/models/{model_id}"}
-    return through_cache("models", key, None, shared, lambda: fetch, deadline, scope="shared")
+    return counted.on(through_cache("models", key, None, shared, lambda: fetch, deadline, scope="shared"))
+
+
+class _ModelsBudget:
+    """The models routes count against the caller's budgets (issue 21): one request, no tokens, for every call
+    that reaches Mistral; a hit (the listing is shared and kept MODELS_TTL_SECONDS) only with QUOTA_COUNT_HITS."""
+
+    def __init__(self, caller: str | None) -> None:
+        self.caller = caller
+        self.headers: dict[str, str] | None = None
+
+    def spend(self) -> None:
+        reservation = current().budgets.reserve(self.caller, 0)
+        self.headers = reservation.headers if reservation else {}
+
+    def on(self, answer: Answer) -> Answer:
+        if self.headers is None:  # answered from the cache
+            budgets = current().budgets
+            if not budgets.enabled:
+                return answer
+            if budgets.settings.quota_count_hits:
+                self.spend()
+            else:
+                self.headers = budgets.peek(self.caller)
+        return replace(answer, headers={**answer.headers, **(self.headers or {})})
 
 
 def batch_chat(
