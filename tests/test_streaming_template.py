@@ -12,7 +12,13 @@ import pytest
 
 from gateway_dev.template import Template
 
-STREAMED_ROUTES = ("/v1/chat/completions", "/v1/fim/completions")
+# Completions, and the long answers that need StreamMaxMs rather than API Gateway's 29 s (issue 21).
+STREAMED_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/fim/completions",
+    "/v1/batch/chat/completions",
+    "/v1/agents/completions",
+)
 
 
 @pytest.fixture(scope="module")

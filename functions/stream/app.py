@@ -7,6 +7,10 @@ runs this same app for the routes template.yaml marks for streaming.
 
 A request goes: route -> mistral_gateway.streaming (streamed) or mistral_gateway.service (plain) -> (cache,
 upstream). Both forms get the streaming function's longer deadline.
+
+Long-running routes that are not streams live here too, for that deadline (issue 21): the gateway's batch of chat
+completions and the pass-through routes that generate (agents completions). On the buffered function they had
+API Gateway's 29 s, so any long answer became a timeout; here they have StreamMaxMs, as chat has.
 """
 
 from __future__ import annotations
@@ -82,6 +86,14 @@ async def fim_completions(request: Request) -> Response:
     return await _completion(request, "fim")
 
 
+async def batch_chat_completions(request: Request) -> Response:
+    return await _completion(request, "batch")
+
+
+async def passthrough(request: Request) -> Response:
+    return await _completion(request, "passthrough")
+
+
 async def _completion(request: Request, route: str) -> Response:
     started = time.perf_counter()
     raw = await request.body()
@@ -94,13 +106,18 @@ async def _completion(request: Request, route: str) -> Response:
         "caller": caller_id(event),
     }
     try:
-        outcome = await anyio.to_thread.run_sync(_serve, request.headers, raw, event, context, route)
+        outcome = await anyio.to_thread.run_sync(_serve, request.headers, raw, event, context, route, request.url.path)
     except GatewayError as error:
         return _finish(_error_response(error), served, started)
     except Exception as unexpected:
         observability.log_unexpected("unexpected error", unexpected)
         failure = GatewayError("The gateway failed unexpectedly; the request can be retried.")
         return _finish(_error_response(failure), served, started)
+    if route == "passthrough":  # a Relayed (passthrough.py, imported only by the routes that use it)
+        relayed = Response(
+            outcome.body, status_code=outcome.status, media_type=outcome.content_type, headers=outcome.headers
+        )
+        return _finish(relayed, served, started)
     if isinstance(outcome, streaming.LiveStream):
         return StreamingResponse(
             _forward(outcome, served, started),
@@ -118,15 +135,43 @@ async def _completion(request: Request, route: str) -> Response:
 
 
 def _serve(
-    headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, route: str
-) -> service.Answer | streaming.LiveStream:
+    headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, route: str, path: str = ""
+) -> Any:
     """Everything before the first byte (blocking work, in a worker thread)."""
     config = container.current().settings
-    request = GatewayRequest.from_parts(headers, raw, event, context, deadline_ms=config.stream_max_ms)
+    if route == "passthrough":
+        return _relay(headers, raw, event, context, path, config.stream_max_ms)
+    item_list = "requests" if route == "batch" else None
+    request = GatewayRequest.from_parts(
+        headers, raw, event, context, deadline_ms=config.stream_max_ms, item_list=item_list
+    )
+    if route == "batch":
+        return service.batch_chat(request.body, **request.completion_context)
     if request.body.get("stream") is True:
         return streaming.completion_stream(route, request.body, **request.completion_context)
     complete = service.chat_completion if route == "chat" else service.fim_completion
     return complete(request.body, **request.completion_context)
+
+
+def _relay(
+    headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, path: str, deadline_ms: int
+) -> Any:
+    """A pass-through route (routes_policy.py decides, as on the buffered function) under the long deadline."""
+    from mistral_gateway import passthrough as relaying
+    from mistral_gateway.deadline import Deadline
+    from mistral_gateway.http import CacheControl
+
+    forward = relaying.Forward(
+        method="POST",
+        subpath=path.removeprefix("/v1/"),
+        query="",
+        headers={name.lower(): value for name, value in headers.items()},
+        body=raw or None,
+        caller=caller_id(event),
+        control=CacheControl.from_headers(headers),
+        deadline=Deadline.start(deadline_ms, context, attempt_ceiling_ms=deadline_ms),
+    )
+    return relaying.handle(forward)
 
 
 async def _forward(stream: streaming.LiveStream, served: dict[str, Any], started: float) -> AsyncIterator[bytes]:
@@ -199,6 +244,8 @@ def _json_object(header: str | None) -> dict[str, Any]:
 ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
     ("/v1/chat/completions", chat_completions, ["POST"]),
     ("/v1/fim/completions", fim_completions, ["POST"]),
+    ("/v1/batch/chat/completions", batch_chat_completions, ["POST"]),
+    ("/v1/agents/completions", passthrough, ["POST"]),
     ("/ready", ready, ["GET"]),
 ]
 

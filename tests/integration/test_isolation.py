@@ -144,6 +144,23 @@ def test_long_answers_on_batch_and_agents_never_open_the_circuit(impatient, emul
     assert quota_admin.show(QUOTA_TABLE, ALICE)["usage"]["day"]["tokens"] >= 4 * 50 + 4_096
 
 
+def test_batch_and_agents_get_the_long_deadline_chat_has(impatient, http_gateway, emulator, template) -> None:
+    import httpx2
+
+    # Given answers slower than an attempt may take on the buffered function (UPSTREAM_TIMEOUT_MS)
+    emulator.script(*[Fault(delay=1.0)] * 3)
+    # When a batch and an agents completion arrive over HTTP, served as in the cloud (template.yaml's routes)
+    items = [chat(f"essay {n}", max_tokens=20) for n in range(2)]
+    batch = httpx2.post(f"{http_gateway}/v1/batch/chat/completions", json={"requests": items}, timeout=30)
+    answer = httpx2.post(f"{http_gateway}/v1/agents/completions", json=agent("a slow plan"), timeout=30)
+    # Then both wait for Mistral's answers: the streaming function's StreamMaxMs deadline, as chat
+    assert batch.status_code == 200 and [item["status"] for item in batch.json()["data"]] == [200, 200]
+    assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+    assert emulator.calls() == 3
+    streamed = {route.path for route in template.routes() if route.streams}
+    assert {"/v1/batch/chat/completions", "/v1/agents/completions"} <= streamed
+
+
 # --- 3. budgets exact without max_tokens ------------------------------------------------------------------------------
 
 
