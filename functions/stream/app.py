@@ -134,9 +134,7 @@ async def _completion(request: Request, route: str) -> Response:
     return _finish(response, served, started)
 
 
-def _serve(
-    headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, route: str, path: str = ""
-) -> Any:
+def _serve(headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, route: str, path: str = "") -> Any:
     """Everything before the first byte (blocking work, in a worker thread)."""
     config = container.current().settings
     if route == "passthrough":

@@ -267,9 +267,7 @@ def test_model_routes_that_reach_mistral_count_against_the_request_budget(gatewa
 
     quota_admin.set_limits(QUOTA_TABLE, ALICE, {"requests_per_minute": 5})
     # When a caller with 5 requests a minute fetches the models 40 times, bypassing the cache
-    answers = [
-        gateway.request("GET", path, headers={"Cache-Control": "no-cache"}, api_key_id=ALICE) for _ in range(40)
-    ]
+    answers = [gateway.request("GET", path, headers={"Cache-Control": "no-cache"}, api_key_id=ALICE) for _ in range(40)]
     statuses = [answer.status for answer in answers]
     # Then only 5 reach Mistral; the rest are the caller's 429 (before the fix: 40 x 200, 40 upstream calls)
     assert statuses.count(200) == 5 and statuses.count(429) == 35 and emulator.calls(path) == 5

@@ -158,9 +158,7 @@ def _completion(
 
         return fetch
 
-    answer = through_cache(
-        route, canonical_chat(form), caller, control, prepare, deadline, charged=body, cappable=True
-    )
+    answer = through_cache(route, canonical_chat(form), caller, control, prepare, deadline, charged=body, cappable=True)
     answer = priced(answer, body)
     return as_stream(answer) if body.get("stream") is True else answer
 

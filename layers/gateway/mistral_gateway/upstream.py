@@ -239,7 +239,12 @@ def open_stream(
         return UpstreamStream(events.response)
 
     return call(
-        attempt, deadline, operation=f"{operation}.stream", upstream=upstream, model=_model_of(arguments), generates=True
+        attempt,
+        deadline,
+        operation=f"{operation}.stream",
+        upstream=upstream,
+        model=_model_of(arguments),
+        generates=True,
     )
 
 
