@@ -157,8 +157,10 @@ def _relay(
     """A pass-through route (routes_policy.py decides, as on the buffered function) under the long deadline."""
     from mistral_gateway import passthrough as relaying
     from mistral_gateway.deadline import Deadline
-    from mistral_gateway.http import CacheControl
+    from mistral_gateway.http import CacheControl, parse_json_body
 
+    # The edge's limits (size, depth, Unicode) before any policy reads the body: a clear 4xx, never a 500.
+    parse_json_body(raw, headers.get("content-type"), max_bytes=container.current().settings.max_body_bytes)
     forward = relaying.Forward(
         method="POST",
         subpath=path.removeprefix("/v1/"),

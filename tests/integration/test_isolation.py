@@ -161,6 +161,22 @@ def test_batch_and_agents_get_the_long_deadline_chat_has(impatient, http_gateway
     assert {"/v1/batch/chat/completions", "/v1/agents/completions"} <= streamed
 
 
+@pytest.mark.parametrize(
+    "raw",
+    ['{"agent_id": "a", "messages": ' + "[" * 990 + "]" * 990 + "}", '{"agent_id": "\\ud800"}', "[1]", "not json"],
+    ids=["990 deep", "lone surrogate", "not an object", "not json"],
+)
+def test_the_long_routes_on_the_streaming_function_refuse_hostile_bodies(http_gateway, emulator, raw) -> None:
+    import httpx2
+
+    for path in ("/v1/agents/completions", "/v1/batch/chat/completions"):
+        refused = httpx2.post(
+            f"{http_gateway}{path}", content=raw, headers={"Content-Type": "application/json"}, timeout=30
+        )
+        assert 400 <= refused.status_code < 500 and refused.json()["object"] == "error", (path, refused.text[:200])
+    assert emulator.calls() == 0
+
+
 # --- 3. budgets exact without max_tokens ------------------------------------------------------------------------------
 
 
