@@ -97,17 +97,33 @@ def batch_chat_completions() -> Response[str]:
     return answer_response(service.batch_chat(request.body, **request.completion_context))
 
 
+@app.post(
+    "/v1/agents/completions",
+    summary="Agents completion",
+    **MISTRAL_ROUTE,
+    description="Mistral's agents completion, relayed as sent (`agent_id`, `messages`). The streaming function "
+    "serves this route in the API, for its longer deadline (StreamMaxMs); this buffered handler answers it for "
+    "sam local.",
+)
+def agents_completions() -> Response[Any]:
+    return _relay_current()
+
+
 # Every other Mistral route. A regex group makes it a "dynamic" route for Powertools, tried after the exact
 # routes above and after /v1/models/<model_id> (API Gateway likewise prefers them over /v1/{proxy+}).
 # DELETE /v1/models/{id} (a fine-tuned model of the account) has its own API Gateway resource: it goes the same way.
 @app.route("/v1/(.+)", method=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 @app.delete("/v1/models/<model_id>", include_in_schema=False)
 def mistral_passthrough(**_path: str) -> Response[Any]:
+    if any(route.exact and route.matches(app.current_event.path) for route in app.routes):
+        raise MethodNotAllowed(f"Method {app.current_event.http_method} is not allowed on {app.current_event.path}.")
+    return _relay_current()
+
+
+def _relay_current() -> Response[Any]:
     # Imported here: a cold chat or embeddings request never loads the pass-through.
     from mistral_gateway import passthrough, relay_http
 
-    if any(route.exact and route.matches(app.current_event.path) for route in app.routes):
-        raise MethodNotAllowed(f"Method {app.current_event.http_method} is not allowed on {app.current_event.path}.")
     forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
     return relay_http.relayed_response(passthrough.handle(forward))
 

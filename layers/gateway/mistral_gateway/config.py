@@ -111,7 +111,7 @@ class Settings:
     circuit_failure_threshold: int = setting("CIRCUIT_FAILURE_THRESHOLD", 5, int, minimum=1)
     circuit_cooldown_seconds: int = setting("CIRCUIT_COOLDOWN_SECONDS", 30, int, minimum=1)
     # Circuits are per model (circuit.py); faults from this many distinct models in a row pause the whole upstream.
-    circuit_model_spread: int = setting("CIRCUIT_MODEL_SPREAD", 3, int, minimum=1)
+    circuit_models_threshold: int = setting("CIRCUIT_MODELS_THRESHOLD", 3, int, minimum=1)
     # Per-caller budgets (quota.py); empty table name = no budgets.
     quota_table_name: str = setting("QUOTA_TABLE_NAME", "")
     quota_count_hits: bool = setting("QUOTA_COUNT_HITS", False, _bool)

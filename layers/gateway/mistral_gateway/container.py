@@ -117,7 +117,7 @@ class Container:
             "breaker",
             upstream,
             lambda: Circuits(
-                config.circuit_failure_threshold, config.circuit_cooldown_seconds, config.circuit_model_spread
+                config.circuit_failure_threshold, config.circuit_cooldown_seconds, config.circuit_models_threshold
             ),
         )
 

@@ -34,6 +34,7 @@ EXPOSED_HEADERS = (
     "X-Served-Model",
     "X-Served-Upstream",
     "X-Fallback-Reason",
+    "X-Gateway-Max-Tokens-Capped",
 )
 # Request headers a browser may send: Powertools always allows Authorization, Content-Type, X-Api-Key,
 # X-Amz-Date and X-Amz-Security-Token; the SDKs add these (OpenAI's x-stainless-* telemetry included).
