@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -96,7 +96,10 @@ async def passthrough(request: Request) -> Response:
 
 async def _completion(request: Request, route: str) -> Response:
     started = time.perf_counter()
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # the caller hung up while sending: nobody to answer, nothing went upstream
+        return Response(status_code=400)
     event = {"requestContext": _json_object(request.headers.get("x-amzn-request-context"))}
     context = AdapterContext.from_header(request.headers.get("x-amzn-lambda-context"))
     _begin(request, event, context)

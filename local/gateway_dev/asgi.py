@@ -17,8 +17,9 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 
+from gateway_dev import cloud_limits
 from gateway_dev.apigw import proxy_event
-from gateway_dev.bridge import ApiBridge, authenticate, import_code
+from gateway_dev.bridge import ApiBridge, authenticate, import_code, own_container
 from gateway_dev.template import Template
 
 Scope = MutableMapping[str, Any]
@@ -51,6 +52,16 @@ class LocalGateway:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        # API Gateway buffers the body and refuses one over 10 MB before anything else (cloud_limits.py).
+        buffered = await cloud_limits.buffered_body(receive)
+        if buffered is None:
+            return  # the caller hung up while sending: nobody to answer, nothing to log
+        body, size = buffered
+        if size > cloud_limits.API_GATEWAY_MAX_REQUEST_BYTES:
+            too_long = cloud_limits.too_large(None, cloud_limits.API_GATEWAY_MAX_REQUEST_BYTES, "API Gateway")
+            await cloud_limits.send_error(send, 413, too_long, self.bridge.template.gateway_response_headers())
+            return
+        receive = cloud_limits.replaying(body, receive)
         path, route = self.bridge.route_for(scope["method"], scope["path"])
         if route is None or not route.streams:
             await self.buffered(scope, receive, self._labelled(send))
@@ -67,7 +78,13 @@ class LocalGateway:
             route.function, load_asgi_app(self.bridge.template, route.function)
         )
         adapted = dict(scope, path=path, raw_path=path.encode(), headers=self._adapter_headers(scope, path, key_id))
-        await app(adapted, receive, self._labelled(send))
+        if len(body) > cloud_limits.LAMBDA_MAX_PAYLOAD_BYTES:  # the Web Adapter's invocation carries the body
+            too_long = cloud_limits.too_large(len(body), cloud_limits.LAMBDA_MAX_PAYLOAD_BYTES, "a Lambda invocation")
+            await cloud_limits.send_error(send, 413, too_long, self.bridge.template.gateway_response_headers())
+            return
+        state = self.bridge.container(route.function)  # imported after the app: its own, not the import's
+        with own_container(state):
+            await app(adapted, receive, self._labelled(send))
 
     def _adapter_headers(self, scope: Scope, path: str, key_id: str | None) -> list[tuple[bytes, bytes]]:
         """The request's headers plus what the Lambda Web Adapter adds for the app."""

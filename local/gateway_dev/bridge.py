@@ -8,12 +8,13 @@ way the cloud does (caller_keys.py: identity sources, then the authorizer's own 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev import caller_keys
+from gateway_dev import caller_keys, cloud_limits
 from gateway_dev.apigw import proxy_event, proxy_result
 from gateway_dev.locking import serialize_methods
 from gateway_dev.template import ApiRoute, Template
@@ -48,6 +49,7 @@ class LocalFunction:
     handler: Callable[[dict[str, Any], Any], dict[str, Any]]
     memory_mb: int
     timeout_seconds: float
+    state: Any = None  # its own container (mistral_gateway.container), or None: the process's one
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LambdaContext(
@@ -56,7 +58,28 @@ class LocalFunction:
             timeout_seconds=self.timeout_seconds,
             invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{self.logical_id}",
         )
-        return self.handler(event, context)
+        with own_container(self.state):
+            return self.handler(event, context)
+
+
+@contextlib.contextmanager
+def own_container(state: Any) -> Iterator[None]:
+    """Run as a function's own container when it has one (see ApiBridge's `own_containers`)."""
+    if state is None:
+        yield
+        return
+    from mistral_gateway import container
+
+    with container.bound(state):
+        yield
+
+
+def new_container() -> Any:
+    """A function's container: its own settings, clients, caches, budgets and circuits, as a Lambda
+    container of that function has (built from this process's environment)."""
+    from mistral_gateway import container
+
+    return container.Container(clock=container.wall_clock)
 
 
 def serialize_metric_flushes() -> None:
@@ -111,19 +134,35 @@ class ApiBridge:
         stage: str = "prod",
         api_keys: dict[str, str] | None = None,
         extra_headers: dict[str, str] | None = None,
+        own_containers: bool = False,
     ):
+        """`own_containers`: each function keeps a state of its own (settings, clients, circuits...), as two
+        Lambda functions do (`make serve`); otherwise they share the process's one (tests that reset it)."""
         self.template = template
+        self.own_containers = own_containers
+        self.containers: dict[str, Any] = {}  # logical id -> its container, when own_containers
         self.extra_headers = dict(extra_headers or {})  # e.g. marks answers that come from the emulator
         self.stage = stage
         self.routes: list[ApiRoute] = template.routes()
         self.api_keys = dict(api_keys or {})  # key -> key id
         self.identity_headers = caller_keys.identity_headers(template)  # required first, as API Gateway does
         self.functions: dict[str, LocalFunction] = {}
+        self.binary_types = template.binary_media_types()
 
     def function(self, logical_id: str) -> LocalFunction:
         if logical_id not in self.functions:
-            self.functions[logical_id] = load_function(self.template, logical_id)
+            loaded = load_function(self.template, logical_id)
+            loaded.state = self.container(logical_id)
+            self.functions[logical_id] = loaded
         return self.functions[logical_id]
+
+    def container(self, logical_id: str) -> Any:
+        """The function's own container (built on its first request, like a cold start), or None."""
+        if not self.own_containers:
+            return None
+        if logical_id not in self.containers:
+            self.containers[logical_id] = new_container()
+        return self.containers[logical_id]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -159,7 +198,14 @@ class ApiBridge:
             api_key_id=api_key_id,
             source_ip=request.remote_addr or "127.0.0.1",
         )
-        status, headers, body = proxy_result(self.function(route.function).invoke(event))
+        too_long = cloud_limits.event_too_large(event, self.binary_types)  # Lambda's 6 MB: never invoked
+        if too_long is not None:
+            return Response(too_long, status=413, content_type="application/json")
+        result = self.function(route.function).invoke(event)
+        oversized = cloud_limits.result_too_large(result)
+        if oversized is not None:
+            return Response(oversized, status=502, content_type="application/json")
+        status, headers, body = proxy_result(result)
         return Response(body, status=status, headers=headers + list(self.extra_headers.items()))
 
     def _route(self, method: str, path: str) -> ApiRoute | None:

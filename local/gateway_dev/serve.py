@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         api_key=api_key,
     )
     labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
-    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=callers, extra_headers=labels)
+    # Each function its own container, as in the cloud: one's circuits, clients and caches are not the other's.
+    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=callers, extra_headers=labels, own_containers=True)
     url = f"http://{args.host}:{sock.getsockname()[1]}"
     print(banner(stack, url, callers), flush=True)
 

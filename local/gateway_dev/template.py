@@ -174,6 +174,11 @@ class Template:
         }
         return {header: str(cors[key]).strip("'") for key, header in names.items() if key in cors}
 
+    def binary_media_types(self, api: str = "GatewayApi") -> tuple[str, ...]:
+        """The API's BinaryMediaTypes as media patterns (`multipart~1form-data` -> `multipart/form-data`)."""
+        types = self.properties(api).get("BinaryMediaTypes") or []
+        return tuple(str(self.resolve(item)).replace("~1", "/") for item in types)
+
     def gateway_response_headers(self, api: str = "GatewayApi", kind: str = "DEFAULT_4XX") -> dict[str, str]:
         """The headers API Gateway adds to its own errors (GatewayResponses), e.g. Access-Control-Allow-Origin."""
         responses = self.properties(api).get("GatewayResponses") or {}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mistral_gateway.errors import InvalidRequest
 from mistral_gateway.http import parse_json_body
-from mistral_gateway.limits import MAX_DEPTH, check
+from mistral_gateway.limits import MAX_DEPTH, MAX_INTEGER, check
 
 
 def depth(levels: int) -> Any:
@@ -50,6 +50,28 @@ def test_a_skipped_list_is_left_to_its_items() -> None:
         check({"other": [depth(MAX_DEPTH + 5)]}, skip="requests")
 
 
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        ('{"max_tokens": 1' + "0" * 3999 + "}", "max_tokens"),  # a 4,000-digit whole number
+        ('{"n": -99999999999999999999}', "n"),
+        ('{"a": [1e999]}', "a.0"),  # parses to infinity
+        ('{"a": {"b": -1e400}}', "a.b"),
+    ],
+)
+def test_a_number_out_of_range_is_a_400_naming_where_it_is(raw: str, param: str) -> None:
+    # Given a body whose number no downstream arithmetic (budgets, DynamoDB, the SDK) can hold
+    # When it is parsed at the edge
+    # Then it is refused with a 400 that names the field
+    with pytest.raises(InvalidRequest) as raised:
+        parse_json_body(raw, "application/json", max_bytes=1_000_000)
+    assert raised.value.param == param and raised.value.code == "number_out_of_range"
+
+
+def test_numbers_within_range_pass() -> None:
+    check({"max_tokens": MAX_INTEGER, "n": -MAX_INTEGER, "temperature": 1e308, "top_p": -0.0})
+
+
 def test_nesting_json_itself_cannot_parse_is_a_400() -> None:
     with pytest.raises(InvalidRequest, match="deeper"):
         parse_json_body("[" * 200_000 + "]" * 200_000, None, max_bytes=1_000_000)
@@ -63,11 +85,22 @@ def reference_ok(value: Any, depth: int = 1) -> bool:
         return depth <= MAX_DEPTH and all(reference_ok(item, depth + 1) for item in value)
     if isinstance(value, dict):
         return depth <= MAX_DEPTH and all(reference_ok(k) and reference_ok(v, depth + 1) for k, v in value.items())
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_INTEGER
+    if isinstance(value, float):
+        return value == value and abs(value) != float("inf")
     return True
 
 
 texts = st.sampled_from(["", "a", "é", "\ud800", "x\ud800y", "😀"])
-leaves = st.none() | st.integers() | texts
+numbers = (
+    st.integers()
+    | st.sampled_from([MAX_INTEGER, -MAX_INTEGER, MAX_INTEGER + 1, -MAX_INTEGER - 1, 10**4000, True])
+    | st.floats()
+)
+leaves = st.none() | numbers | texts
 
 
 @st.composite

@@ -28,6 +28,10 @@ from mistral_gateway.observability import logger
 MAX_STORED_BYTES = 380_000
 
 
+class Compressed(bytes):
+    """Bytes already zlib-compressed (a live stream compresses its events as they pass): stored as they are."""
+
+
 @dataclass(frozen=True)
 class CachedAnswer:
     body: bytes  # the answer's JSON exactly as it was first served
@@ -93,7 +97,7 @@ class ResponseCache:
     ) -> bool:
         """Store a complete, successful answer (ending any lease on the key). Returns whether it was stored."""
         compressed = zlib.compress(body, 6)
-        compressed_events = zlib.compress(events, 6) if events is not None else None
+        compressed_events = _compressed(events)
         if len(compressed) + len(compressed_events or b"") > MAX_STORED_BYTES:
             logger.warning("answer too large to cache", extra={"compressed_bytes": len(compressed)})
             observability.count(observability.CACHE_STORE_SKIPPED)
@@ -192,3 +196,9 @@ class ResponseCache:
             "cache unavailable, failing open", extra={"operation": operation, "error_code": aws.error_code(error)}
         )
         observability.count(observability.CACHE_ERROR)
+
+
+def _compressed(data: bytes | None) -> bytes | None:
+    if data is None:
+        return None
+    return bytes(data) if isinstance(data, Compressed) else zlib.compress(data, 6)

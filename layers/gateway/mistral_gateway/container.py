@@ -14,6 +14,7 @@ environment, no clients, no cached key, closed circuits, and, if it wants, a clo
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import threading
 import time
@@ -157,6 +158,9 @@ def _collector_paused() -> Iterator[None]:
 
 _current: Container | None = None
 _starting = threading.Lock()
+# A process that hosts several functions (gateway_dev's `make serve`) runs each request as its function's own
+# container, as the cloud does; in Lambda nothing binds, and `current()` is the one container.
+_bound: contextvars.ContextVar[Container | None] = contextvars.ContextVar("mistral_gateway_container", default=None)
 
 
 def start(settings: Settings | None = None, *, clock: Callable[[], float] = wall_clock) -> Container:
@@ -166,8 +170,21 @@ def start(settings: Settings | None = None, *, clock: Callable[[], float] = wall
     return _current
 
 
+@contextlib.contextmanager
+def bound(container: Container) -> Iterator[Container]:
+    """Run the code inside as `container`'s (and the threads it starts with a copy of this context)."""
+    token = _bound.set(container)
+    try:
+        yield container
+    finally:
+        _bound.reset(token)
+
+
 def current() -> Container:
     """The container's state, started from the environment on first use if no handler started it."""
+    own = _bound.get()
+    if own is not None:
+        return own
     if _current is None:
         with _starting:
             if _current is None:

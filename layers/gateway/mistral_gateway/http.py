@@ -26,6 +26,11 @@ _JSON_MEDIA = re.compile(
 )
 
 
+def is_json_media(content_type: str) -> bool:
+    """Whether a Content-Type is one the gateway reads as JSON (see _JSON_MEDIA)."""
+    return bool(_JSON_MEDIA.match(content_type))
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -35,7 +40,7 @@ def parse_json_body(
 ) -> dict[str, Any]:
     """The request body as a JSON object within the limits of limits.py, or a 4xx GatewayError that says what
     is wrong with it. `item_list`: a top-level field whose items the service checks one by one (a batch)."""
-    if content_type and not _JSON_MEDIA.match(content_type):
+    if content_type and not is_json_media(content_type):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type.split(';')[0]!r}.")
     if raw is None or raw == "" or raw == b"":
         raise InvalidRequest("The request body is empty; send a JSON object.")
@@ -134,6 +139,29 @@ def raw_body(event: dict[str, Any]) -> bytes | None:
     return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
 
 
+# `X-Gateway-Fallbacks` (fallback.py), one value, case and surrounding spaces aside. Anything else is a 400 rather
+# than a guess: "off;" or "off, on" (a repeated header joined by a proxy) must not quietly mean "on".
+FALLBACKS_HEADER = "x-gateway-fallbacks"
+FALLBACKS_ON = frozenset({"on", "true", "1", "yes", "enabled", "auto"})
+FALLBACKS_OFF = frozenset({"off", "false", "0", "no", "none", "disabled"})
+
+
+def fallbacks_allowed(header: str | None) -> bool:
+    """Whether the caller lets model fallbacks answer: yes unless it sent one of FALLBACKS_OFF (absent or
+    empty: yes); a value in neither set is a 400 naming both."""
+    value = (header or "").strip().lower()
+    if not value or value in FALLBACKS_ON:
+        return True
+    if value in FALLBACKS_OFF:
+        return False
+    raise InvalidRequest(
+        f"X-Gateway-Fallbacks must be one of {', '.join(sorted(FALLBACKS_OFF))} (no fallbacks) or "
+        f"{', '.join(sorted(FALLBACKS_ON))} (the default); got {(header or '')[:40]!r}.",
+        param=FALLBACKS_HEADER,
+        code="invalid_header",
+    )
+
+
 @dataclass(frozen=True)
 class GatewayRequest:
     """Everything the service needs from one API Gateway event, parsed and checked."""
@@ -178,7 +206,7 @@ class GatewayRequest:
             parsed = parse_json_body(
                 body, headers.get("content-type"), max_bytes=config.max_body_bytes, item_list=item_list
             )
-        fallbacks = (headers.get("x-gateway-fallbacks") or "").strip().lower() not in ("off", "false", "0", "no")
+        fallbacks = fallbacks_allowed(headers.get(FALLBACKS_HEADER))
         return cls(body=parsed, caller=caller_id(event), control=control, deadline=deadline, fallbacks=fallbacks)
 
     @property

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
-from mistral_gateway import economics, observability, routes_policy, secret
+from mistral_gateway import economics, http, observability, routes_policy, secret
 from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import Forbidden, InvalidRequest, NotFound, UpstreamError, UpstreamRejected
@@ -79,6 +79,8 @@ def handle(request: Forward) -> Relayed:
     rule = routes_policy.rule_for(request.method, request.subpath)
     logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
     observability.count_by(observability.PASSTHROUGH_REQUESTS, "policy", rule.policy.name.lower())
+    if rule is routes_policy.INFERENCE_SUBPATH:  # whatever the settings: /v1/ocr/files is not OCR's to relay
+        raise NotFound(f"No route for {request.method} /v1/{request.subpath.strip('/')}.")
     if rule.policy is Policy.ACCOUNT and not settings().account_endpoints:
         path = f"/v1/{request.subpath.strip('/')}"
         if rule is routes_policy.UNLISTED:
@@ -100,7 +102,7 @@ CAPPABLE_ROUTES = frozenset({"agents/completions"})
 def budgeted_relay(request: Forward) -> Relayed:
     """A relay that counts against the caller's budgets (quota.py) like chat: one request, and the tokens the
     answer reports (reserved from the JSON body's text beforehand; 429 when spent)."""
-    body = _json_or_empty(request.body)
+    body = edge_json(request)
     if "model" in body:
         from mistral_gateway import service
 
@@ -117,6 +119,16 @@ def budgeted_relay(request: Forward) -> Relayed:
     # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
     priced = economics.headers_and_metrics(answer.get("model") or body.get("model"), "MISS", usage)
     return replace(relayed, headers={**relayed.headers, **spending.headers, **priced})
+
+
+def edge_json(request: Forward) -> dict[str, Any]:
+    """The JSON body the route's policies (models, budgets) read, held to the edge limits first (size, nesting,
+    Unicode, numbers: http.parse_json_body), so no body reaches them that could make them fail. A body that is
+    not JSON by its type (a multipart upload, audio, a PDF) is relayed as it is and read as {}."""
+    content_type = request.headers.get("content-type")
+    if not request.body or (content_type and not http.is_json_media(content_type)):
+        return {}
+    return parse_json_body(request.body, content_type, max_bytes=settings().max_body_bytes)
 
 
 def cached_inference(prefix: str, request: Forward) -> Relayed:
@@ -155,12 +167,15 @@ def cached_inference(prefix: str, request: Forward) -> Relayed:
 
 
 def references_remote_content(value: Any, name: str = "") -> bool:
-    """Whether the body points at content by http(s) URL anywhere (document_url, image_url, image_url.url...)."""
+    """Whether the body points at content anywhere but inline: a string in any field named `...url`
+    (document_url, image_url, image_url.url...) that is not a `data:` URI. URL parsers forgive a leading
+    space, a tab inside the scheme (" http://", "h\ttp://"), a scheme left out ("//host") and other schemes
+    (file:, ftp:), so the one content-addressed form is trusted rather than a list of remote ones."""
     if isinstance(value, dict):
         return any(references_remote_content(item, str(key)) for key, item in value.items())
     if isinstance(value, list):
         return any(references_remote_content(item, name) for item in value)
-    return name.endswith("url") and isinstance(value, str) and value[:8].lower().startswith(("http://", "https://"))
+    return name.lower().endswith("url") and isinstance(value, str) and value[:5].lower() != "data:"
 
 
 class RelayedRejection(UpstreamRejected):
@@ -256,7 +271,7 @@ def _json_or_empty(raw: bytes | None) -> dict[str, Any]:
     """A JSON object body, or {} (multipart, binary, no body): what budgets estimate from."""
     try:
         data = json.loads(raw) if raw else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

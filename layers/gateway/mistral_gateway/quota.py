@@ -38,6 +38,9 @@ TEMPLATE_TOKENS = 16
 # A content part whose cost is not its size. An image is at most a few thousand tokens on every Mistral vision
 # model (a 1024x1024 image in 16 px patches is 4,096 plus row breaks); a document's pages are each about an
 # image, and its page count cannot be known from the request: an estimate (README).
+# Where a count read from a request stops growing: far above any budget, and small enough that a product of
+# two (max_tokens x n) stays within DynamoDB's 38 significant digits.
+MAX_WHOLE = 10**12
 MEDIA_TOKENS = {"image_url": 8_192, "input_image": 8_192, "document_url": 65_536, "file": 65_536}
 # The response header that says the gateway capped the completion Mistral may write (a request without
 # `max_tokens` whose key has a token budget): its value is the `max_tokens` sent upstream.
@@ -143,9 +146,12 @@ def choices(body: dict[str, Any]) -> int:
 
 
 def _whole(value: Any) -> int | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-        return int(value)
-    return None
+    # An int is compared as an int: a huge one overflows the float conversion math.isfinite makes.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return min(int(value), MAX_WHOLE) if value >= 0 else None
 
 
 def _count(value: Any) -> int:

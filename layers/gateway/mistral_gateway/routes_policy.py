@@ -57,13 +57,20 @@ ROUTES: tuple[RouteRule, ...] = (
     _rule("audio", "", Policy.ACCOUNT, "voices, audio agents and sessions belong to the account"),
 )
 UNLISTED = RouteRule("", frozenset(), Policy.ACCOUNT, "not known to be stateless inference")
+# Below an inference route (/v1/ocr/files, /v1/agents/completions/x): no such Mistral route, always a 404.
+INFERENCE_SUBPATH = RouteRule("", frozenset(), Policy.ACCOUNT, "below an inference route: no such route")
+INFERENCE = (Policy.CACHED, Policy.PASSED)
 
 
 def rule_for(method: str, subpath: str) -> RouteRule:
-    """The rule for `method /v1/<subpath>` (subpath without the leading /v1/)."""
+    """The rule for `method /v1/<subpath>` (subpath without the leading /v1/). Inference routes (cached or
+    passed) match their exact path only; account routes match their sub-paths too."""
     path = subpath.strip("/")
     for rule in ROUTES:
-        if (path == rule.prefix or path.startswith(rule.prefix + "/")) and (
+        inference = rule.policy in INFERENCE
+        if path.startswith(rule.prefix + "/") and inference:
+            return INFERENCE_SUBPATH
+        if (path == rule.prefix or (path.startswith(rule.prefix + "/") and not inference)) and (
             not rule.methods or method.upper() in rule.methods
         ):
             return rule

@@ -92,47 +92,81 @@ def to_events(completion: dict[str, Any]) -> str:
 
 def assemble(chunks: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """Stream chunks back into one complete answer; None unless every choice saw its finish reason."""
-    head: dict[str, Any] = {}
-    choices: dict[int, dict[str, Any]] = {}
-    usage = None
+    assembler = Assembler()
     for data in chunks:
-        head = head or {key: data.get(key) for key in ("id", "created", "model")}
-        usage = data.get("usage") or usage
+        assembler.feed(data)
+    return assembler.answer()
+
+
+class Assembler:
+    """Builds the complete answer chunk by chunk, keeping only what the answer holds (its text, tool calls,
+    finish reasons, usage), never the chunks themselves: a live stream holds this, not a list of dicts.
+
+    `text_bytes` is the text kept so far; `drop_text()` lets go of it (an answer too large to store) while
+    finish reasons and usage are still followed, which is all a stream's bookkeeping then needs."""
+
+    def __init__(self) -> None:
+        self.head: dict[str, Any] = {}
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+        self.text_bytes = 0
+        self.keeps_text = True
+
+    def feed(self, data: dict[str, Any]) -> None:
+        self.head = self.head or {key: data.get(key) for key in ("id", "created", "model")}
+        self.usage = data.get("usage") or self.usage
         for part in data.get("choices") or []:
             index = int(part.get("index", 0))
-            choice = choices.setdefault(index, {"content": [], "tool_calls": {}, "finish_reason": None})
+            choice = self.choices.setdefault(index, {"content": [], "tool_calls": {}, "finish_reason": None})
             delta = part.get("delta") or {}
+            if part.get("finish_reason"):
+                choice["finish_reason"] = part["finish_reason"]
+            if not self.keeps_text:
+                continue
             if isinstance(delta.get("content"), str):
                 choice["content"].append(delta["content"])
+                self.text_bytes += len(delta["content"])
             for position, call in enumerate(delta.get("tool_calls") or []):
                 slot = choice["tool_calls"].setdefault(call.get("index", position), {"function": {}})
                 slot.update({key: value for key, value in call.items() if key not in ("function", "index")})
                 function = call.get("function") or {}
                 slot["function"]["name"] = function.get("name") or slot["function"].get("name")
-                slot["function"]["arguments"] = slot["function"].get("arguments", "") + (
-                    function.get("arguments") or ""
-                )
-            if part.get("finish_reason"):
-                choice["finish_reason"] = part["finish_reason"]
-    if not choices or any(choice["finish_reason"] not in FINISHED for choice in choices.values()):
-        return None
-    return {
-        **head,
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": index,
-                "message": {
-                    "role": "assistant",
-                    "content": "".join(choice["content"]),
-                    "tool_calls": [choice["tool_calls"][k] for k in sorted(choice["tool_calls"])] or None,
-                },
-                "finish_reason": choice["finish_reason"],
-            }
-            for index, choice in sorted(choices.items())
-        ],
-        "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
+                arguments = function.get("arguments") or ""
+                slot["function"]["arguments"] = slot["function"].get("arguments", "") + arguments
+                self.text_bytes += len(arguments) + len(str(slot["function"]["name"] or ""))
+
+    def drop_text(self) -> None:
+        self.keeps_text = False
+        self.text_bytes = 0
+        for choice in self.choices.values():
+            choice["content"], choice["tool_calls"] = [], {}
+
+    @property
+    def finished(self) -> bool:
+        """Every choice saw a normal finish reason."""
+        return bool(self.choices) and all(choice["finish_reason"] in FINISHED for choice in self.choices.values())
+
+    def answer(self) -> dict[str, Any] | None:
+        """The complete answer; None unless every choice finished and the text was kept."""
+        if not self.finished or not self.keeps_text:
+            return None
+        return {
+            **self.head,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": index,
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(choice["content"]),
+                        "tool_calls": [choice["tool_calls"][k] for k in sorted(choice["tool_calls"])] or None,
+                    },
+                    "finish_reason": choice["finish_reason"],
+                }
+                for index, choice in sorted(self.choices.items())
+            ],
+            "usage": self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
 
 
 def error_event(body: dict[str, Any]) -> bytes:

@@ -12,15 +12,18 @@ caller who is gone), no `[DONE]`, nothing stored, and the budget settled to what
 
 from __future__ import annotations
 
+import contextvars
 import json
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mistral_gateway import fallback, observability, quota, service, sse, upstream
+from mistral_gateway.cache import MAX_STORED_BYTES, Compressed
 from mistral_gateway.canonical import canonical_chat
 from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
@@ -29,6 +32,14 @@ from mistral_gateway.http import CacheControl
 from mistral_gateway.observability import logger
 
 _END = object()  # the reader's last item on the queue
+# Memory per stream, flat in its length. The caller's side holds at most QUEUE_EVENTS events: when the caller
+# stops reading, the reader stops too (and TCP pushes back on Mistral). What is kept for the cache is at most
+# what the cache can store: Mistral's events compressed as they pass (cache.MAX_STORED_BYTES) and the
+# answer's text up to TEXT_LIMIT_BYTES (text compresses 2-4x, so past that the answer cannot fit an item).
+# Past either, the answer is forwarded whole but not stored, and only finish reasons and usage are followed.
+QUEUE_EVENTS = 64
+TEXT_LIMIT_BYTES = 4 * MAX_STORED_BYTES
+_PUT_WAIT_S = 0.1  # how often a reader blocked on a full queue looks at the clock and for a hung-up caller
 
 
 @dataclass
@@ -37,6 +48,7 @@ class StreamOutcome:
 
     ended: str = "streaming"  # complete | incomplete | cut | idle_timeout | too_long | hung_up | error
     stored: bool = False
+    too_large_to_store: bool = False  # the answer outgrew what the cache can store: not collected past that
     events: int = 0
     usage: dict[str, int] = field(default_factory=dict)
     first_token_ms: float | None = None
@@ -44,6 +56,8 @@ class StreamOutcome:
 
     def log_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"stream_ended": self.ended, "stream_events": self.events, "stored": self.stored}
+        if self.too_large_to_store:
+            fields["cache_skipped"] = "too_large"
         if self.first_token_ms is not None:
             fields["time_to_first_token_ms"] = round(self.first_token_ms, 2)
         fields["stream_duration_ms"] = round(self.duration_ms, 2)
@@ -137,10 +151,13 @@ class LiveStream:
         self._deadline = deadline
         self._started = started
         self._upstream_name = upstream
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_EVENTS)
         self._stop_reason: str | None = None
         self._finished = threading.Event()
-        self._reader = threading.Thread(target=self._read, name="mistral-stream", daemon=True)
+        # The reader runs in this request's context (its container's state, when a runner gives each function
+        # its own: gateway_dev's `make serve`).
+        context = contextvars.copy_context()
+        self._reader = threading.Thread(target=context.run, args=(self._read,), name="mistral-stream", daemon=True)
         self._reader.start()
 
     # -- the caller's side ------------------------------------------------------------------------------------
@@ -175,8 +192,10 @@ class LiveStream:
     # -- the reader thread --------------------------------------------------------------------------------------
     def _read(self) -> None:
         splitter = sse.EventSplitter()
-        chunks: list[dict[str, Any]] = []
-        sent = bytearray()
+        assembler = sse.Assembler()
+        events: Any = zlib.compressobj(6)  # Mistral's events, compressed as they pass (None once given up)
+        kept: list[bytes] = []  # ... the compressed output so far
+        kept_bytes = 0
         done, readable = False, True
         ended = "cut"
         try:
@@ -186,9 +205,16 @@ class LiveStream:
                     if payload == "[DONE]":
                         done = True
                     elif payload is not None:
-                        readable = self._collect(payload, chunks) and readable
+                        readable = self._collect(payload, assembler) and readable
                     self._forward(event, payload)
-                    sent += event
+                    if events is not None:
+                        if output := events.compress(event):  # zlib gives output a block at a time
+                            kept.append(output)
+                            kept_bytes += len(output)
+                        if kept_bytes > MAX_STORED_BYTES or assembler.text_bytes > TEXT_LIMIT_BYTES:
+                            events, kept = None, []  # let go: this answer cannot be stored
+                            assembler.drop_text()
+                            self.outcome.too_large_to_store = True
                 if self._deadline.remaining_ms() <= 0:
                     self._stop_reason = self._stop_reason or "too_long"
                     self._upstream.close()
@@ -199,41 +225,56 @@ class LiveStream:
             ended = "idle_timeout" if _is_timeout(error) else "cut"
         if self._stop_reason is not None:
             ended = self._stop_reason
-        answer = sse.assemble(chunks) if ended == "complete" and readable else None
-        if ended == "complete" and answer is None:
+        if ended == "complete" and not (readable and assembler.finished):
             ended = "incomplete"  # [DONE] came, but a choice never finished: forwarded as is, never stored
+        answer = assembler.answer() if ended == "complete" and readable else None
         failure = _failure(ended)
         if failure is not None and ended != "hung_up":
-            self._queue.put(sse.error_event(failure.body()))
+            self._put(sse.error_event(failure.body()))
+        sent = Compressed(b"".join(kept) + events.flush()) if events is not None and answer is not None else None
         try:
-            self._finish(ended, answer, bytes(sent), chunks)
+            self._finish(ended, answer, sent, _usage(assembler.usage))
         except Exception as error:  # bookkeeping must never keep the caller's stream open
             observability.log_unexpected("stream bookkeeping failed", error)
         finally:
             self._finished.set()
-            self._queue.put(_END)
+            self._put(_END)
 
-    def _collect(self, payload: str, chunks: list[dict[str, Any]]) -> bool:
+    def _collect(self, payload: str, assembler: sse.Assembler) -> bool:
         try:
             chunk = json.loads(payload)
-        except ValueError:
+            if not isinstance(chunk, dict):
+                return False
+            assembler.feed(chunk)
+        except (ValueError, TypeError, AttributeError, RecursionError):
             return False
-        if not isinstance(chunk, dict):
-            return False
-        chunks.append(chunk)
         return True
 
     def _forward(self, event: bytes, payload: str | None) -> None:
         self.outcome.events += 1
         if self.outcome.first_token_ms is None and payload is not None and payload != "[DONE]":
             self.outcome.first_token_ms = (time.perf_counter() - self._started) * 1000
-        self._queue.put(event)
+        self._put(event)
 
-    def _finish(self, ended: str, answer: dict[str, Any] | None, sent: bytes, chunks: list[dict[str, Any]]) -> None:
+    def _put(self, item: Any) -> None:
+        """Hand one item to the caller's side, waiting while its queue is full (a caller reading slowly, or not
+        at all): Mistral's stream waits with it. A caller who hung up gets nothing more; a stream past its
+        total cap is ended from here too, since a reader that waits does not reach the loop's own check."""
+        while True:
+            if self._stop_reason == "hung_up":
+                return
+            try:
+                self._queue.put(item, timeout=_PUT_WAIT_S)
+                return
+            except queue.Full:
+                if self._deadline.remaining_ms() <= 0 and self._stop_reason is None:
+                    self._stop_reason = "too_long"
+                    self._upstream.close()
+
+    def _finish(self, ended: str, answer: dict[str, Any] | None, sent: bytes | None, usage: dict[str, int]) -> None:
         outcome = self.outcome
         outcome.ended = ended
         outcome.duration_ms = (time.perf_counter() - self._started) * 1000
-        usage = _usage(answer, chunks)
         outcome.usage = usage
         if usage:
             self._spending.settle(usage["prompt_tokens"] + usage["completion_tokens"])
@@ -247,6 +288,10 @@ class LiveStream:
             body = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
             outcome.stored = service.store(self._key, body, usage, self._control, events=sent)
             service.account(body, usage)
+        elif ended == "complete":  # whole, but too large to store: it was not collected
+            logger.warning("answer too large to cache", extra={"stream_events": outcome.events})
+            observability.count(observability.CACHE_STORE_SKIPPED)
+            service.account(b"", usage)
         else:
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
@@ -260,13 +305,14 @@ class LiveStream:
         logger.append_keys(**outcome.log_fields())
 
 
-def _usage(answer: dict[str, Any] | None, chunks: list[dict[str, Any]]) -> dict[str, int]:
-    """Mistral's usage (in the last chunk), when it came."""
-    for chunk in reversed(chunks):
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
-    return {}
+def _usage(usage: Any) -> dict[str, int]:
+    """Mistral's usage (in the last chunk), when it came and reads as counts."""
+    if not isinstance(usage, dict):
+        return {}
+    try:
+        return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
+    except (TypeError, ValueError, OverflowError):
+        return {}
 
 
 def _is_timeout(error: Exception) -> bool:

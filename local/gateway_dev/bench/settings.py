@@ -24,6 +24,8 @@ class Sizes:
     stream_warmup: int = 2
     replay_iterations: int = 40
     stream_cold_runs: int = 7
+    memory_stream_tokens: int = 100_000  # figure 12: one answer this long, and each stalled reader's
+    stalled_readers: int = 10
     build_layer: bool = True  # the one step that needs PyPI
     warmup_rounds: bool = True  # an uncounted first round of cold starts (bytecode written, file cache warm)
 
@@ -46,6 +48,8 @@ SMOKE = Sizes(
     stream_warmup=0,
     replay_iterations=2,
     stream_cold_runs=1,
+    memory_stream_tokens=2_000,
+    stalled_readers=2,
     build_layer=False,
     warmup_rounds=False,
 )

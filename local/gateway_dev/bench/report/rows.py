@@ -285,4 +285,25 @@ def stream_rows(figures: StreamFigures, events: int, gap_s: float) -> list[Row]:
             f"{ms(cold_floor.median)}: the same floor",
             f"+{cold_miss.median - cold_floor.median:,.0f} ms",
         ),
+        *stream_memory_rows(figures),
+    ]
+
+
+def stream_memory_rows(figures: StreamFigures) -> list[Row]:
+    memory = figures.memory
+    if memory is None:
+        return []
+    return [
+        Row(
+            f"12. Streaming function peak RSS, one {memory.tokens:,}-token stream",
+            f"{memory.long_mb:.1f} MB",
+            f"{memory.baseline_mb:.1f} MB: the same process after a 20-token stream",
+            f"+{memory.long_growth_mb:.1f} MB",
+        ),
+        Row(
+            f"12. Streaming function peak RSS, {memory.readers} stalled readers",
+            f"{memory.stalled_mb:.1f} MB",
+            f"{memory.stalled_baseline_mb:.1f} MB: the same process after a 20-token stream",
+            f"+{memory.stalled_growth_mb:.1f} MB (+{memory.stalled_growth_mb / memory.readers:.2f} MB each)",
+        ),
     ]

@@ -227,6 +227,29 @@ def stream_cold_block(run: Run) -> str:
     return "\n\n".join(blocks)
 
 
+def stream_memory_block(run: Run) -> str:
+    memory = run.streaming.memory
+    if memory is None:
+        return "not measured in this run"
+    return markdown_table(
+        ["streaming function process", "peak RSS", "above its baseline"],
+        [
+            ["after a 20-token stream (baseline)", f"{memory.baseline_mb:.1f} MB", ""],
+            [
+                f"after one {memory.tokens:,}-token stream, read whole ({memory.long_events:,} events)",
+                f"{memory.long_mb:.1f} MB",
+                f"+{memory.long_growth_mb:.1f} MB",
+            ],
+            ["another process, after a 20-token stream (baseline)", f"{memory.stalled_baseline_mb:.1f} MB", ""],
+            [
+                f"{memory.readers} readers of {memory.tokens:,}-token streams, stalled {memory.stalled_seconds:.1f} s",
+                f"{memory.stalled_mb:.1f} MB",
+                f"+{memory.stalled_growth_mb:.1f} MB",
+            ],
+        ],
+    )
+
+
 def memory_block(run: Run) -> str:
     floor, hit, miss = (runs.peak_rss_mb for runs in (run.cold.floor, run.cold.hit, run.cold.miss))
     peak = rss_mb(run.mixed)
@@ -405,6 +428,7 @@ BLOCKS: dict[str, Callable[[Run], str]] = {
     "stream-miss": stream_miss_block,
     "stream-replay": stream_replay_block,
     "stream-cold": stream_cold_block,
+    "stream-memory": stream_memory_block,
     "memory": memory_block,
     "layer": layer_block,
     "cost": cost_block,

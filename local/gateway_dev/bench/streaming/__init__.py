@@ -1,5 +1,6 @@
 """The streaming figures (issue 12): 9, first event of a streamed miss (`miss`); 10, a cached stream replayed
-(`replay`); 11, the streaming function's cold start (`cold`). `client` reads a stream as a client does."""
+(`replay`); 11, the streaming function's cold start (`cold`); 12, its memory against a long stream and stalled
+readers (`memory`, issue 21). `client` reads a stream as a client does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, Sizes
 from gateway_dev.bench.stack import Stack, captured_output, progress
 from gateway_dev.bench.streaming.cold import StreamCold, stream_cold_starts
+from gateway_dev.bench.streaming.memory import StreamMemory, stream_memory
 from gateway_dev.bench.streaming.miss import StreamedMiss, streamed_miss
 from gateway_dev.bench.streaming.replay import Replay, stream_replay
 
@@ -19,6 +21,7 @@ class StreamFigures:
     replay: Replay
     cold: StreamCold
     seconds: dict[str, float] = field(default_factory=dict)  # how long each part took
+    memory: StreamMemory | None = None
 
 
 def measure(stack: Stack, sizes: Sizes) -> StreamFigures:
@@ -55,4 +58,14 @@ def measure(stack: Stack, sizes: Sizes) -> StreamFigures:
         warmup=sizes.warmup_rounds, floor_dir=stack.paths.stream_floor,
     )  # fmt: skip
     seconds["cold"] = time.perf_counter() - started
-    return StreamFigures(miss, replay, cold, seconds)
+    progress(
+        f"streaming function memory: a {sizes.memory_stream_tokens:,}-token stream, "
+        f"{sizes.stalled_readers} stalled readers"
+    )
+    started = time.perf_counter()
+    memory = stream_memory(
+        stack.template, stack.child_env(), stack.emulator, stack.nonce,
+        tokens=sizes.memory_stream_tokens, readers=sizes.stalled_readers,
+    )  # fmt: skip
+    seconds["memory"] = time.perf_counter() - started
+    return StreamFigures(miss, replay, cold, seconds, memory)
