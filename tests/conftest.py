@@ -196,6 +196,19 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
 
 
 @pytest.fixture
+def owns(gateway: Gateway) -> Any:
+    """Given `caller` owns the resource `kind`/`rid` in the ownership ledger (for resources a test cannot make
+    through the gateway first, e.g. a fine-tuned classifier)."""
+    from mistral_gateway.container import current
+    from mistral_gateway.ledger import owner_of
+
+    def record(kind: str, rid: str, caller: str | None = None) -> None:
+        current().ledger.record(owner_of(caller), kind, rid)
+
+    return record
+
+
+@pytest.fixture
 def reconfigure() -> Any:
     """Call after changing the function's environment: settings are read once per container, so a new
     container reads them (keeping the test's clock), as a new Lambda container would."""

@@ -37,13 +37,13 @@ _TEXT_TYPES = re.compile(r"^\s*(application/([\w.+-]+\+)?json|text/event-stream|
 _JSON_TYPE = re.compile(r"^\s*application/([\w.+-]+\+)?json", re.IGNORECASE)
 
 
-class AccountEndpointsDisabled(Forbidden):
+class AccountRoutesOff(Forbidden):
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"{path} is one of Mistral's account endpoints, which this gateway keeps off: every caller shares the "
-            "gateway's one Mistral account, so one caller could read or delete what another created. An operator "
-            "can turn them on with the template parameter EnableAccountEndpoints=true (ACCOUNT_ENDPOINTS=true).",
-            code="account_endpoints_disabled",
+            f"{path} is one of Mistral's account endpoints, which this gateway's operator turned off "
+            "(template parameter AccountRoutes=off). With AccountRoutes=owned (the default) each caller uses "
+            "only the files, jobs, agents and conversations it created through the gateway.",
+            code="account_routes_off",
         )
 
 
@@ -79,15 +79,21 @@ def handle(request: Forward) -> Relayed:
     rule = routes_policy.rule_for(request.method, request.subpath)
     logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
     observability.count_by(observability.PASSTHROUGH_REQUESTS, "policy", rule.policy.name.lower())
-    if rule.policy is Policy.ACCOUNT and not settings().account_endpoints:
-        path = f"/v1/{request.subpath.strip('/')}"
-        if rule is routes_policy.UNLISTED:
-            raise NotFound(
-                f"No route for {request.method} {path}. If it is one of Mistral's account endpoints, an operator "
-                "can pass those through with the template parameter EnableAccountEndpoints=true.",
-                code="account_endpoints_disabled",
-            )
-        raise AccountEndpointsDisabled(path)
+    mode = settings().account_routes
+    if rule is routes_policy.UNLISTED and mode != "shared":
+        raise NotFound(f"No route for {request.method} /v1/{request.subpath.strip('/')}.")
+    if rule.policy is Policy.ACCOUNT:
+        if mode == "shared":
+            return budgeted_relay(request)
+        if mode != "owned":
+            raise AccountRoutesOff(f"/v1/{request.subpath.strip('/')}")
+        from mistral_gateway import owned
+
+        return owned.handle(request, budgeted_relay)
+    if mode == "owned":  # inference that names account resources (OCR's file_id, an agent_id, an ft: model)
+        from mistral_gateway import owned
+
+        owned.check_body_references(request)
     if rule.policy is Policy.CACHED:
         return cached_inference(rule.prefix, request)
     return budgeted_relay(request)
