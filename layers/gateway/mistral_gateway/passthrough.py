@@ -219,7 +219,10 @@ def _readable(relayed: Relayed) -> None:
     if relayed.content_type.lower().lstrip().startswith("text/html"):
         raise UpstreamError("Mistral answered with an HTML page instead of an API answer.")
     if _JSON_TYPE.match(relayed.content_type) and relayed.body:
-        json_object(relayed)
+        try:  # any JSON value: some account routes answer a list (agents, conversations, an agent's versions)
+            json.loads(relayed.body)
+        except ValueError:
+            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
 
 
 def json_object(relayed: Relayed) -> dict[str, Any]:

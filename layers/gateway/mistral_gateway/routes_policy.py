@@ -55,6 +55,7 @@ ROUTES: tuple[RouteRule, ...] = (
     _rule("conversations", "", Policy.ACCOUNT, "conversations are stored and listable account-wide"),
     _rule("responses", "", Policy.ACCOUNT, "responses may be stored and read back account-wide"),
     _rule("audio", "", Policy.ACCOUNT, "voices, audio agents and sessions belong to the account"),
+    _rule("connectors", "", Policy.ACCOUNT, "connectors hold credentials for the whole account"),
 )
 UNLISTED = RouteRule("", frozenset(), Policy.ACCOUNT, "not known to be stateless inference")
 
