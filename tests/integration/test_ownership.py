@@ -366,7 +366,7 @@ def test_two_callers_creating_and_listing_at_once_each_see_exactly_their_own(gat
                 made[caller].append(upload(gateway, caller, f"{caller}-{i}-{time.time()}".encode()))
                 listed = gateway.request("GET", "/v1/files", api_key_id=caller).json
                 seen[caller].append({item["id"] for item in listed["data"]})
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+        except BaseException as error:  # reported by the main thread
             errors.append(error)
 
     threads = [threading.Thread(target=work, args=(caller,)) for caller in ("alice", "bob")]
