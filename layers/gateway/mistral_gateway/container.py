@@ -100,7 +100,7 @@ class Container:
     def _new_ledger(self) -> Ledger:
         from mistral_gateway.ledger import Ledger
 
-        return Ledger(self.settings.ledger_table_name, self.aws_client("dynamodb"), self.clock)
+        return Ledger(self.settings.ledger_table_name, self.aws_client("dynamodb"))
 
     @property
     def secrets(self) -> Any:

@@ -1,7 +1,7 @@
 """The ownership ledger: which caller created which Mistral resource, in DynamoDB (template.yaml OwnershipTable).
 
 One item per resource: pk `<kind>#<id>`, its `owner` (the caller's API key id, "anonymous" without one),
-`created` (epoch ms) and, for a library's documents, the `parent` library. The `by_owner` index (HASH
+`created` (epoch microseconds: the order lists show) and, for a library's documents, the `parent` library. The `by_owner` index (HASH
 `scope` = `<owner>#<kind>[#<parent>]`, RANGE `created`) lists a caller's own ids newest first.
 
 Every operation is one DynamoDB round trip: a check is one BatchGetItem (all ids of a path at once), a
@@ -80,7 +80,7 @@ class Ledger:
             "pk": {"S": f"{kind}#{rid}"},
             "owner": {"S": owner},
             "scope": {"S": scope(owner, kind, parent)},
-            "created": {"N": str(int(self.clock() * 1000))},
+            "created": {"N": str(int(self.clock() * 1_000_000))},
         }
         if parent:
             item["parent"] = {"S": parent}

@@ -6,8 +6,9 @@ BATCH_CONCURRENCY at once). A caller with 3 files among 10,000 costs 1 Query + 3
 page 0, where filtering Mistral's list would cost 100 calls of 100 items. Filters Mistral's lists take
 (purpose, status, model, agent_id, source, sample_type: exact; search: in the name) are applied to the
 caller's own items, which then are all fetched (1 GET per own item); other list parameters (order_by,
-include_total, created_by_me, ...) are ignored: the order is newest first. An item Mistral no longer has
-(deleted on the account directly) is left out.
+include_total, created_by_me, ...) are ignored: the order is newest first. OpenAI clients' `limit` and
+`after` cursor work too (their files.list iterates to the end). An item Mistral no longer has (deleted on
+the account directly) is left out.
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ def serve(request: Forward, kind: str, parent: str | None, owner: str) -> Relaye
     query = parse_qsl(request.query, keep_blank_values=False)
     page = _number(query, "page", 0, 0, 1_000_000)
     page_size = _number(query, "page_size", DEFAULT_PAGE_SIZES.get(kind, 100), 1, MAX_PAGE_SIZE)
+    page_size = _number(query, "limit", page_size, 1, MAX_PAGE_SIZE)  # OpenAI clients' spelling
+    after = next((value for name, value in query if name == "after"), None)  # OpenAI clients' cursor
     filters: dict[str, set[str]] = {}
     for name, value in query:
         if name in EXACT_FILTERS or name == "search":
             filters.setdefault(name, set()).add(value)
     with current().budgets.spending(request.caller, {}) as spending:
         ids = current().ledger.ids(owner, kind, parent)
+        if after is not None:  # the items after that id (none if it is not the caller's): pages end
+            ids = ids[ids.index(after) + 1 :] if after in ids else []
         if kind == "library":  # Mistral's library list has no pages: all of them
             page, page_size = 0, max(1, len(ids))
         if filters:
