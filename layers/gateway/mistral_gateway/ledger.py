@@ -1,8 +1,9 @@
 """The ownership ledger: which caller created which Mistral resource, in DynamoDB (template.yaml OwnershipTable).
 
 One item per resource: pk `<kind>#<id>`, its `owner` (the caller's API key id, "anonymous" without one),
-`created` (epoch microseconds: the order lists show) and, for a library's documents, the `parent` library. The `by_owner` index (HASH
-`scope` = `<owner>#<kind>[#<parent>]`, RANGE `created`) lists a caller's own ids newest first.
+`created` (epoch microseconds: the order lists show) and, for a library's documents, the `parent` library.
+The `by_owner` index (HASH `scope` = `<owner>#<kind>[#<parent>]`, RANGE `created`) lists a caller's own ids
+newest first.
 
 Every operation is one DynamoDB round trip: a check is one BatchGetItem (all ids of a path at once), a
 create is one conditional PutItem, a listing one Query (a page of up to 1 MB of keys, ~20,000 ids). Unlike
