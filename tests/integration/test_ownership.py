@@ -379,3 +379,20 @@ def test_two_callers_creating_and_listing_at_once_each_see_exactly_their_own(gat
         assert all(listing <= set(made[caller]) for listing in seen[caller])  # never another's
         assert seen[caller][-1] == set(made[caller])
         assert not seen[caller][-1] & set(made[other])
+
+
+# --- metering ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_conversation_turns_are_metered_like_chat(gateway, emulator, stream) -> None:
+    from gateway_dev import quota as quota_admin
+
+    quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"tokens_per_day": 100_000})
+    body = {"model": "mistral-small-latest", "inputs": "count my tokens please", "stream": stream}
+    turn = gateway.request("POST", "/v1/conversations", body, api_key_id="alice")
+    assert turn.status == 200
+    prompt, completion = int(turn.header("X-Usage-Prompt-Tokens")), int(turn.header("X-Usage-Completion-Tokens"))
+    assert prompt > 0 and completion > 0 and turn.header("RateLimit-Remaining") is not None
+    day = quota_admin.show("mistral-gateway-QuotaTable", "alice")["usage"]["day"]
+    assert day["tokens"] == prompt + completion

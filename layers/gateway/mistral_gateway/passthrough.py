@@ -109,7 +109,7 @@ def budgeted_relay(request: Forward) -> Relayed:
         service.check_model(body)  # AllowedModels holds on every route that names a model
     with current().budgets.spending(request.caller, body) as spending:
         relayed = relay(request)
-        answer = _json_or_empty(relayed.body)
+        answer = _answer_fields(relayed)
         usage = _usage(answer)
         spending.settle(sum(usage.values()))
     # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
@@ -243,6 +243,19 @@ def _json_or_empty(raw: bytes | None) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _answer_fields(relayed: Relayed) -> dict[str, Any]:
+    """The answer's JSON object; for a buffered stream (agents, conversations), its events' fields merged, so
+    the usage the last event reports is metered like a JSON answer's."""
+    if not relayed.content_type.lower().startswith("text/event-stream"):
+        return _json_or_empty(relayed.body)
+    merged: dict[str, Any] = {}
+    for line in relayed.body.splitlines():
+        if line.startswith(b"data:"):
+            event = _json_or_empty(line[5:].strip())
+            merged.update({key: value for key, value in event.items() if value is not None})
+    return merged
 
 
 def _usage(data: dict[str, Any]) -> dict[str, int]:
