@@ -396,3 +396,44 @@ def test_conversation_turns_are_metered_like_chat(gateway, emulator, stream) -> 
     assert prompt > 0 and completion > 0 and turn.header("RateLimit-Remaining") is not None
     day = quota_admin.show("mistral-gateway-QuotaTable", "alice")["usage"]["day"]
     assert day["tokens"] == prompt + completion
+
+
+def test_a_batch_job_is_settled_once_at_half_price_against_its_owners_budget(gateway, emulator) -> None:
+    from gateway_dev import quota as quota_admin
+
+    quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"tokens_per_day": 100_000})
+    input_id = upload(gateway, "alice", batch_input("one", "two", "three"), purpose="batch", name="in.jsonl")
+    job = {"input_files": [input_id], "endpoint": "/v1/chat/completions", "model": "mistral-small-latest"}
+    job_id = gateway.request("POST", "/v1/batch/jobs", job, api_key_id="alice").json["id"]
+    before = quota_admin.show("mistral-gateway-QuotaTable", "alice")["usage"]["day"]["tokens"]
+    emulator.account.batch_seconds, waited = 0, emulator.account.batch_seconds
+    try:
+        first = gateway.request("GET", f"/v1/batch/jobs/{job_id}", api_key_id="alice")
+        again = gateway.request("GET", f"/v1/batch/jobs/{job_id}", api_key_id="alice")
+    finally:
+        emulator.account.batch_seconds = waited
+    output = gateway.request("GET", f"/v1/files/{first.json['output_file']}/content", api_key_id="alice").body
+    answers = [json.loads(line)["response"]["body"]["usage"] for line in output.splitlines()]
+    tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in answers)
+    prompt = sum(u["prompt_tokens"] for u in answers)
+    # Then the first read of the finished job charges its tokens, once, and prices them at half
+    assert int(first.header("X-Usage-Prompt-Tokens")) == prompt
+    from mistral_gateway import economics
+
+    full = economics.cost_usd("mistral-small-latest", {"prompt_tokens": prompt, "completion_tokens": tokens - prompt})
+    assert full is not None and float(first.header("X-Estimated-Cost-USD")) == pytest.approx(full / 2)
+    assert again.header("X-Usage-Prompt-Tokens") is None
+    after = quota_admin.show("mistral-gateway-QuotaTable", "alice")["usage"]["day"]["tokens"]
+    assert after - before == tokens
+
+
+def test_a_caller_whose_budget_is_spent_cannot_create_a_batch_job(gateway, emulator, reconfigure) -> None:
+    from gateway_dev import quota as quota_admin
+
+    input_id = upload(gateway, "alice", batch_input("one"), purpose="batch", name="in.jsonl")
+    quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"tokens_per_day": 10})
+    reconfigure()  # a container that reads alice's new limits
+    job = {"input_files": [input_id], "endpoint": "/v1/chat/completions", "model": "mistral-small-latest"}
+    refused = gateway.request("POST", "/v1/batch/jobs", job, api_key_id="alice")
+    assert refused.status == 429 and refused.json["code"] == "quota_exceeded"
+    assert emulator.calls("/v1/batch/jobs") == 0

@@ -98,6 +98,21 @@ class Ledger:
         except _ConditionFailed:
             raise OwnedElsewhere(f"{kind} already recorded for another caller") from None
 
+    def claim(self, owner: str, kind: str, rid: str) -> bool:
+        """Record `rid` only if nobody has: whether this call was the first (a once-only marker)."""
+        item = {"pk": {"S": f"{kind}#{rid}"}, "owner": {"S": owner}}
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                conditional=True,
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
     def forget(self, owner: str, kind: str, rid: str) -> None:
         """Drop a deleted resource (only the owner's record)."""
         with contextlib.suppress(_ConditionFailed):

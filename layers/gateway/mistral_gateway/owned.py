@@ -75,6 +75,11 @@ def handle(request: Forward, budgeted_relay: Any) -> Relayed:
         record_created(ledger, owner, route.kind, found.params.get("library_id"), relayed)
     else:
         settle_references(ledger, owner, request.method, found, relayed)
+        if route.pattern == "batch/jobs/{batch_id}" and request.method == "GET":
+            from mistral_gateway import batches
+
+            settled = batches.settle_finished(request, owner, answer_fields(relayed))
+            relayed = replace(relayed, headers={**relayed.headers, **settled})
     return relayed
 
 
