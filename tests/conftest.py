@@ -146,6 +146,7 @@ class Gateway:
     ) -> ProxyResponse:
         from gateway_dev.apigw import proxy_event, proxy_result
 
+        path, _, query = path.partition("?")
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         self.canaries |= {v for k, v in all_headers.items() if k.lower() in ("authorization", "x-api-key") and v}
@@ -158,6 +159,7 @@ class Gateway:
             headers=list(all_headers.items()),
             body=payload,
             api_key_id=api_key_id,
+            query_string=query,
         )
         result = self.function.invoke(event)  # a local: tests call this from several threads at once
         self.last_result = result
@@ -193,6 +195,19 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
         reset_gateway_state()
+
+
+@pytest.fixture
+def owns(gateway: Gateway) -> Any:
+    """Given `caller` owns the resource `kind`/`rid` in the ownership ledger (for resources a test cannot make
+    through the gateway first, e.g. a fine-tuned classifier)."""
+    from mistral_gateway.container import current
+    from mistral_gateway.ledger import owner_of
+
+    def record(kind: str, rid: str, caller: str | None = None) -> None:
+        current().ledger.record(owner_of(caller), kind, rid)
+
+    return record
 
 
 @pytest.fixture

@@ -34,7 +34,8 @@ SETTINGS_VARIABLES = {
     "FALLBACK_CHAINS",
     "SELF_HOSTED_SERVER_URL",
     "SELF_HOSTED_SECRET_ID",
-    "ACCOUNT_ENDPOINTS",
+    "ACCOUNT_ROUTES",
+    "LEDGER_TABLE_NAME",
     "CORS_ALLOW_ORIGIN",
 }
 
@@ -112,6 +113,8 @@ def test_permissions_are_least_privilege(template: Template) -> None:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:BatchGetItem",
+        "dynamodb:Query",  # the ownership ledger's by_owner index (lists)
+        "dynamodb:DeleteItem",  # the ownership ledger forgets a deleted resource
     }
     for statement in statements:
         assert statement["Resource"] != "*"
@@ -278,12 +281,33 @@ def test_uploads_and_downloads_are_binary_and_gateway_errors_carry_cors(translat
         assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${CorsAllowOrigin}'"}
 
 
-def test_account_endpoints_are_off_unless_the_operator_says_so(template: Template) -> None:
-    spec = template.document["Parameters"]["EnableAccountEndpoints"]
-    assert spec["Default"] == "false" and "Off by default" in spec["Description"]
-    assert "read or delete what another caller created" in " ".join(spec["Description"].split())
-    assert template.function_environment("ApiFunction")["ACCOUNT_ENDPOINTS"] == "false"
-    assert (
-        Template(parameters={"EnableAccountEndpoints": "true"}).function_environment("ApiFunction")["ACCOUNT_ENDPOINTS"]
-        == "true"
-    )
+def test_account_routes_are_owned_unless_the_operator_says_otherwise(template: Template) -> None:
+    spec = template.document["Parameters"]["AccountRoutes"]
+    assert spec["Default"] == "owned" and spec["AllowedValues"] == ["owned", "shared", "off"]
+    assert template.function_environment("ApiFunction")["ACCOUNT_ROUTES"] == "owned"
+    shared = Template(parameters={"AccountRoutes": "shared"})
+    assert shared.function_environment("ApiFunction")["ACCOUNT_ROUTES"] == "shared"
+    assert "EnableAccountEndpoints" not in template.document["Parameters"]
+
+
+def test_the_ownership_ledger_is_a_pay_per_request_table_the_functions_may_use_and_no_more(template: Template) -> None:
+    props = template.properties("OwnershipTable")
+    assert props["BillingMode"] == "PAY_PER_REQUEST" and props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"}
+    ]
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_owner" and [k["AttributeName"] for k in index["KeySchema"]] == ["scope", "created"]
+    assert template.resources["OwnershipTable"]["DeletionPolicy"] == "Retain"
+    assert template.function_environment("ApiFunction")["LEDGER_TABLE_NAME"] == template.physical_name("OwnershipTable")
+    statements = template.resources["GatewayAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    ledger = next(s for s in statements if s.get("Sid") == "RecordAndCheckOwnership")
+    assert sorted(ledger["Action"]) == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    ]
+    assert ledger["Resource"] == [
+        {"Fn::GetAtt": ["OwnershipTable", "Arn"]},
+        {"Fn::Sub": "${OwnershipTable.Arn}/index/by_owner"},
+    ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -102,8 +101,11 @@ def dispatch(emulator: Any, request: Request, payload: Any, raw: bytes) -> Respo
         return _model_card(emulator, path.removeprefix("/v1/models/"))
     if path == "/v1/audio/transcriptions" and method == "POST":
         return _transcription(request)
-    if path == "/v1/files" and method in ("GET", "POST"):
-        return _upload(request) if method == "POST" else json_response(200, {"object": "list", "data": []})
+    from gateway_dev import emulator_account
+
+    account = emulator_account.dispatch(emulator, request, payload)
+    if account is not None:
+        return account
     handler = _JSON_ROUTES.get(path)
     if handler is None or method != "POST":
         return None
@@ -183,26 +185,6 @@ def _transcription(request: Request) -> Response:
     text = f"Emulated transcription of {len(content)} bytes ({digest(content, 12)})."
     usage = {"prompt_tokens": 0, "completion_tokens": len(text.split()), "total_tokens": len(text.split())}
     return json_response(200, {"model": model, "text": text, "language": "en", "segments": [], "usage": usage})
-
-
-def _upload(request: Request) -> Response:
-    upload = request.files.get("file")
-    if upload is None:
-        return _missing("file")
-    content = upload.read()
-    return json_response(
-        200,
-        {
-            "id": "file-" + digest(content, 16),
-            "object": "file",
-            "bytes": len(content),
-            "created_at": int(time.time()),
-            "filename": upload.filename or "upload",
-            "purpose": request.form.get("purpose", "ocr"),
-            "sample_type": "ocr_input",
-            "source": "upload",
-        },
-    )
 
 
 def _score(text: str, salt: str) -> float:

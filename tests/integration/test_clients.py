@@ -112,7 +112,8 @@ def test_models_retrieve_in_both_sdks(mistral, openai_client, emulator) -> None:
     assert openai_client.models.retrieve("codestral-latest").id == "codestral-latest"
 
 
-def test_mistralai_ocr_moderation_and_classification(mistral, emulator) -> None:
+def test_mistralai_ocr_moderation_and_classification(mistral, emulator, owns) -> None:
+    owns("model", "ft:classifier:x")  # Mistral's classifiers are the account's fine-tuned models
     document = {"type": "image_url", "image_url": "data:image/png;base64,AA=="}
     first = mistral.ocr.process(model="mistral-ocr-latest", document=document)
     again = mistral.ocr.process(model="mistral-ocr-latest", document=document)
@@ -127,7 +128,8 @@ def test_mistralai_ocr_moderation_and_classification(mistral, emulator) -> None:
     assert set(classification.results[0]["sentiment"].scores) == {"positive", "negative"}
 
 
-def test_mistralai_agents_and_transcription_pass_through(mistral, emulator) -> None:
+def test_mistralai_agents_and_transcription_pass_through(mistral, emulator, owns) -> None:
+    owns("agent", "ag-1")
     answer = mistral.agents.complete(agent_id="ag-1", messages=[{"role": "user", "content": "hi agent"}])
     assert answer.choices[0].message.content == "Emulated answer to: hi agent"
     transcription = mistral.audio.transcriptions.complete(

@@ -16,7 +16,7 @@ OCR_INLINE = {
 }
 
 
-@pytest.mark.parametrize("account_endpoints", ["false", "true"])
+@pytest.mark.parametrize("account_routes", ["off", "owned", "shared"])
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -31,10 +31,10 @@ OCR_INLINE = {
     ],
 )
 def test_a_sub_path_of_an_inference_route_is_a_404_that_never_reaches_mistral(
-    gateway, emulator, monkeypatch, reconfigure, account_endpoints: str, method: str, path: str
+    gateway, emulator, monkeypatch, reconfigure, account_routes: str, method: str, path: str
 ) -> None:
-    # Given the account endpoints off or on (a sub-path is not one of them either way)
-    monkeypatch.setenv("ACCOUNT_ENDPOINTS", account_endpoints)
+    # Given any account-routes mode (a sub-path is not an account route in any of them)
+    monkeypatch.setenv("ACCOUNT_ROUTES", account_routes)
     reconfigure()
     # When a caller asks for a path below an inference route
     answer = gateway.request(method, path, OCR_INLINE if method == "POST" else None, api_key_id="alice")

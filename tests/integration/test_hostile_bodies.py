@@ -157,11 +157,11 @@ def _base(target: Target) -> dict[str, Any]:
 @pytest.fixture
 def served(gateway: Any, template: Any, monkeypatch: pytest.MonkeyPatch, reconfigure: Any) -> Iterator[Any]:
     """The buffered function in process and `make serve`'s server, one caller key with a token budget, account
-    endpoints on (so every route of the table reads its body)."""
+    routes passed through (AccountRoutes=shared, so every route of the table reads its body)."""
     from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bridge import ApiBridge
 
-    monkeypatch.setenv("ACCOUNT_ENDPOINTS", "true")
+    monkeypatch.setenv("ACCOUNT_ROUTES", "shared")
     reconfigure()
     quota_admin.set_limits(QUOTA_TABLE, CALLER, {"tokens_per_day": 10**12, "requests_per_day": 10**9})
     server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={KEY: CALLER})))

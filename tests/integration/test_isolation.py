@@ -25,6 +25,15 @@ def chat(text: str, model: str = SMALL, **fields: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], **fields}
 
 
+@pytest.fixture(autouse=True)
+def shared_account_routes(gateway, monkeypatch, reconfigure) -> None:
+    """These tests are about circuits and budgets, not ownership: agents are passed as on a single-tenant
+    account (AccountRoutes=shared), so two callers may name the same agent id (tests/integration/
+    test_ownership.py pins that they may not under the default, owned)."""
+    monkeypatch.setenv("ACCOUNT_ROUTES", "shared")
+    reconfigure()
+
+
 def agent(text: str, **fields: Any) -> dict[str, Any]:
     return {"agent_id": "ag-123", "messages": [{"role": "user", "content": text}], **fields}
 

@@ -15,7 +15,7 @@ OCR_REMOTE = {
     "document": {"type": "document_url", "document_url": "https://x.test/a.pdf"},
 }
 MODERATION = {"model": "mistral-moderation-latest", "input": ["plan an attack on the castle", "hello"]}
-CLASSIFICATION = {"model": "ft:classifier:sentiment", "input": "what a lovely day"}
+CLASSIFICATION = {"model": "mistral-classifier-sentiment", "input": "what a lovely day"}
 
 
 def test_a_model_card_is_served_and_cached_briefly_for_everyone(gateway, emulator) -> None:
@@ -104,7 +104,8 @@ def test_anything_but_a_readable_2xx_or_a_4xx_is_a_502_never_cached(
     assert gateway.request("POST", "/v1/moderations", MODERATION).header("X-Cache") == "MISS"
 
 
-def test_agents_completions_pass_through_byte_for_byte(gateway, emulator) -> None:
+def test_agents_completions_pass_through_byte_for_byte(gateway, emulator, owns) -> None:
+    owns("agent", "ag-123")
     body = {"agent_id": "ag-123", "messages": [{"role": "user", "content": "hello agent"}]}
     answer = gateway.request("POST", "/v1/agents/completions", body)
     assert answer.status == 200 and answer.header("X-Cache") is None
@@ -152,24 +153,25 @@ ACCOUNT_CALLS = [
 ]
 
 
-def test_account_routes_are_off_by_default_with_a_way_to_turn_them_on(gateway, emulator) -> None:
+def test_account_routes_are_refused_when_the_operator_turns_them_off(gateway, emulator, monkeypatch, reconfigure):
+    monkeypatch.setenv("ACCOUNT_ROUTES", "off")
+    reconfigure()
     for method, path in ACCOUNT_CALLS:
         refused = gateway.request(method, path, {} if method == "POST" else None)
         assert refused.status == 403, path
-        assert (
-            refused.json["code"] == "account_endpoints_disabled" and "EnableAccountEndpoints" in refused.json["message"]
-        )
+        assert refused.json["code"] == "account_routes_off" and "AccountRoutes" in refused.json["message"]
     unknown = gateway.request("GET", "/v1/not-a-mistral-route")
-    assert unknown.status == 404 and "EnableAccountEndpoints" in unknown.json["message"]
+    assert unknown.status == 404 and unknown.json["object"] == "error"
     assert emulator.calls() == 0
 
 
-def test_account_routes_pass_through_when_enabled(gateway, emulator, monkeypatch, reconfigure) -> None:
-    monkeypatch.setenv("ACCOUNT_ENDPOINTS", "true")
+def test_account_routes_pass_through_for_a_single_tenant(gateway, emulator, monkeypatch, reconfigure) -> None:
+    monkeypatch.setenv("ACCOUNT_ROUTES", "shared")
     reconfigure()
     listing = gateway.request("GET", "/v1/files", headers={"Cache-Control": "no-cache"})
-    assert listing.status == 200 and listing.json == {"object": "list", "data": []}
+    assert listing.status == 200 and listing.json["object"] == "list"
     assert listing.header("X-Cache") is None  # account routes are never cached
+    assert emulator.calls("/v1/files") == 1  # Mistral's own (account-wide) list
 
 
 def test_a_pass_through_is_logged_metered_and_keeps_its_query(gateway, emulator, emitted_metrics) -> None:
@@ -218,9 +220,10 @@ def test_the_function_answers_a_preflight_without_a_key(gateway, emulator) -> No
     assert emulator.calls() == 0
 
 
-def test_pass_through_and_cached_routes_spend_the_callers_budget(gateway, emulator) -> None:
+def test_pass_through_and_cached_routes_spend_the_callers_budget(gateway, emulator, owns) -> None:
     from gateway_dev import quota as quota_admin
 
+    owns("agent", "ag-1", "alice")
     quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"requests_per_minute": 2})
     agent = {"agent_id": "ag-1", "messages": [{"role": "user", "content": "budgeted"}]}
     first = gateway.request("POST", "/v1/agents/completions", agent, api_key_id="alice")

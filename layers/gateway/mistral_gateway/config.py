@@ -130,8 +130,11 @@ class Settings:
     fallback_chains: dict[str, tuple[str, ...]] = setting("FALLBACK_CHAINS", {}, _chains)
     self_hosted_url: str = setting("SELF_HOSTED_SERVER_URL", "", _url)
     self_hosted_secret_id: str = setting("SELF_HOSTED_SECRET_ID", "")  # empty: the server takes no key
-    # Mistral's account routes (files, batch jobs, agents...) shared by every caller: off unless enabled.
-    account_endpoints: bool = setting("ACCOUNT_ENDPOINTS", False, _bool)
+    # Mistral's account routes (files, batch jobs, agents...): "owned" (each caller sees only what it created,
+    # ownership.py), "shared" (passed through: one tenant), "off" (403).
+    account_routes: str = setting("ACCOUNT_ROUTES", "owned", _lower)
+    # The ownership ledger (ledger.py) for AccountRoutes=owned.
+    ledger_table_name: str = setting("LEDGER_TABLE_NAME", "")
     # Access-Control-Allow-Origin for browsers (the template's CorsAllowOrigin).
     cors_allow_origin: str = setting("CORS_ALLOW_ORIGIN", "*")
     # USD per million tokens (input, output) over economics.LIST_PRICES: the template's ModelPrices.

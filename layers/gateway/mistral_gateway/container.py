@@ -26,6 +26,7 @@ from mistral_gateway.config import Settings
 if TYPE_CHECKING:
     from mistral_gateway.cache import ResponseCache
     from mistral_gateway.circuit import CircuitBreaker, Circuits
+    from mistral_gateway.ledger import Ledger
     from mistral_gateway.quota import Budgets
 
 T = TypeVar("T")
@@ -91,6 +92,16 @@ class Container:
 
         usage = DynamoUsage(lambda: self.aws_client("dynamodb"), self.settings.quota_table_name)
         return Budgets(usage, self.settings, clock=self.clock)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ownership ledger of account resources (ledger.py)."""
+        return self._once("store", "ledger", self._new_ledger)
+
+    def _new_ledger(self) -> Ledger:
+        from mistral_gateway.ledger import Ledger
+
+        return Ledger(self.settings.ledger_table_name, self.aws_client("dynamodb"))
 
     @property
     def secrets(self) -> Any:

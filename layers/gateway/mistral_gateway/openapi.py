@@ -86,7 +86,8 @@ def _add_passthrough(spec: dict[str, Any]) -> None:
         "summary": "Every other Mistral route",
         "tags": ["Mistral API"],
         "description": "Relayed to Mistral with the gateway's key; Mistral's status and body come back as sent. "
-        f"Per route: {table}; any other route: off by default (403, see EnableAccountEndpoints).",
+        f"Per route: {table}; any other route: 404. Account routes follow AccountRoutes "
+        "(owned by default: each caller sees only its own).",
         "parameters": [{"name": "proxy+", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "Mistral's answer"}, **{str(k): v for k, v in ERROR_RESPONSES.items()}},
     }

@@ -37,13 +37,13 @@ _TEXT_TYPES = re.compile(r"^\s*(application/([\w.+-]+\+)?json|text/event-stream|
 _JSON_TYPE = re.compile(r"^\s*application/([\w.+-]+\+)?json", re.IGNORECASE)
 
 
-class AccountEndpointsDisabled(Forbidden):
+class AccountRoutesOff(Forbidden):
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"{path} is one of Mistral's account endpoints, which this gateway keeps off: every caller shares the "
-            "gateway's one Mistral account, so one caller could read or delete what another created. An operator "
-            "can turn them on with the template parameter EnableAccountEndpoints=true (ACCOUNT_ENDPOINTS=true).",
-            code="account_endpoints_disabled",
+            f"{path} is one of Mistral's account endpoints, which this gateway's operator turned off "
+            "(template parameter AccountRoutes=off). With AccountRoutes=owned (the default) each caller uses "
+            "only the files, jobs, agents and conversations it created through the gateway.",
+            code="account_routes_off",
         )
 
 
@@ -79,19 +79,27 @@ def handle(request: Forward) -> Relayed:
     rule = routes_policy.rule_for(request.method, request.subpath)
     logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
     observability.count_by(observability.PASSTHROUGH_REQUESTS, "policy", rule.policy.name.lower())
-    if rule is routes_policy.INFERENCE_SUBPATH:  # whatever the settings: /v1/ocr/files is not OCR's to relay
+    if rule is routes_policy.INFERENCE_SUBPATH:  # whatever the mode: /v1/ocr/files is not OCR's to relay
         raise NotFound(f"No route for {request.method} /v1/{request.subpath.strip('/')}.")
-    if rule.policy is Policy.ACCOUNT and not settings().account_endpoints:
-        path = f"/v1/{request.subpath.strip('/')}"
-        if rule is routes_policy.UNLISTED:
-            raise NotFound(
-                f"No route for {request.method} {path}. If it is one of Mistral's account endpoints, an operator "
-                "can pass those through with the template parameter EnableAccountEndpoints=true.",
-                code="account_endpoints_disabled",
-            )
-        raise AccountEndpointsDisabled(path)
+    mode = settings().account_routes
+    if rule is routes_policy.UNLISTED and mode != "shared":
+        raise NotFound(f"No route for {request.method} /v1/{request.subpath.strip('/')}.")
+    if rule.policy is Policy.ACCOUNT:
+        if mode == "shared":
+            return budgeted_relay(request)
+        if mode != "owned":
+            raise AccountRoutesOff(f"/v1/{request.subpath.strip('/')}")
+        from mistral_gateway import owned
+
+        return owned.handle(request, budgeted_relay)
+    if mode == "owned":  # inference that names account resources (OCR's file_id, an agent_id, an ft: model)
+        from mistral_gateway import owned
+
+        owned.check_body_references(request)
     if rule.policy is Policy.CACHED:
         return cached_inference(rule.prefix, request)
+    if not request.body:  # every inference route takes a body (JSON or an upload): Mistral would refuse it
+        raise InvalidRequest("The request body is empty; send a JSON object.")
     return budgeted_relay(request)
 
 
@@ -113,7 +121,7 @@ def budgeted_relay(request: Forward) -> Relayed:
         if spending.cap is not None:
             request = replace(request, body=json.dumps({**body, "max_tokens": spending.cap}).encode())
         relayed = relay(request)
-        answer = _json_or_empty(relayed.body)
+        answer = _answer_fields(relayed)
         usage = _usage(answer)
         spending.settle(sum(usage.values()))
     # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
@@ -253,7 +261,10 @@ def _readable(relayed: Relayed) -> None:
     if relayed.content_type.lower().lstrip().startswith("text/html"):
         raise UpstreamError("Mistral answered with an HTML page instead of an API answer.")
     if _JSON_TYPE.match(relayed.content_type) and relayed.body:
-        json_object(relayed)
+        try:  # any JSON value: some account routes answer a list (agents, conversations, an agent's versions)
+            json.loads(relayed.body)
+        except ValueError:
+            raise UpstreamError("Mistral returned an answer the gateway could not read.") from None
 
 
 def json_object(relayed: Relayed) -> dict[str, Any]:
@@ -274,6 +285,19 @@ def _json_or_empty(raw: bytes | None) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _answer_fields(relayed: Relayed) -> dict[str, Any]:
+    """The answer's JSON object; for a buffered stream (agents, conversations), its events' fields merged, so
+    the usage the last event reports is metered like a JSON answer's."""
+    if not relayed.content_type.lower().startswith("text/event-stream"):
+        return _json_or_empty(relayed.body)
+    merged: dict[str, Any] = {}
+    for line in relayed.body.splitlines():
+        if line.startswith(b"data:"):
+            event = _json_or_empty(line[5:].strip())
+            merged.update({key: value for key, value in event.items() if value is not None})
+    return merged
 
 
 def _usage(data: dict[str, Any]) -> dict[str, int]:

@@ -336,6 +336,16 @@ class Budgets:
         reservation.headers = _headers(budgets)
         return reservation
 
+    def charge(self, caller: str | None, tokens: int) -> None:
+        """Tokens spent outside a request (a batch job's, settled when it completes): added to every window of
+        the caller's limits, over the limit or not (they are spent); the caller's next requests see them."""
+        limits = self._limits_of(caller)
+        if caller is None or limits is None or tokens <= 0 or not self.enabled:
+            return
+        now = self.clock()
+        keys = [usage_key(caller, window, now)[0] for window in limits.windows()]
+        self._adjust(Reservation(caller, tokens, keys), requests=0, tokens=tokens)
+
     def settle(self, reservation: Reservation | None, actual_tokens: int) -> None:
         """Correct the reservation to what the answer really used (usually a refund)."""
         if reservation is not None and actual_tokens != reservation.tokens:

@@ -3,10 +3,10 @@
 The gateway holds ONE Mistral key for all its callers. Inference routes are stateless: what one caller sends
 cannot be read back by another. Account routes (files, libraries, batch jobs, fine-tuning, agents and
 conversations storage, ...) create state under that one Mistral account, so any caller could list, read or
-delete what another caller created. They are off unless the operator turns them on (template parameter
-EnableAccountEndpoints -> ACCOUNT_ENDPOINTS), which is right only when every caller is trusted as the same
-tenant. A route not in this table is treated as an account route: a new Mistral endpoint stays closed until
-someone decides it is stateless inference.
+delete what another caller created. The template parameter AccountRoutes (ACCOUNT_ROUTES) decides what they
+do: `owned` (the default: each caller uses only what it created, checked per route by ownership.py),
+`shared` (passed through: right only when every caller is one tenant) or `off` (403). A route not in this
+table is 404 (except under `shared`): a new Mistral endpoint stays closed until someone decides what it is.
 
 The README's route table mirrors this one (a test keeps them in step).
 """
@@ -20,7 +20,7 @@ from enum import StrEnum
 class Policy(StrEnum):
     CACHED = "cached"  # stateless and deterministic: answered from the cache like chat
     PASSED = "passed through"  # stateless inference: relayed, never cached
-    ACCOUNT = "off by default"  # account state shared by every caller: 403 unless enabled
+    ACCOUNT = "account route"  # account state: per AccountRoutes (owned by default: ownership.py)
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ ROUTES: tuple[RouteRule, ...] = (
     _rule("conversations", "", Policy.ACCOUNT, "conversations are stored and listable account-wide"),
     _rule("responses", "", Policy.ACCOUNT, "responses may be stored and read back account-wide"),
     _rule("audio", "", Policy.ACCOUNT, "voices, audio agents and sessions belong to the account"),
+    _rule("connectors", "", Policy.ACCOUNT, "connectors hold credentials for the whole account"),
 )
 UNLISTED = RouteRule("", frozenset(), Policy.ACCOUNT, "not known to be stateless inference")
 # Below an inference route (/v1/ocr/files, /v1/agents/completions/x): no such Mistral route, always a 404.

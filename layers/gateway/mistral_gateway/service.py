@@ -85,6 +85,15 @@ def check_model(body: dict[str, Any]) -> None:
         observability.log_keys(model=observability.bounded(model))
 
 
+def check_fine_tuned(body: dict[str, Any], caller: str | None) -> None:
+    """A fine-tuned model (`ft:...`) must be one the caller's own job made (AccountRoutes=owned; owned.py)."""
+    model = body.get("model")
+    if isinstance(model, str) and model.startswith("ft:"):
+        from mistral_gateway import owned
+
+        owned.check_fine_tuned_model(body, caller)
+
+
 # --- endpoints -------------------------------------------------------------------------------------------
 
 
@@ -133,6 +142,7 @@ def _completion(
 ) -> Answer:
     """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
     form, validated = admitted_completion(route, body)
+    check_fine_tuned(body, caller)
 
     def prepare() -> Fetch:
         from mistral_gateway import fallback, upstream
@@ -165,6 +175,7 @@ def _completion(
 
 def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:
     check_model(body)
+    check_fine_tuned(body, caller)
     form, validated = admitted("EmbeddingRequest", body)
     canonical = dict(form)
     if isinstance(canonical.get("input"), str):

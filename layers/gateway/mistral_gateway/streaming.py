@@ -79,6 +79,7 @@ def completion_stream(
     if route == "chat":
         body = service.in_mistral_dialect(body)
     form, validated = service.admitted_completion(route, body)  # a hit only for what validation accepts
+    service.check_fine_tuned(body, caller)
     found = service.look_up(route, canonical_chat(form), service.cache_scope(caller), control)
     if found.hit is not None:
         return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
