@@ -1,4 +1,4 @@
-"""The streaming function: chat and FIM completions, streamed event by event (an ASGI app under uvicorn).
+"""The streaming function: chat, FIM and Responses completions, streamed event by event (an ASGI app under uvicorn).
 
 In Lambda it runs behind the Lambda Web Adapter (`run.sh`), which turns each API Gateway streaming
 invocation into an HTTP request and hands over API Gateway's request context (`x-amzn-request-context`),
@@ -82,6 +82,10 @@ async def fim_completions(request: Request) -> Response:
     return await _completion(request, "fim")
 
 
+async def create_response(request: Request) -> Response:
+    return await _completion(request, "responses")
+
+
 async def _completion(request: Request, route: str) -> Response:
     started = time.perf_counter()
     raw = await request.body()
@@ -123,6 +127,10 @@ def _serve(
     """Everything before the first byte (blocking work, in a worker thread)."""
     config = container.current().settings
     request = GatewayRequest.from_parts(headers, raw, event, context, deadline_ms=config.stream_max_ms)
+    if route == "responses":
+        from mistral_gateway import responses
+
+        return responses.create(request.body, **request.completion_context)
     if request.body.get("stream") is True:
         return streaming.completion_stream(route, request.body, **request.completion_context)
     complete = service.chat_completion if route == "chat" else service.fim_completion
@@ -199,6 +207,7 @@ def _json_object(header: str | None) -> dict[str, Any]:
 ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
     ("/v1/chat/completions", chat_completions, ["POST"]),
     ("/v1/fim/completions", fim_completions, ["POST"]),
+    ("/v1/responses", create_response, ["POST"]),
     ("/ready", ready, ["GET"]),
 ]
 

@@ -129,6 +129,9 @@ class Settings:
     self_hosted_secret_id: str = setting("SELF_HOSTED_SECRET_ID", "")  # empty: the server takes no key
     # Mistral's account routes (files, batch jobs, agents...) shared by every caller: off unless enabled.
     account_endpoints: bool = setting("ACCOUNT_ENDPOINTS", False, _bool)
+    # Stored /v1/responses (responses.py): the table, and how long a stored response may be read or chained.
+    responses_table_name: str = setting("RESPONSES_TABLE_NAME", "mistral-gateway-responses")
+    responses_ttl_seconds: int = setting("RESPONSES_TTL_SECONDS", 2_592_000, int, minimum=60)
     # Access-Control-Allow-Origin for browsers (the template's CorsAllowOrigin).
     cors_allow_origin: str = setting("CORS_ALLOW_ORIGIN", "*")
     # USD per million tokens (input, output) over economics.LIST_PRICES: the template's ModelPrices.

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mistral_gateway.cache import ResponseCache
     from mistral_gateway.circuit import CircuitBreaker
     from mistral_gateway.quota import Budgets
+    from mistral_gateway.responses_store import ResponsesStore
 
 T = TypeVar("T")
 
@@ -90,6 +91,16 @@ class Container:
 
         usage = DynamoUsage(lambda: self.aws_client("dynamodb"), self.settings.quota_table_name)
         return Budgets(usage, self.settings, clock=self.clock)
+
+    @property
+    def responses(self) -> ResponsesStore:
+        """The stored /v1/responses of every caller (responses_store.py)."""
+        return self._once("store", "responses", self._new_responses)
+
+    def _new_responses(self) -> ResponsesStore:
+        from mistral_gateway.responses_store import ResponsesStore
+
+        return ResponsesStore(self.settings.responses_table_name, self.aws_client("dynamodb"))
 
     @property
     def secrets(self) -> Any:

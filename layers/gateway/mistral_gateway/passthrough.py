@@ -96,6 +96,9 @@ def handle(request: Forward) -> Relayed:
 def budgeted_relay(request: Forward) -> Relayed:
     """A relay that counts against the caller's budgets (quota.py) like chat: one request, and the tokens the
     answer reports (reserved from the JSON body's text beforehand; 429 when spent)."""
+    from mistral_gateway import prompt_cache
+
+    request = replace(request, body=prompt_cache.namespaced_body(request.subpath, request.body, request.caller))
     body = _json_or_empty(request.body)
     if "model" in body:
         from mistral_gateway import service
@@ -105,7 +108,7 @@ def budgeted_relay(request: Forward) -> Relayed:
         relayed = relay(request)
         answer = _json_or_empty(relayed.body)
         usage = _usage(answer)
-        spending.settle(sum(usage.values()))
+        spending.settle(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
     # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
     priced = economics.headers_and_metrics(answer.get("model") or body.get("model"), "MISS", usage)
     return replace(relayed, headers={**relayed.headers, **spending.headers, **priced})
@@ -237,11 +240,7 @@ def _json_or_empty(raw: bytes | None) -> dict[str, Any]:
 
 
 def _usage(data: dict[str, Any]) -> dict[str, int]:
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return {}
-    counts = {key: usage.get(key) for key in ("prompt_tokens", "completion_tokens")}
-    return {key: value if isinstance(value, int) else 0 for key, value in counts.items()}
+    return economics.token_usage(data.get("usage"))
 
 
 def _client() -> Any:

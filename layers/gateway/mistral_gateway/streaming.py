@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mistral_gateway import fallback, observability, quota, service, sse, upstream
+from mistral_gateway import fallback, observability, prompt_cache, quota, service, sse, upstream
 from mistral_gateway.canonical import canonical_chat
 from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
@@ -69,7 +69,7 @@ def completion_stream(
     if found.hit is not None:
         return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
 
-    arguments = service.upstream_arguments(route, body, validated)
+    arguments = prompt_cache.namespaced(service.upstream_arguments(route, body, validated), caller)
     status = service.count_miss(control)
     spending = current().budgets.spending(caller, body)  # 429 when the caller's budget is spent
     idle_ms = settings().stream_idle_timeout_ms
@@ -248,7 +248,9 @@ def _usage(answer: dict[str, Any] | None, chunks: list[dict[str, Any]]) -> dict[
     for chunk in reversed(chunks):
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
+            from mistral_gateway.economics import token_usage
+
+            return token_usage(usage)
     return {}
 
 
