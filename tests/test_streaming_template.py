@@ -12,7 +12,7 @@ import pytest
 
 from gateway_dev.template import Template
 
-STREAMED_ROUTES = ("/v1/chat/completions", "/v1/fim/completions")
+STREAMED_ROUTES = ("/v1/chat/completions", "/v1/fim/completions", "/v1/responses")
 
 
 @pytest.fixture(scope="module")
