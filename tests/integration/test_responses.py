@@ -7,6 +7,7 @@ caller's response is exactly as absent as one that never existed, and nothing ab
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -275,9 +276,7 @@ def test_a_failing_table_is_a_503_for_reads_and_never_a_half_remembered_chain(al
     with pytest.raises(InternalServerError) as failed:
         alice.responses.create(model=MODEL, input="continue", previous_response_id="resp_abc")
     assert failed.value.status_code == 503 and emulator.calls(RESPONSES) == calls
-    reply = httpx.get(
-        f"{alice.base_url}responses/resp_abc", headers={"Authorization": f"Bearer {KEY_A}"}, timeout=10
-    )
+    reply = httpx.get(f"{alice.base_url}responses/resp_abc", headers={"Authorization": f"Bearer {KEY_A}"}, timeout=10)
     assert reply.status_code == 503 and reply.json()["code"] == "response_store_unavailable"
 
 
@@ -308,7 +307,9 @@ def test_bad_input_is_a_4xx_and_never_reaches_mistral(url, emulator, body) -> No
     assert emulator.calls(RESPONSES) == 0
 
 
-@pytest.mark.parametrize("path", ["/v1/responses/%2e%2e", "/v1/responses/a.b", "/v1/responses/a%2Fb", "/v1/responses/" + "x" * 300])
+@pytest.mark.parametrize(
+    "path", ["/v1/responses/%2e%2e", "/v1/responses/a.b", "/v1/responses/a%2Fb", "/v1/responses/" + "x" * 300]
+)
 def test_malformed_ids_are_4xx_errors_never_a_500(url, path) -> None:
     import httpx
 
@@ -338,3 +339,38 @@ def test_input_tokens_are_counted_by_mistral_with_the_callers_history(url, alice
     assert reply.status_code == 200 and reply.json()["input_tokens"] > 4
     sent = [r.json for r in emulator.requests if r.path == f"{RESPONSES}/input_tokens"][-1]
     assert "previous_response_id" not in sent and len(sent["input"]) == 3
+
+
+# --- budgets and the buffered function -------------------------------------------------------------------------
+
+
+def test_responses_spend_the_callers_budget_and_are_refused_when_it_is_spent(alice, bob) -> None:
+    from openai import RateLimitError
+
+    from gateway_dev import quota as quota_admin
+
+    quota_table = "mistral-gateway-QuotaTable"
+    quota_admin.set_limits(quota_table, ID_A, {"requests_per_minute": 2})
+    response = alice.responses.create(model=MODEL, input="one")
+    stream = alice.responses.create(model=MODEL, input="two", stream=True)
+    assert [event.type for event in stream][-1] == "response.completed"
+    # Settled to what Mistral reported, for the plain and the streamed response alike
+    used = quota_admin.show(quota_table, ID_A)["usage"]["minute"]
+    assert used["requests"] == 2 and used["tokens"] >= response.usage.total_tokens
+    with pytest.raises(RateLimitError):
+        alice.responses.create(model=MODEL, input="three")
+    assert bob.responses.create(model=MODEL, input="bob is not limited").output_text  # one caller's budget only
+
+
+def test_the_buffered_function_answers_a_stream_as_one_sse_body(gateway, emulator) -> None:
+    # (sam local invoke cannot stream: the API function serves the route too)
+    body = {"model": MODEL, "input": "buffered stream", "stream": True}
+    answer = gateway.request("POST", RESPONSES, body, api_key_id=ID_A)
+    assert answer.status == 200 and (answer.header("Content-Type") or "").startswith("text/event-stream")
+    kinds = [line.removeprefix("event: ") for line in answer.text.splitlines() if line.startswith("event: ")]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    completed = next(line for line in answer.text.splitlines() if '"response.completed"' in line)
+    response_id = json.loads(completed.removeprefix("data: "))["response"]["id"]
+    stored = gateway.request("GET", f"{RESPONSES}/{response_id}", api_key_id=ID_A)
+    assert stored.status == 200 and stored.json["store"] is True
+    assert gateway.request("GET", f"{RESPONSES}/{response_id}", api_key_id=ID_B).status == 404
