@@ -159,7 +159,16 @@ def delete_response(response_id: str) -> Response[str]:
 def response_input_items(response_id: str) -> Response[str]:
     from mistral_gateway import responses
 
-    return answer_response(responses.list_input_items(response_id, caller=current_request().caller))
+    query = app.current_event.get_query_string_value
+    return answer_response(
+        responses.list_input_items(
+            response_id,
+            caller=current_request().caller,
+            order=query("order"),
+            limit=query("limit"),
+            after=query("after"),
+        )
+    )
 
 
 # Every other Mistral route. A regex group makes it a "dynamic" route for Powertools, tried after the exact

@@ -374,3 +374,18 @@ def test_the_buffered_function_answers_a_stream_as_one_sse_body(gateway, emulato
     stored = gateway.request("GET", f"{RESPONSES}/{response_id}", api_key_id=ID_A)
     assert stored.status == 200 and stored.json["store"] is True
     assert gateway.request("GET", f"{RESPONSES}/{response_id}", api_key_id=ID_B).status == 404
+
+
+def test_input_items_are_this_turns_own_newest_first_and_paged(alice, url) -> None:
+    import httpx
+
+    first = alice.responses.create(model=MODEL, input="earlier turn")
+    items = [{"role": "user", "content": f"item {n}"} for n in range(3)]
+    second = alice.responses.create(model=MODEL, input=items, previous_response_id=first.id)  # type: ignore[arg-type]
+    listed = alice.responses.input_items.list(second.id)
+    assert [item.content for item in listed.data] == ["item 2", "item 1", "item 0"]  # type: ignore[union-attr]
+    ascending = alice.responses.input_items.list(second.id, order="asc", limit=2)
+    assert [item.content for item in ascending.data] == ["item 0", "item 1"]  # type: ignore[union-attr]
+    assert ascending.has_more is True
+    bad = httpx.get(f"{url}{RESPONSES}/{second.id}/input_items?limit=500", headers={"Authorization": f"Bearer {KEY_A}"})
+    assert bad.status_code == 400 and bad.json()["param"] == "limit"

@@ -435,17 +435,39 @@ def delete(response_id: str, *, caller: str | None) -> service.Answer:
     )
 
 
-def list_input_items(response_id: str, *, caller: str | None) -> service.Answer:
-    """GET /v1/responses/{id}/input_items: this turn's own input items (not the earlier turns'), in order."""
+def list_input_items(
+    response_id: str,
+    *,
+    caller: str | None,
+    order: str | None = None,
+    limit: str | None = None,
+    after: str | None = None,
+) -> service.Answer:
+    """GET /v1/responses/{id}/input_items: this turn's own input items (not the earlier turns'), OpenAI's list shape
+    and query (`order` desc by default, `limit` 1-100 (20), `after` an item id)."""
+    if order not in (None, "asc", "desc"):
+        raise InvalidRequest("`order` must be asc or desc.", param="order")
+    try:
+        count = 20 if limit is None else int(limit)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 100:
+        raise InvalidRequest("`limit` must be a whole number from 1 to 100.", param="limit")
     stored = _stored(caller, response_id)
     items = stored.context[len(stored.context) - stored.turn_items :]
-    ids = [item.get("id") for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    if order != "asc":
+        items = items[::-1]
+    ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+    if after is not None and after in ids:
+        items = items[ids.index(after) + 1 :]
+    page = items[:count]
+    page_ids = [item.get("id") for item in page if isinstance(item, dict) and isinstance(item.get("id"), str)]
     listing = {
         "object": "list",
-        "data": items,
-        "first_id": ids[0] if ids else None,
-        "last_id": ids[-1] if ids else None,
-        "has_more": False,
+        "data": page,
+        "first_id": page_ids[0] if page_ids else None,
+        "last_id": page_ids[-1] if page_ids else None,
+        "has_more": len(items) > count,
     }
     return service.Answer(body=json.dumps(listing, ensure_ascii=False), cache_status="BYPASS")
 
