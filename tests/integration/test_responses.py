@@ -48,6 +48,16 @@ def sent_to_mistral(emulator: Any) -> list[dict[str, Any]]:
     return [request.json for request in emulator.requests if request.path == RESPONSES]
 
 
+def wait_for(found: Any, seconds: float = 10.0) -> Any:
+    """What `found()` returns once it is not empty (a condition, not a timing assertion)."""
+    import time
+
+    give_up = time.monotonic() + seconds
+    while not (result := found()) and time.monotonic() < give_up:
+        time.sleep(0.02)
+    return result
+
+
 def served_lines(gateway: Any) -> list[dict[str, Any]]:
     return [record for record in gateway.log_records() if record.get("message") == "request served"]
 
@@ -220,7 +230,8 @@ def test_a_cut_stream_ends_with_an_error_and_nothing_is_stored(alice, bob, emula
         for event in alice.responses.create(model=MODEL, input="this will be cut", stream=True):
             seen.append(event)
     created = seen[0].response.id
-    streamed = [line for line in served_lines(gateway) if line.get("stream_ended")]
+    # (the SDK raises on the error event, before the server has finished the stream and written its line)
+    streamed = wait_for(lambda: [line for line in served_lines(gateway) if line.get("stream_ended")])
     assert streamed[0]["stream_ended"] == "cut" and streamed[0]["stored"] is False
     from openai import NotFoundError
 
