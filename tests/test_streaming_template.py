@@ -18,6 +18,7 @@ STREAMED_ROUTES = (
     "/v1/fim/completions",
     "/v1/batch/chat/completions",
     "/v1/agents/completions",
+    "/v1/responses",
 )
 
 

@@ -122,6 +122,10 @@ def test_permissions_are_least_privilege(template: Template) -> None:
     assert by_sid["UseTheAnswerCache"]["Resource"] == {"Fn::GetAtt": ["CacheTable", "Arn"]}
     assert by_sid["CountCallerBudgets"]["Resource"] == {"Fn::GetAtt": ["QuotaTable", "Arn"]}
     assert "dynamodb:PutItem" not in by_sid["CountCallerBudgets"]["Action"]  # limits are the operator's to write
+    # Deleting is for stored responses only (DELETE /v1/responses/{id}), on their table only
+    assert by_sid["KeepStoredResponses"]["Resource"] == {"Fn::GetAtt": ["ResponsesTable", "Arn"]}
+    deleters = [s["Sid"] for s in statements if "dynamodb:DeleteItem" in s["Action"]]
+    assert deleters == ["KeepStoredResponses"]
     assert by_sid["ReadTheMistralKey"]["Resource"] == {
         "Fn::If": ["CreateSecret", {"Ref": "MistralApiKeySecret"}, {"Ref": "ExistingSecretArn"}]
     }

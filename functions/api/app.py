@@ -109,6 +109,80 @@ def agents_completions() -> Response[Any]:
     return _relay_current()
 
 
+@app.post(
+    "/v1/responses",
+    summary="Create a response (OpenAI's Responses API over Mistral's)",
+    middlewares=parsed(),
+    **MISTRAL_ROUTE,
+    description="`store` (default true) keeps the response for its caller; `previous_response_id` chains from the "
+    "caller's own. The streaming function serves this route in the API; this buffered handler answers a streamed "
+    "request as one SSE body (sam local).",
+)
+def create_response() -> Response[str]:
+    from mistral_gateway import responses
+
+    request = current_request()
+    return answer_response(responses.buffered(responses.create(request.body, **request.completion_context)))
+
+
+@app.post(
+    "/v1/responses/input_tokens",
+    summary="Count a response's input tokens",
+    middlewares=parsed(),
+    **MISTRAL_ROUTE,
+)
+def count_response_input_tokens() -> Response[str]:
+    from mistral_gateway import responses
+
+    request = current_request()
+    return answer_response(responses.count_input_tokens(request.body, caller=request.caller, deadline=request.deadline))
+
+
+@app.get(
+    "/v1/responses/<response_id>",
+    summary="Retrieve a stored response (the caller's own)",
+    middlewares=parsed(with_body=False),
+    **MISTRAL_ROUTE,
+)
+def retrieve_response(response_id: str) -> Response[str]:
+    from mistral_gateway import responses
+
+    return answer_response(responses.retrieve(response_id, caller=current_request().caller))
+
+
+@app.delete(
+    "/v1/responses/<response_id>",
+    summary="Delete a stored response (the caller's own)",
+    middlewares=parsed(with_body=False),
+    **MISTRAL_ROUTE,
+)
+def delete_response(response_id: str) -> Response[str]:
+    from mistral_gateway import responses
+
+    return answer_response(responses.delete(response_id, caller=current_request().caller))
+
+
+@app.get(
+    "/v1/responses/<response_id>/input_items",
+    summary="List a stored response's input items",
+    middlewares=parsed(with_body=False),
+    **MISTRAL_ROUTE,
+)
+def response_input_items(response_id: str) -> Response[str]:
+    from mistral_gateway import responses
+
+    query = app.current_event.get_query_string_value
+    return answer_response(
+        responses.list_input_items(
+            response_id,
+            caller=current_request().caller,
+            order=query("order"),
+            limit=query("limit"),
+            after=query("after"),
+        )
+    )
+
+
 # Every other Mistral route. A regex group makes it a "dynamic" route for Powertools, tried after the exact
 # routes above and after /v1/models/<model_id> (API Gateway likewise prefers them over /v1/{proxy+}).
 # DELETE /v1/models/{id} (a fine-tuned model of the account) has its own API Gateway resource: it goes the same way.

@@ -1,4 +1,4 @@
-"""The streaming function: chat and FIM completions, streamed event by event (an ASGI app under uvicorn).
+"""The streaming function: chat, FIM and Responses completions, streamed event by event (an ASGI app under uvicorn).
 
 In Lambda it runs behind the Lambda Web Adapter (`run.sh`), which turns each API Gateway streaming
 invocation into an HTTP request and hands over API Gateway's request context (`x-amzn-request-context`),
@@ -94,6 +94,10 @@ async def passthrough(request: Request) -> Response:
     return await _completion(request, "passthrough")
 
 
+async def create_response(request: Request) -> Response:
+    return await _completion(request, "responses")
+
+
 async def _completion(request: Request, route: str) -> Response:
     started = time.perf_counter()
     try:
@@ -148,6 +152,10 @@ def _serve(headers: Any, raw: bytes, event: dict[str, Any], context: AdapterCont
     )
     if route == "batch":
         return service.batch_chat(request.body, **request.completion_context)
+    if route == "responses":
+        from mistral_gateway import responses
+
+        return responses.create(request.body, **request.completion_context)
     if request.body.get("stream") is True:
         return streaming.completion_stream(route, request.body, **request.completion_context)
     complete = service.chat_completion if route == "chat" else service.fim_completion
@@ -249,6 +257,7 @@ ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
     ("/v1/fim/completions", fim_completions, ["POST"]),
     ("/v1/batch/chat/completions", batch_chat_completions, ["POST"]),
     ("/v1/agents/completions", passthrough, ["POST"]),
+    ("/v1/responses", create_response, ["POST"]),
     ("/ready", ready, ["GET"]),
 ]
 

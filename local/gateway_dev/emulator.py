@@ -27,7 +27,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev import emulator_routes
+from gateway_dev import emulator_responses, emulator_routes
 
 EMBEDDING_DIMENSIONS = 1024
 # Words that lengthen an answer to `answer_words`, so a paced stream lasts long enough to watch.
@@ -97,6 +97,8 @@ class MistralEmulator:
     # Mistral answers 400 invalid_model for a model it does not serve; tests that use made-up names relax it.
     accept_any_model: bool = False
     requests: list[RecordedRequest] = field(default_factory=list)
+    # The prompt_cache_keys seen: a repeat reports its prompt tokens as cached (emulator_responses.py).
+    prompt_cache_keys: set[str] = field(default_factory=set)
     _faults: deque[Fault] = field(default_factory=deque)
     _server: BaseWSGIServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -133,6 +135,7 @@ class MistralEmulator:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+            self.prompt_cache_keys.clear()
 
     def calls(self, path: str | None = None) -> int:
         return sum(1 for request in list(self.requests) if path is None or request.path == path)
@@ -183,6 +186,9 @@ class MistralEmulator:
         model = payload.get("model") if isinstance(payload, dict) else None
         if isinstance(model, str) and not self.knows(model):
             return emulator_routes.invalid_model(model)
+        responses = emulator_responses.dispatch(self, request, payload, raw, fault)
+        if responses is not None:
+            return responses
         extra = emulator_routes.dispatch(self, request, payload, raw)
         if extra is not None:
             return extra
@@ -257,11 +263,13 @@ class MistralEmulator:
             ]
             content, finish_reason = "", "tool_calls"
         completion_tokens = len(content.split()) if content else 1
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if cached := emulator_responses.cached_prompt_tokens(self, body, prompt_tokens):
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         answer_id = "emu-" + hashlib.sha256(raw).hexdigest()[:24]
         model = body["model"]
         requested_n = body.get("n")
@@ -357,7 +365,7 @@ def _sse(
     content: str,
     tool_calls: list[dict[str, Any]] | None,
     finish_reason: str,
-    usage: dict[str, int],
+    usage: dict[str, Any],
     n: int,
     fault: Fault | None,
     environ: dict[str, Any],

@@ -113,7 +113,10 @@ def test_agents_completions_pass_through_byte_for_byte(gateway, emulator, owns) 
     assert answer.json["choices"][0]["message"]["content"] == "Emulated answer to: hello agent"
     direct = emulator.requests[-1]
     assert direct.headers["authorization"] == "Bearer test-mistral-key-0123456789"  # the gateway's key, injected
-    assert direct.json == body
+    # The body as sent, with the caller's own namespace for Mistral's prompt cache (prompt_cache.py)
+    from mistral_gateway import prompt_cache
+
+    assert direct.json == {**body, "prompt_cache_key": prompt_cache.namespaced_key(None, None)}
 
 
 def test_a_pass_through_4xx_is_relayed_as_sent(gateway, emulator) -> None:

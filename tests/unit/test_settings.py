@@ -13,7 +13,13 @@ from gateway_dev.template import ROOT, Template
 from mistral_gateway.config import Settings
 
 # Named after the stack's own resources in the template; their defaults only serve `make serve` and tests.
-RESOURCE_NAMES = {"CACHE_TABLE_NAME", "MISTRAL_SECRET_ID", "QUOTA_TABLE_NAME", "LEDGER_TABLE_NAME"}
+RESOURCE_NAMES = {
+    "CACHE_TABLE_NAME",
+    "MISTRAL_SECRET_ID",
+    "QUOTA_TABLE_NAME",
+    "LEDGER_TABLE_NAME",
+    "RESPONSES_TABLE_NAME",
+}
 
 
 def readme_rows() -> dict[str, str]:

@@ -135,6 +135,9 @@ class Settings:
     account_routes: str = setting("ACCOUNT_ROUTES", "owned", _lower)
     # The ownership ledger (ledger.py) for AccountRoutes=owned.
     ledger_table_name: str = setting("LEDGER_TABLE_NAME", "")
+    # Stored /v1/responses (responses.py): the table, and how long a stored response may be read or chained.
+    responses_table_name: str = setting("RESPONSES_TABLE_NAME", "mistral-gateway-responses")
+    responses_ttl_seconds: int = setting("RESPONSES_TTL_SECONDS", 2_592_000, int, minimum=60)
     # Access-Control-Allow-Origin for browsers (the template's CorsAllowOrigin).
     cors_allow_origin: str = setting("CORS_ALLOW_ORIGIN", "*")
     # USD per million tokens (input, output) over economics.LIST_PRICES: the template's ModelPrices.

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mistral_gateway.circuit import CircuitBreaker, Circuits
     from mistral_gateway.ledger import Ledger
     from mistral_gateway.quota import Budgets
+    from mistral_gateway.responses_store import ResponsesStore
 
 T = TypeVar("T")
 
@@ -102,6 +103,16 @@ class Container:
         from mistral_gateway.ledger import Ledger
 
         return Ledger(self.settings.ledger_table_name, self.aws_client("dynamodb"))
+
+    @property
+    def responses(self) -> ResponsesStore:
+        """The stored /v1/responses of every caller (responses_store.py)."""
+        return self._once("store", "responses", self._new_responses)
+
+    def _new_responses(self) -> ResponsesStore:
+        from mistral_gateway.responses_store import ResponsesStore
+
+        return ResponsesStore(self.settings.responses_table_name, self.aws_client("dynamodb"))
 
     @property
     def secrets(self) -> Any:

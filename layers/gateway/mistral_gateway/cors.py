@@ -22,6 +22,7 @@ EXPOSED_HEADERS = (
     "X-Cache",
     "X-Usage-Prompt-Tokens",
     "X-Usage-Completion-Tokens",
+    "X-Usage-Cached-Prompt-Tokens",
     "X-Estimated-Cost-USD",
     "X-Cache-Saved-Tokens",
     "X-Cache-Saved-Cost-USD",

@@ -57,6 +57,9 @@ STREAM_DURATION = "StreamDuration"
 STREAMS_ENDED_EARLY = "StreamsEndedEarly"  # cut, idle, too long or the caller hung up: nothing stored
 MODEL_FALLBACKS = "ModelFallbacks"  # by from, to and reason (all from the operator's chains, never the caller)
 PASSTHROUGH_REQUESTS = "PassThroughRequests"  # by `policy`: cached, passed, account
+CACHED_PROMPT_TOKENS = "CachedPromptTokens"  # prompt tokens Mistral served from its prompt cache (billed 10 %)
+STORED_RESPONSES = "StoredResponses"  # /v1/responses kept by the gateway (responses.py)
+RESPONSE_STORE_ERRORS = "ResponseStoreErrors"  # the responses table failed (read, write or delete)
 
 EMITTED_METRICS = frozenset(
     {
@@ -90,6 +93,9 @@ EMITTED_METRICS = frozenset(
         STREAMS_ENDED_EARLY,
         MODEL_FALLBACKS,
         PASSTHROUGH_REQUESTS,
+        CACHED_PROMPT_TOKENS,
+        STORED_RESPONSES,
+        RESPONSE_STORE_ERRORS,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )

@@ -111,6 +111,9 @@ def budgeted_relay(request: Forward) -> Relayed:
     """A relay that counts against the caller's budgets (quota.py) like chat: one request, and the tokens the
     answer reports (reserved from the JSON body's text beforehand; 429 when spent)."""
     body = edge_json(request)
+    from mistral_gateway import prompt_cache
+
+    request = replace(request, body=prompt_cache.namespaced_body(request.subpath, request.body, request.caller))
     if "model" in body:
         from mistral_gateway import service
 
@@ -123,7 +126,7 @@ def budgeted_relay(request: Forward) -> Relayed:
         relayed = relay(request)
         answer = _answer_fields(relayed)
         usage = _usage(answer)
-        spending.settle(sum(usage.values()))
+        spending.settle(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
     # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
     priced = economics.headers_and_metrics(answer.get("model") or body.get("model"), "MISS", usage)
     return replace(relayed, headers={**relayed.headers, **spending.headers, **priced})
@@ -301,11 +304,7 @@ def _answer_fields(relayed: Relayed) -> dict[str, Any]:
 
 
 def _usage(data: dict[str, Any]) -> dict[str, int]:
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return {}
-    counts = {key: usage.get(key) for key in ("prompt_tokens", "completion_tokens")}
-    return {key: value if isinstance(value, int) else 0 for key, value in counts.items()}
+    return economics.token_usage(data.get("usage"))
 
 
 def _client() -> Any:

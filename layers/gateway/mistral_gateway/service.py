@@ -145,9 +145,9 @@ def _completion(
     check_fine_tuned(body, caller)
 
     def prepare() -> Fetch:
-        from mistral_gateway import fallback, upstream
+        from mistral_gateway import fallback, prompt_cache, upstream
 
-        arguments = upstream_arguments(route, body, validated)
+        arguments = prompt_cache.namespaced(upstream_arguments(route, body, validated), caller)
         ask = upstream.chat if route == "chat" else upstream.fim
 
         def fetch() -> Fetched:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mistral_gateway import fallback, observability, quota, service, sse, upstream
+from mistral_gateway import fallback, observability, prompt_cache, quota, service, sse, upstream
 from mistral_gateway.cache import MAX_STORED_BYTES, Compressed
 from mistral_gateway.canonical import canonical_chat
 from mistral_gateway.container import current, settings
@@ -84,7 +84,7 @@ def completion_stream(
     if found.hit is not None:
         return service.as_stream(service.priced(service.budgeted_hit(found.hit, caller, body), body))
 
-    arguments = service.upstream_arguments(route, body, validated)
+    arguments = prompt_cache.namespaced(service.upstream_arguments(route, body, validated), caller)
     status = service.count_miss(control)
     spending = current().budgets.spending(caller, body, cappable=True)  # 429 when the caller's budget is spent
     if spending.cap is not None:  # the key's token budget caps what Mistral may write (quota.py)
@@ -307,13 +307,10 @@ class LiveStream:
 
 
 def _usage(usage: Any) -> dict[str, int]:
-    """Mistral's usage (in the last chunk), when it came and reads as counts."""
-    if not isinstance(usage, dict):
-        return {}
-    try:
-        return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
-    except (TypeError, ValueError, OverflowError):
-        return {}
+    """Mistral's usage (in the last chunk), when it came: economics.token_usage's counts (cached tokens too)."""
+    from mistral_gateway.economics import token_usage
+
+    return token_usage(usage)
 
 
 def _is_timeout(error: Exception) -> bool:

@@ -55,8 +55,9 @@ class UpstreamAnswer:
 
     @property
     def usage(self) -> dict[str, int]:
-        usage = self.data.get("usage") or {}
-        return {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
+        from mistral_gateway.economics import token_usage
+
+        return token_usage(self.data.get("usage")) or {"prompt_tokens": 0, "completion_tokens": 0}
 
 
 class _LastResponse(threading.local):
