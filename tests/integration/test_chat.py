@@ -242,10 +242,11 @@ def test_a_dropped_connection_is_retried(gateway, emulator, chat_body) -> None:
 
 def test_a_slow_mistral_becomes_504_within_the_deadline(gateway, emulator, chat_body, monkeypatch, reconfigure) -> None:
 
-    gateway.chat(chat_body("warm: imports and clients are ready, so the deadline measures only Mistral"))
-    emulator.reset()
     monkeypatch.setenv("REQUEST_DEADLINE_MS", "1200")
     reconfigure()
+    # Warm the new container (its SDK client, key and limits), so the deadline measures only Mistral
+    gateway.chat(chat_body("warm: imports and clients are ready, so the deadline measures only Mistral"))
+    emulator.reset()
     emulator.script(*[Fault(delay=3.0)] * 3)
     body = chat_body("slow")
     response = gateway.chat(body)
