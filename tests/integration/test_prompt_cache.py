@@ -64,7 +64,8 @@ def test_the_answer_cache_ignores_the_key_and_stays_per_caller(gateway, chat_bod
     assert gateway.chat(chat_body("same answer", prompt_cache_key="one"), api_key_id=BOB).header("X-Cache") == "MISS"
 
 
-def test_fim_agents_and_responses_are_namespaced(gateway, emulator) -> None:
+def test_fim_agents_and_responses_are_namespaced(gateway, emulator, owns) -> None:
+    owns("agent", "ag_1", ALICE)  # an agent Alice made through the gateway (AccountRoutes=owned)
     fim = {"model": "codestral-latest", "prompt": "def f():", "prompt_cache_key": "k"}
     assert gateway.request("POST", FIM, fim, api_key_id=ALICE).status == 200
     agent = {"agent_id": "ag_1", "messages": [{"role": "user", "content": "hi agent"}], "prompt_cache_key": "k"}
