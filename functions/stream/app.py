@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mistral_gateway import container, cors, observability, service, streaming
+from mistral_gateway import container, cors, key_policy, observability, service, streaming
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger, metrics
@@ -123,6 +123,7 @@ def _serve(
     """Everything before the first byte (blocking work, in a worker thread)."""
     config = container.current().settings
     request = GatewayRequest.from_parts(headers, raw, event, context, deadline_ms=config.stream_max_ms)
+    key_policy.admit(request.caller)  # an expired key: 401; the models the key may use
     if request.body.get("stream") is True:
         return streaming.completion_stream(route, request.body, **request.completion_context)
     complete = service.chat_completion if route == "chat" else service.fim_completion

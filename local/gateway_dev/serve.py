@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -177,6 +178,17 @@ def caller_keys_from_env(env: Any) -> dict[str, str]:
     return {key: "local-caller" if n == 0 else f"local-caller-{n + 1}" for n, key in enumerate(unique)}
 
 
+def keys_in_usage_plan(stack: LocalStack, callers: dict[str, str], *, stage: str, url: str) -> Any:
+    """The caller keys as API keys in moto's usage plan (usage_plan.py), and the check of callers against it.
+    Where they live is written to the state file `keys --local` reads, and forgotten when the runner stops."""
+    from gateway_dev import usage_plan
+
+    api, _ids = usage_plan.provision(stack.template, list(callers), stage=stage, names=list(callers.values()))
+    path = dataclasses.replace(api, url=url).save()
+    stack.stoppers.append(lambda: usage_plan.forget(path, api))
+    return usage_plan.UsagePlanCallers(api.usage_plan_id)
+
+
 def _other_keys(stack: LocalStack, callers: dict[str, str]) -> str:
     others = [key for key in callers if key != stack.api_key]
     return "".join(f"\n  caller key  : {key}   (another caller: its own cache, budgets, resources)" for key in others)
@@ -245,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         api_key=api_key,
     )
     labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
-    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=callers, extra_headers=labels)
     url = f"http://{args.host}:{sock.getsockname()[1]}"
+    plan = keys_in_usage_plan(stack, callers, stage=args.stage, url=url)
+    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=plan, extra_headers=labels)
     print(banner(stack, url, callers), flush=True)
 
     import uvicorn

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mistral_gateway import admission, dialect, economics, limits, observability, singleflight, sse
+from mistral_gateway import admission, dialect, economics, key_policy, limits, observability, singleflight, sse
 from mistral_gateway.cache import CachedAnswer, Entry
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.container import current, settings
@@ -83,6 +83,7 @@ def check_model(body: dict[str, Any]) -> None:
         )
     if isinstance(model, str):
         observability.log_keys(model=observability.bounded(model))
+        key_policy.check(model)  # the caller key's own model list (403)
 
 
 # --- endpoints -------------------------------------------------------------------------------------------
@@ -199,10 +200,15 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     shared = _briefly(control)
     answer = through_cache("models", {"path": "/v1/models"}, None, shared, lambda: fetch, deadline, scope="shared")
     allowed = settings().allowed_models
-    if not allowed:
+    per_key = key_policy.allowed_models()
+    if not allowed and per_key is None:
         return answer
     listing = json.loads(answer.body)
-    listing["data"] = [card for card in listing.get("data", []) if card.get("id") in allowed]
+    listing["data"] = [
+        card
+        for card in listing.get("data", [])
+        if (not allowed or card.get("id") in allowed) and (per_key is None or card.get("id") in per_key)
+    ]
     return _replace_body(answer, json.dumps(listing))
 
 
@@ -217,6 +223,7 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
     allowed = settings().allowed_models
     if allowed and model_id not in allowed:
         raise NotFound(f"Model not found: {model_id}", param="model_id", code="model_not_found")
+    key_policy.check(model_id)
 
     def fetch() -> Fetched:
         from mistral_gateway import passthrough
