@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mistral_gateway import container, cors, key_policy, observability, service, streaming
+from mistral_gateway import container, cors, key_policy, observability, service, spend, streaming
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger, metrics
@@ -167,6 +167,7 @@ def _finish(response: Response, served: dict[str, Any], started: float) -> Respo
 def _log_served(fields: dict[str, Any], started: float) -> None:
     """The one "request served" line (written when a stream has ended: usage is known only then)."""
     logger.info("request served", extra={**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+    spend.record_served({**logger.get_current_keys(), **fields})  # after the last byte: off the caller's wait
     metrics.flush_metrics()
 
 

@@ -398,7 +398,10 @@ def run(gateway: Gateway, args: argparse.Namespace, out: TextIO) -> int:
     elif args.command == "show":
         key = find(gateway, args.key, keys)
         usage = quota_tool.current_usage(gateway.dynamodb, gateway.quota_table, key.id, now)
-        emit.record({**key.row(now), "usage": usage}, [json.dumps({**key.row(now), "usage": usage}, indent=2, ensure_ascii=False)])
+        emit.record(
+            {**key.row(now), "usage": usage},
+            [json.dumps({**key.row(now), "usage": usage}, indent=2, ensure_ascii=False)],
+        )
     elif args.command == "revoke":
         key = find(gateway, args.key, keys)
         revoke(gateway, key)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from mistral_gateway import key_policy, observability
+from mistral_gateway import key_policy, observability, spend
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger
 from mistral_gateway.resolver import GatewayResolver
@@ -36,16 +36,15 @@ def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Res
             raise
         response = handler(error)
     event = app.current_event
-    logger.info(
-        "request served",
-        extra={
-            "method": observability.bounded(event.http_method),
-            "route": observability.bounded(event.resource or event.path),
-            "status": response.status_code,
-            "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
+    fields = {
+        "method": observability.bounded(event.http_method),
+        "route": observability.bounded(event.resource or event.path),
+        "status": response.status_code,
+        "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    logger.info("request served", extra=fields)
+    spend.record_served({**logger.get_current_keys(), **fields})  # the line's own fields, per key (spend.py)
     return response
 
 

@@ -437,7 +437,7 @@ def stale_answer(cached: CachedAnswer, error: GatewayError) -> Answer:
         "Mistral failed; serving an expired answer (stale-if-error)",
         extra={"error_type": error.error_type, "error_status": error.status, "stale_seconds": _age(cached)},
     )
-    observability.log_keys(cache="STALE")
+    observability.log_keys(cache="STALE", **_from_cache(cached))
     observability.count(observability.CACHE_STALE)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
     return Answer(body=cached.body.decode(), cache_status="STALE", usage=usage, events=cached.events)
@@ -449,11 +449,19 @@ def _age(cached: CachedAnswer) -> int:
 
 def _hit(cached: CachedAnswer) -> Answer:
     tokens = cached.prompt_tokens + cached.completion_tokens
-    observability.log_keys(cache="HIT", tokens_from_cache=tokens)
+    observability.log_keys(cache="HIT", tokens_from_cache=tokens, **_from_cache(cached))
     observability.count(observability.CACHE_HIT)
     observability.count(observability.TOKENS_SERVED_FROM_CACHE, tokens)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
     return Answer(body=cached.body.decode(), cache_status="HIT", usage=usage, events=cached.events)
+
+
+def _from_cache(cached: CachedAnswer) -> dict[str, int]:
+    """The served line's split of what a hit saved: what prices its saving per key (spend.py)."""
+    return {
+        "prompt_tokens_from_cache": cached.prompt_tokens,
+        "completion_tokens_from_cache": cached.completion_tokens,
+    }
 
 
 def _token_counts(usage: dict[str, int]) -> dict[str, int]:
