@@ -166,8 +166,10 @@ def _finish(response: Response, served: dict[str, Any], started: float) -> Respo
 
 def _log_served(fields: dict[str, Any], started: float) -> None:
     """The one "request served" line (written when a stream has ended: usage is known only then)."""
-    logger.info("request served", extra={**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
-    spend.record_served({**logger.get_current_keys(), **fields})  # after the last byte: off the caller's wait
+    line = {**logger.get_current_keys(), **fields}
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    logger.info("request served", extra={**fields, **spend.line_fields(line), "duration_ms": duration_ms})
+    spend.record_served(line)  # after the last byte: off the caller's wait
     metrics.flush_metrics()
 
 

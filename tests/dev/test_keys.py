@@ -236,7 +236,7 @@ def test_limits_and_models_are_read_and_changed_through_one_item(operator) -> No
     ],
 )
 def test_mistakes_are_one_line_and_an_exit_code(operator, args, code, message) -> None:
-    result, out, err = operator.run(*args)
+    result, _, err = operator.run(*args)
     assert result == code and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 

@@ -43,8 +43,9 @@ def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Res
         "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
     }
-    logger.info("request served", extra=fields)
-    spend.record_served({**logger.get_current_keys(), **fields})  # the line's own fields, per key (spend.py)
+    line = {**logger.get_current_keys(), **fields}
+    logger.info("request served", extra={**fields, **spend.line_fields(line)})
+    spend.record_served(line)  # the line's own fields, added up per key, day and model (spend.py)
     return response
 
 

@@ -76,6 +76,17 @@ def counters(fields: dict[str, Any]) -> dict[str, int]:
     return {name: value for name, value in counts.items() if value}
 
 
+def line_fields(fields: dict[str, Any]) -> dict[str, float]:
+    """What the served line adds about money (the dashboard's per-key row sums these): cost and cost saved."""
+    counts = counters(fields)
+    extra = {}
+    if counts.get("cost_nusd"):
+        extra["cost_usd"] = counts["cost_nusd"] / NANO
+    if counts.get("saved_nusd"):
+        extra["saved_usd"] = counts["saved_nusd"] / NANO
+    return extra
+
+
 def record(fields: dict[str, Any], *, table: str, dynamodb: Any, now: float | None = None) -> None:
     """Add one served line to its key's day and model (nothing for a line without a caller)."""
     caller = fields.get("caller")
