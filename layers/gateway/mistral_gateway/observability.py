@@ -57,6 +57,7 @@ STREAM_DURATION = "StreamDuration"
 STREAMS_ENDED_EARLY = "StreamsEndedEarly"  # cut, idle, too long or the caller hung up: nothing stored
 MODEL_FALLBACKS = "ModelFallbacks"  # by from, to and reason (all from the operator's chains, never the caller)
 PASSTHROUGH_REQUESTS = "PassThroughRequests"  # by `policy`: cached, passed, account
+SPEND_NOT_RECORDED = "SpendNotRecorded"  # a per-key spend counter could not be written (spend.py)
 
 EMITTED_METRICS = frozenset(
     {
@@ -90,6 +91,7 @@ EMITTED_METRICS = frozenset(
         STREAMS_ENDED_EARLY,
         MODEL_FALLBACKS,
         PASSTHROUGH_REQUESTS,
+        SPEND_NOT_RECORDED,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )

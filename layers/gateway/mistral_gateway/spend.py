@@ -40,7 +40,6 @@ COUNTERS = (
     "rate_limited",
 )
 SAVED_STATUSES = ("HIT", "STALE")
-SPEND_NOT_RECORDED = "SpendNotRecorded"
 
 
 def item_key(caller: str, day: str, model: str) -> str:
@@ -113,7 +112,7 @@ def record(fields: dict[str, Any], *, table: str, dynamodb: Any, now: float | No
         )
     except aws.errors() as error:
         logger.warning("spend not recorded", extra={"error_code": aws.error_code(error)})
-        observability.count(SPEND_NOT_RECORDED)
+        observability.count(observability.SPEND_NOT_RECORDED)
 
 
 def record_served(fields: dict[str, Any]) -> None:
