@@ -150,6 +150,7 @@ def banner(stack: LocalStack, url: str, callers: dict[str, str] | None = None) -
   upstream    : {upstream}
   fallbacks   : {env.get("FALLBACK_CHAINS") or "none (FALLBACK_CHAINS)"}{_self_hosted(env)}
   AWS (moto)  : {stack.moto_url}   table {env.get("CACHE_TABLE_NAME")}, secret {env.get("MISTRAL_SECRET_ID")}
+  keys        : in moto's API Gateway usage plan; make keys ARGS="--local create my-app" (list, revoke, usage...)
 
   curl {url}/v1/chat/completions -H 'Authorization: Bearer {stack.api_key}' \\
        -H 'Content-Type: application/json' \\
