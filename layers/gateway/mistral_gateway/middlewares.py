@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from mistral_gateway import key_policy, observability, spend
+from mistral_gateway import observability, spend
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger
 from mistral_gateway.resolver import GatewayResolver
@@ -27,7 +27,6 @@ def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Res
     status and tokens."""
     started = time.perf_counter()
     try:
-        key_policy.admit(caller_id(app.current_event.raw_event))  # an expired key: 401; the key's models
         response = next_middleware(app)
     except Exception as error:
         # Powertools would run the exception handlers after every middleware: run here, the line has the status.
