@@ -13,7 +13,7 @@ SAM_CLI_VERSION := 1.170.0
 STACK ?= mistral-gateway
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help serve test lint typecheck format bench build deploy validate invoke moto openapi events chat clean
+.PHONY: help serve test lint typecheck format bench build deploy validate invoke moto openapi events chat clean keys smoke
 
 help:
 	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench   cold start, overhead, memory, size and cost benchmark (BENCH_ARGS=--smoke: a quick pass)"
 	@echo "make invoke EVENT=events/chat.json   one API Gateway event through the handler"
 	@echo "make moto    a moto server with the template's table and secret (for sam local)"
+	@echo "make keys ARGS='--local list'   caller keys, budgets, models, spend (--stack NAME: a deployed stack)"
+	@echo "make smoke URL=... KEY=...   check a deployed gateway (ARGS='--stack NAME': 403/429 checks too)"
 	@echo "make chat    a terminal chatbot against make serve (URL=... for a deployed gateway)"
 	@echo "make build   sam build (arm64, Python 3.13) and check the artifact"
 	@echo "make deploy  sam deploy --guided, then print the steps to set the key and create caller keys"
@@ -53,6 +55,15 @@ bench: $(STAMP)
 
 invoke: $(STAMP)
 	$(BIN)/python -m gateway_dev.invoke $(EVENT) --times $(or $(TIMES),1)
+
+# Caller keys of make serve (ARGS="--local list") or of a deployed stack (ARGS="--stack NAME create team-a").
+keys: $(STAMP)
+	$(BIN)/mistral-gateway keys $(ARGS)
+
+# After `sam deploy` (or against make serve): one PASS/FAIL line per check. ARGS="--stack NAME" or ARGS=--local adds
+# the 403 and 429 checks with a throwaway key.
+smoke: $(STAMP)
+	$(BIN)/python -m gateway_dev.smoke --url "$(URL)" --key "$(KEY)" $(ARGS)
 
 chat: $(STAMP)
 	$(BIN)/python -m gateway_dev.cli chat --url $(or $(URL),http://127.0.0.1:$(PORT))

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mistral_gateway import container, observability, service
+from mistral_gateway import container, key_policy, observability, service
 from mistral_gateway.cors import cors_config
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.http import GatewayRequest, answer_response, error_response, json_response
@@ -24,8 +24,11 @@ from mistral_gateway.resolver import GatewayResolver
 
 
 def current_request() -> GatewayRequest:
-    """The request `parsed` checked for the current route."""
+    """The request `parsed` checked for the current route, its caller key admitted (key_policy.py: an ended key
+    is a 401; the models it may use are kept for the request). Admitted once the route holds its request, so the
+    read of the key's limits never sits between parsing and the route."""
     parsed_request: GatewayRequest = app.context["request"]
+    key_policy.admit(parsed_request.caller)
     return parsed_request
 
 
@@ -199,6 +202,7 @@ def _relay_current() -> Response[Any]:
     from mistral_gateway import passthrough, relay_http
 
     forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
+    key_policy.admit(forward.caller)
     return relay_http.relayed_response(passthrough.handle(forward))
 
 

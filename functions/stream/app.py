@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mistral_gateway import container, cors, observability, service, streaming
+from mistral_gateway import container, cors, key_policy, observability, service, spend, streaming
 from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger, metrics
@@ -145,11 +145,13 @@ def _serve(headers: Any, raw: bytes, event: dict[str, Any], context: AdapterCont
     """Everything before the first byte (blocking work, in a worker thread)."""
     config = container.current().settings
     if route == "passthrough":
+        key_policy.admit(caller_id(event))  # an expired key: 401; the models the key may use
         return _relay(headers, raw, event, context, path, config.stream_max_ms)
     item_list = "requests" if route == "batch" else None
     request = GatewayRequest.from_parts(
         headers, raw, event, context, deadline_ms=config.stream_max_ms, item_list=item_list
     )
+    key_policy.admit(request.caller)  # an expired key: 401; the models the key may use
     if route == "batch":
         return service.batch_chat(request.body, **request.completion_context)
     if route == "responses":
@@ -221,7 +223,10 @@ def _finish(response: Response, served: dict[str, Any], started: float) -> Respo
 
 def _log_served(fields: dict[str, Any], started: float) -> None:
     """The one "request served" line (written when a stream has ended: usage is known only then)."""
-    logger.info("request served", extra={**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+    line = {**logger.get_current_keys(), **fields}
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    logger.info("request served", extra={**fields, **spend.line_fields(line), "duration_ms": duration_ms})
+    spend.record_served(line)  # after the last byte: off the caller's wait
     metrics.flush_metrics()
 
 

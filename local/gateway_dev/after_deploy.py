@@ -18,7 +18,7 @@ def outputs(stack: str) -> dict[str, str]:
     return {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
 
 
-def instructions(values: dict[str, str]) -> str:
+def instructions(values: dict[str, str], stack: str = "mistral-gateway") -> str:
     url, secret, plan = (
         values.get("ApiUrl", "<ApiUrl>"),
         values.get("MistralSecretArn", "<MistralSecretArn>"),
@@ -31,13 +31,12 @@ Deployed. Next steps:
 1. Put your Mistral key into the secret (until then the gateway answers 503):
    aws secretsmanager put-secret-value --secret-id '{secret}' --secret-string '{{"api_key": "<your Mistral key>"}}'
 
-2. Create a caller key for an app and add it to the usage plan:
-   KEY_ID=$(aws apigateway create-api-key --name my-app --enabled --query id --output text)
-   aws apigateway create-usage-plan-key --usage-plan-id {plan} --key-id "$KEY_ID" --key-type API_KEY
-   KEY=$(aws apigateway get-api-key --api-key "$KEY_ID" --include-value --query value --output text)
+2. Create a caller key per app (it joins usage plan {plan}; budgets and models go to table {quota_table}):
+   .venv/bin/mistral-gateway keys --stack {stack} create my-app --tokens-per-day 2000000
+   KEY=<the key it printed>     # later: keys list / show / limits / models / rotate / revoke / usage
 
-3. Optionally give it a budget (requests/tokens per minute/day):
-   .venv/bin/python -m gateway_dev.quota set "$KEY_ID" --tokens-per-day 2000000 --table {quota_table}
+3. Check the live stack (one PASS/FAIL line per check):
+   make smoke URL={url} KEY="$KEY" ARGS="--stack {stack}"
 
 4. Try it:
    curl {url}/v1/chat/completions -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # no credentials, wrong region...: still print the steps, with placeholders
         print(f"(could not read the outputs of stack {args.stack!r}: {type(error).__name__})", file=sys.stderr)
         values = {}
-    print(instructions(values))
+    print(instructions(values, args.stack))
     return 0
 
 

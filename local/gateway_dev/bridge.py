@@ -132,7 +132,7 @@ class ApiBridge:
         template: Template,
         *,
         stage: str = "prod",
-        api_keys: dict[str, str] | None = None,
+        api_keys: dict[str, str] | caller_keys.Callers | None = None,
         extra_headers: dict[str, str] | None = None,
         own_containers: bool = False,
     ):
@@ -144,7 +144,10 @@ class ApiBridge:
         self.extra_headers = dict(extra_headers or {})  # e.g. marks answers that come from the emulator
         self.stage = stage
         self.routes: list[ApiRoute] = template.routes()
-        self.api_keys = dict(api_keys or {})  # key -> key id
+        # key -> key id, or a usage plan to check callers against (make serve: usage_plan.py)
+        self.api_keys: dict[str, str] | caller_keys.Callers = (
+            api_keys if api_keys is not None and not isinstance(api_keys, dict) else dict(api_keys or {})
+        )
         self.identity_headers = caller_keys.identity_headers(template)  # required first, as API Gateway does
         self.functions: dict[str, LocalFunction] = {}
         self.binary_types = template.binary_media_types()
@@ -228,7 +231,7 @@ class ApiBridge:
 
 
 def authenticate(
-    api_keys: dict[str, str], headers: Any, required: tuple[str, ...] = ()
+    api_keys: dict[str, str] | caller_keys.Callers, headers: Any, required: tuple[str, ...] = ()
 ) -> tuple[str | None, tuple[int, str, str] | None]:
     """The caller's key id, as the cloud finds it (caller_keys.py), or (status, message, error type)."""
     return caller_keys.authenticate(api_keys, headers, required)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from gateway_dev.template import Template
 
@@ -35,8 +35,16 @@ def authorizer() -> ModuleType:
     return handler_module(template, "AuthorizerFunction")
 
 
+class Callers(Protocol):
+    """Where caller keys are checked: a usage plan (usage_plan.UsagePlanCallers, what `make serve` uses)."""
+
+    def find(self, presented: str) -> str | None:
+        """The key id of an enabled key in the plan whose value is `presented`, else None."""
+        ...
+
+
 def authenticate(
-    api_keys: dict[str, str], headers: Any, required: tuple[str, ...] = ()
+    api_keys: dict[str, str] | Callers, headers: Any, required: tuple[str, ...] = ()
 ) -> tuple[str | None, Refusal | None]:
     """The caller's key id, or the refusal: a missing identity source, no key under the rule, an unknown key."""
     if any(not str(headers.get(name) or "").strip() for name in required):
@@ -46,7 +54,10 @@ def authenticate(
     )
     if presented is None:
         return None, (401, MISSING, "authentication_error")
-    for key, key_id in api_keys.items():
+    if not isinstance(api_keys, dict):
+        key_id = api_keys.find(presented)
+        return (key_id, None) if key_id is not None else (None, (401, INVALID, "authentication_error"))
+    for key, static_id in api_keys.items():
         if hmac.compare_digest(key.encode(), presented.encode()):
-            return key_id, None
+            return static_id, None
     return None, (401, INVALID, "authentication_error")

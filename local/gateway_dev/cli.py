@@ -162,8 +162,14 @@ def read_key(explicit: str | None, prompt: Callable[[str], str] = getpass.getpas
 
 
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway_dev.cli", description="Chat with the gateway.")
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["keys"]:  # caller keys, budgets, models and spend (keys.py has its own options)
+        from gateway_dev import keys
+
+        return keys.main(arguments[1:], out=out)
+    parser = argparse.ArgumentParser(prog="mistral-gateway", description="Chat with the gateway; manage its keys.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("keys", help="caller keys: create, list, show, revoke, rotate, limits, models, usage")
     chat = commands.add_parser("chat", help="interactive multi-turn chat, streamed")
     chat.add_argument("--url", default=os.environ.get("GATEWAY_URL", DEFAULT_URL), help="gateway base URL")
     chat.add_argument("--key", default=None, help="caller key (default: $GATEWAY_API_KEY, else a hidden prompt)")

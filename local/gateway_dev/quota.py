@@ -1,5 +1,7 @@
 """`python -m gateway_dev.quota`: set, show or clear a caller key's budgets in the quota table.
 
+`mistral-gateway keys limits|models` does the same through these very functions, finding the table itself.
+
     python -m gateway_dev.quota set <key id> --requests-per-minute 60 --tokens-per-day 2000000 --table <QuotaTableName>
     python -m gateway_dev.quota set default --tokens-per-minute 50000 --table ...   # every key without its own
     python -m gateway_dev.quota show <key id> --table ...                           # limits and current usage
@@ -18,7 +20,18 @@ import sys
 from typing import Any
 
 from mistral_gateway.container import current
-from mistral_gateway.quota import LIMIT_FIELDS, UNITS, WINDOWS, DynamoUsage, limits_key, usage_key
+from mistral_gateway.quota import (
+    KEY_EXPIRES_FIELD,
+    LIMIT_FIELDS,
+    MODELS_FIELD,
+    UNITS,
+    WINDOWS,
+    DynamoUsage,
+    limits_key,
+    usage_key,
+)
+
+__all__ = ["KEY_EXPIRES_FIELD", "LIMIT_FIELDS", "MODELS_FIELD"]
 
 
 def _client() -> Any:
@@ -27,25 +40,104 @@ def _client() -> Any:
     return boto3.client("dynamodb")
 
 
+# The one code path that writes and reads a key's item (`mistral-gateway keys` and this tool): updates name
+# only the attributes they change, so budgets, models and a key's end never overwrite one another.
+
+
+def update_item(
+    client: Any, table: str, key_id: str, values: dict[str, int], *, remove: list[str] | None = None,
+    models: list[str] | None = None, expires_at: int | None = None,
+) -> None:  # fmt: skip
+    """Set (or remove) limit fields of `limits#<key id>`, and optionally its models and its end."""
+    sets = dict(values)
+    if expires_at is not None:
+        sets[KEY_EXPIRES_FIELD] = expires_at
+    names = {f"#f{n}": name for n, name in enumerate([*sets, *(remove or [])])}
+    by_name = {name: alias for alias, name in names.items()}
+    attribute_values: dict[str, Any] = {f":v{n}": {"N": str(value)} for n, value in enumerate(sets.values())}
+    clauses = [f"{by_name[name]} = :v{n}" for n, name in enumerate(sets)]
+    if models:
+        names["#models"] = MODELS_FIELD
+        attribute_values[":models"] = {"SS": sorted(set(models))}
+        clauses.append("#models = :models")
+    expression = ("SET " + ", ".join(clauses)) if clauses else ""
+    if remove:
+        expression += " REMOVE " + ", ".join(by_name[name] for name in remove)
+    if not expression:
+        return
+    arguments: dict[str, Any] = {
+        "TableName": table,
+        "Key": {"pk": {"S": limits_key(key_id)}},
+        "UpdateExpression": expression.strip(),
+        "ExpressionAttributeNames": names,
+    }
+    if attribute_values:
+        arguments["ExpressionAttributeValues"] = attribute_values
+    client.update_item(**arguments)
+
+
+def set_models(client: Any, table: str, key_id: str, models: list[str]) -> None:
+    """The models the key may use (empty: every model the operator allows)."""
+    if models:
+        update_item(client, table, key_id, {}, models=models)
+    else:
+        client.update_item(
+            TableName=table,
+            Key={"pk": {"S": limits_key(key_id)}},
+            UpdateExpression="REMOVE #models",
+            ExpressionAttributeNames={"#models": MODELS_FIELD},
+        )
+
+
+def change_models(
+    client: Any, table: str, key_id: str, *, add: list[str] | None = None, remove: list[str] | None = None
+) -> None:
+    """Add or remove models atomically (two operators at once lose neither's change)."""
+    action, models = ("ADD", add) if add else ("DELETE", remove)
+    if models:
+        client.update_item(
+            TableName=table,
+            Key={"pk": {"S": limits_key(key_id)}},
+            UpdateExpression=f"{action} #models :models",
+            ExpressionAttributeNames={"#models": MODELS_FIELD},
+            ExpressionAttributeValues={":models": {"SS": sorted(set(models))}},
+        )
+
+
+def read_items(client: Any, table: str, key_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """{key id: its item's limits, models and end}, as the gateway reads them (keys without an item absent)."""
+    found: dict[str, dict[str, Any]] = {}
+    store = DynamoUsage(lambda: client, table)
+    for key_id in dict.fromkeys(key_ids):
+        item = store.limits(limits_key(key_id))
+        if item is not None:
+            found[key_id] = item
+    return found
+
+
+def current_usage(client: Any, table: str, key_id: str, now: float) -> dict[str, dict[str, int]]:
+    """What the key used in the current minute and day: the very items the gateway counts its budgets in."""
+    keys = {window: usage_key(key_id, window, now)[0] for window in WINDOWS}
+    totals = DynamoUsage(lambda: client, table).totals(list(keys.values()))
+    return {window: totals.get(key, dict.fromkeys(UNITS, 0)) for window, key in keys.items()}
+
+
 def set_limits(table: str, key_id: str, limits: dict[str, int]) -> dict[str, int]:
-    item: dict[str, Any] = {"pk": {"S": limits_key(key_id)}}
-    item.update({name: {"N": str(value)} for name, value in limits.items()})
-    _client().put_item(TableName=table, Item=item)
+    update_item(_client(), table, key_id, limits)
     return limits
 
 
 def show(table: str, key_id: str) -> dict[str, Any]:
     """The key's limits and what it used in the current windows, read as the gateway reads them."""
-    store = DynamoUsage(_client, table)
     now = current().clock()  # the gateway's own clock (a test may pin it)
-    keys = {window: usage_key(key_id, window, now)[0] for window in WINDOWS}  # the very items the gateway counts in
-    totals = store.totals(list(keys.values()))
-    usage = {window: totals.get(key, dict.fromkeys(UNITS, 0)) for window, key in keys.items()}
-    return {"key_id": key_id, "limits": store.limits(limits_key(key_id)) or {}, "usage": usage}
+    item = read_items(_client(), table, [key_id]).get(key_id, {})
+    limits = {name: item[name] for name in LIMIT_FIELDS if name in item}
+    return {"key_id": key_id, "limits": limits, "usage": current_usage(_client(), table, key_id, now)}
 
 
 def clear(table: str, key_id: str) -> None:
-    _client().delete_item(TableName=table, Key={"pk": {"S": limits_key(key_id)}})
+    """Remove the key's budgets (its models and its end, if any, stay)."""
+    update_item(_client(), table, key_id, {}, remove=list(LIMIT_FIELDS))
 
 
 def main(argv: list[str] | None = None) -> int:

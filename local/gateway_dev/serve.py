@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -149,6 +150,7 @@ def banner(stack: LocalStack, url: str, callers: dict[str, str] | None = None) -
   upstream    : {upstream}
   fallbacks   : {env.get("FALLBACK_CHAINS") or "none (FALLBACK_CHAINS)"}{_self_hosted(env)}
   AWS (moto)  : {stack.moto_url}   table {env.get("CACHE_TABLE_NAME")}, secret {env.get("MISTRAL_SECRET_ID")}
+  keys        : in moto's API Gateway usage plan; make keys ARGS="--local create my-app" (list, revoke, usage...)
 
   curl {url}/v1/chat/completions -H 'Authorization: Bearer {stack.api_key}' \\
        -H 'Content-Type: application/json' \\
@@ -175,6 +177,17 @@ def caller_keys_from_env(env: Any) -> dict[str, str]:
     if not unique:
         unique = ["local-" + secrets.token_urlsafe(18)]
     return {key: "local-caller" if n == 0 else f"local-caller-{n + 1}" for n, key in enumerate(unique)}
+
+
+def keys_in_usage_plan(stack: LocalStack, callers: dict[str, str], *, stage: str, url: str) -> Any:
+    """The caller keys as API keys in moto's usage plan (usage_plan.py), and the check of callers against it.
+    Where they live is written to the state file `keys --local` reads, and forgotten when the runner stops."""
+    from gateway_dev import usage_plan
+
+    api, _ids = usage_plan.provision(stack.template, list(callers), stage=stage, names=list(callers.values()))
+    path = dataclasses.replace(api, url=url).save()
+    stack.stoppers.append(lambda: usage_plan.forget(path, api))
+    return usage_plan.UsagePlanCallers(api.usage_plan_id)
 
 
 def _other_keys(stack: LocalStack, callers: dict[str, str]) -> str:
@@ -245,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         api_key=api_key,
     )
     labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
-    # Each function its own container, as in the cloud: one's circuits, clients and caches are not the other's.
-    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=callers, extra_headers=labels, own_containers=True)
     url = f"http://{args.host}:{sock.getsockname()[1]}"
+    plan = keys_in_usage_plan(stack, callers, stage=args.stage, url=url)
+    # Each function its own container, as in the cloud: one's circuits, clients and caches are not the other's.
+    bridge = ApiBridge(stack.template, stage=args.stage, api_keys=plan, extra_headers=labels, own_containers=True)
     print(banner(stack, url, callers), flush=True)
 
     import uvicorn

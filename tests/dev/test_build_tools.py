@@ -58,10 +58,12 @@ def test_after_deploy_fills_in_the_stacks_names() -> None:
             "MistralSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:gw/mistral-api-key-x",
             "UsagePlanId": "plan123",
             "QuotaTableName": "gw-QuotaTable-1",
-        }
+        },
+        stack="gw",
     )
     assert "--secret-id 'arn:aws:secretsmanager:eu-west-1:1:secret:gw/mistral-api-key-x'" in text
-    assert "--usage-plan-id plan123" in text and "--table gw-QuotaTable-1" in text
+    assert "usage plan plan123" in text and "table gw-QuotaTable-1" in text
+    assert "mistral-gateway keys --stack gw create my-app" in text and 'ARGS="--stack gw"' in text
     assert "curl https://abc.execute-api.eu-west-1.amazonaws.com/prod/v1/chat/completions" in text
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mistral_gateway import observability
+from mistral_gateway import key_policy, observability
 from mistral_gateway.container import settings
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
@@ -85,6 +85,8 @@ def chain(model: str, *, enabled: bool) -> list[Target]:
     targets = [Target(model)]
     if enabled:
         targets += [Target.parse(text) for text in settings().fallback_chains.get(model, ())]
+        # A fallback never serves a model the caller's key may not use (key_policy.py).
+        targets = targets[:1] + [target for target in targets[1:] if key_policy.allows(target.model)]
     return targets
 
 

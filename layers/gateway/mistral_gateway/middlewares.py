@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from mistral_gateway import observability
+from mistral_gateway import observability, spend
 from mistral_gateway.http import GatewayRequest, caller_id
 from mistral_gateway.observability import logger
 from mistral_gateway.resolver import GatewayResolver
@@ -35,16 +35,16 @@ def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Res
             raise
         response = handler(error)
     event = app.current_event
-    logger.info(
-        "request served",
-        extra={
-            "method": observability.bounded(event.http_method),
-            "route": observability.bounded(event.resource or event.path),
-            "status": response.status_code,
-            "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
+    fields = {
+        "method": observability.bounded(event.http_method),
+        "route": observability.bounded(event.resource or event.path),
+        "status": response.status_code,
+        "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    line = {**logger.get_current_keys(), **fields}
+    logger.info("request served", extra={**fields, **spend.line_fields(line)})
+    spend.record_served(line)  # the line's own fields, added up per key, day and model (spend.py)
     return response
 
 

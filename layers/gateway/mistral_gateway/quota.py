@@ -33,6 +33,11 @@ from mistral_gateway.observability import logger
 WINDOWS = {"minute": 60, "day": 86_400}
 UNITS = ("requests", "tokens")  # what a budget counts
 LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day")
+# Beside the budgets, in the same item and the same cached read: the models the key may use (a string set;
+# absent or empty = all the operator allows) and when the key stops working (epoch seconds: a rotated key's
+# grace period ends, a revoked key at once). `mistral-gateway keys` writes them (local/gateway_dev/keys.py).
+MODELS_FIELD = "models"
+KEY_EXPIRES_FIELD = "key_expires_at"  # not the table's TTL attribute: the item must outlive the key's end
 # Control tokens of a chat template ([INST], [/INST], [TOOL_CALLS]...), per request and per message: a margin.
 TEMPLATE_TOKENS = 16
 # A content part whose cost is not its size. An image is at most a few thousand tokens on every Mistral vision
@@ -69,6 +74,14 @@ def cut_at_cap(data: dict[str, Any], cap: int | None) -> bool:
 @dataclass(frozen=True)
 class Limits:
     values: dict[str, int]  # e.g. {"tokens_per_minute": 10000}
+    models: frozenset[str] = frozenset()  # the models the key may use; empty: all the operator allows
+    key_expires_at: int | None = None  # epoch seconds after which the key is refused (rotation, revocation)
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+    def expired(self, now: float) -> bool:
+        return self.key_expires_at is not None and now >= self.key_expires_at
 
     def of(self, unit: str, window: str) -> int | None:
         return self.values.get(f"{unit}_per_{window}")
@@ -210,8 +223,9 @@ class UsageStore(Protocol):
     """Where limits and usage counts live: DynamoDB (DynamoUsage) in the gateway, a dict in unit tests.
     Every method raises StoreUnavailable when the store fails."""
 
-    def limits(self, key: str) -> dict[str, int] | None:
-        """The limit fields of `limits#<key id>` (None: no such item)."""
+    def limits(self, key: str) -> dict[str, Any] | None:
+        """The limit fields of `limits#<key id>` (None: no such item), with `models` (a list) and
+        `key_expires_at` when the item has them."""
         ...
 
     def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
@@ -249,7 +263,10 @@ class Budgets:
             cached = self._limits.get(caller)
         if cached and cached[0] > now:
             return cached[1]
-        limits = self._read_limits(limits_key(caller)) or self._read_limits(limits_key("default"))
+        limits = self._read_limits(limits_key(caller))
+        if limits is None or not limits.values:  # no budgets of its own: `default`'s (and its models, if none)
+            default = self._read_limits(limits_key("default"))
+            limits = _merged(limits, default) if limits is not None else default
         with self._lock:
             self._limits[caller] = (now + self.settings.quota_limits_max_age_seconds, limits)
         return limits
@@ -382,7 +399,16 @@ class Budgets:
         except StoreUnavailable as error:
             _failed("limits", error)
             return None
-        return Limits(values) if values else None
+        if not values:
+            return None
+        values = dict(values)
+        models = values.pop(MODELS_FIELD, None)
+        expires = values.pop(KEY_EXPIRES_FIELD, None)
+        return Limits(
+            {name: int(value) for name, value in values.items()},
+            frozenset(models) if isinstance(models, list | set | frozenset) else frozenset(),
+            int(expires) if isinstance(expires, int) else None,
+        )
 
     def _add(self, key: str, window: str, tokens: int, limits: Limits, now: float) -> dict[str, int]:
         """Count one request and `tokens` in `key`, only if both still fit their limits (atomically)."""
@@ -461,6 +487,13 @@ class Spending:
         self.release()  # a no-op once settled
 
 
+def _merged(own: Limits, default: Limits | None) -> Limits:
+    """A key's own item over the `default` item: budgets and models each from the key's item when it has any."""
+    if default is None:
+        return own
+    return Limits(own.values or default.values, own.models or default.models, own.key_expires_at)
+
+
 class _OverBudget(Exception):
     def __init__(self, unit: str) -> None:
         self.unit = unit  # the budget that refused: requests | tokens
@@ -515,14 +548,19 @@ class DynamoUsage:
         self._dynamodb = dynamodb  # built on first use: a gateway without budgets never builds it
         self.table_name = table_name
 
-    def limits(self, key: str) -> dict[str, int] | None:
+    def limits(self, key: str) -> dict[str, Any] | None:
         try:
             item = self._dynamodb().get_item(TableName=self.table_name, Key={"pk": {"S": key}}).get("Item")
         except aws.errors() as error:
             raise StoreUnavailable(aws.error_code(error)) from None
         if not item:
             return None
-        return {name: int(item[name]["N"]) for name in LIMIT_FIELDS if name in item and "N" in item[name]}
+        found: dict[str, Any] = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if "N" in item.get(name, {})}
+        if MODELS_FIELD in item and "SS" in item[MODELS_FIELD]:
+            found[MODELS_FIELD] = sorted(item[MODELS_FIELD]["SS"])
+        if "N" in item.get(KEY_EXPIRES_FIELD, {}):
+            found[KEY_EXPIRES_FIELD] = int(item[KEY_EXPIRES_FIELD]["N"])
+        return found
 
     def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
         values = {f":{unit}": {"N": str(amount)} for unit, amount in counts.items()}

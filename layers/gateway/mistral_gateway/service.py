@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mistral_gateway import admission, dialect, economics, limits, observability, singleflight, sse
+from mistral_gateway import admission, dialect, economics, key_policy, limits, observability, singleflight, sse
 from mistral_gateway.cache import CachedAnswer, Entry
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.container import current, settings
@@ -83,6 +83,7 @@ def check_model(body: dict[str, Any]) -> None:
         )
     if isinstance(model, str):
         observability.log_keys(model=observability.bounded(model))
+        key_policy.check(model)  # the caller key's own model list (403)
 
 
 def check_fine_tuned(body: dict[str, Any], caller: str | None) -> None:
@@ -220,10 +221,15 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     answer = through_cache("models", {"path": "/v1/models"}, None, shared, lambda: fetch, deadline, scope="shared")
     answer = counted.on(answer)
     allowed = settings().allowed_models
-    if not allowed:
+    per_key = key_policy.allowed_models()
+    if not allowed and per_key is None:
         return answer
     listing = json.loads(answer.body)
-    listing["data"] = [card for card in listing.get("data", []) if card.get("id") in allowed]
+    listing["data"] = [
+        card
+        for card in listing.get("data", [])
+        if (not allowed or card.get("id") in allowed) and (per_key is None or card.get("id") in per_key)
+    ]
     return _replace_body(answer, json.dumps(listing))
 
 
@@ -238,6 +244,7 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
     allowed = settings().allowed_models
     if allowed and model_id not in allowed:
         raise NotFound(f"Model not found: {model_id}", param="model_id", code="model_not_found")
+    key_policy.check(model_id)
 
     counted = _ModelsBudget(caller)
 
@@ -481,7 +488,7 @@ def stale_answer(cached: CachedAnswer, error: GatewayError) -> Answer:
         "Mistral failed; serving an expired answer (stale-if-error)",
         extra={"error_type": error.error_type, "error_status": error.status, "stale_seconds": _age(cached)},
     )
-    observability.log_keys(cache="STALE")
+    observability.log_keys(cache="STALE", **_from_cache(cached))
     observability.count(observability.CACHE_STALE)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
     return Answer(body=cached.body.decode(), cache_status="STALE", usage=usage, events=cached.events)
@@ -493,11 +500,19 @@ def _age(cached: CachedAnswer) -> int:
 
 def _hit(cached: CachedAnswer) -> Answer:
     tokens = cached.prompt_tokens + cached.completion_tokens
-    observability.log_keys(cache="HIT", tokens_from_cache=tokens)
+    observability.log_keys(cache="HIT", tokens_from_cache=tokens, **_from_cache(cached))
     observability.count(observability.CACHE_HIT)
     observability.count(observability.TOKENS_SERVED_FROM_CACHE, tokens)
     usage = {"prompt_tokens": cached.prompt_tokens, "completion_tokens": cached.completion_tokens}
     return Answer(body=cached.body.decode(), cache_status="HIT", usage=usage, events=cached.events)
+
+
+def _from_cache(cached: CachedAnswer) -> dict[str, int]:
+    """The served line's split of what a hit saved: what prices its saving per key (spend.py)."""
+    return {
+        "prompt_tokens_from_cache": cached.prompt_tokens,
+        "completion_tokens_from_cache": cached.completion_tokens,
+    }
 
 
 def _token_counts(usage: dict[str, int]) -> dict[str, int]:

@@ -1,0 +1,88 @@
+"""Spend per key (mistral_gateway/spend.py): what one served line adds, and a failing table never fails a request."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mistral_gateway import spend
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = "mistral-small-latest"  # $0.10 / $0.30 per million tokens
+
+
+def test_a_miss_adds_its_billed_tokens_and_their_cost() -> None:
+    line = {
+        "caller": "k1",
+        "status": 200,
+        "model": SMALL,
+        "cache": "MISS",
+        "prompt_tokens": 1000,
+        "completion_tokens": 2000,
+    }
+    assert spend.counters(line) == {
+        "requests": 1,
+        "prompt_tokens": 1000,
+        "completion_tokens": 2000,
+        "cost_nusd": 700_000,
+    }
+    assert spend.line_fields(line) == {"cost_usd": 0.0007}
+
+
+def test_a_hit_adds_what_it_saved_and_costs_nothing() -> None:
+    line = {"caller": "k1", "status": 200, "model": SMALL, "cache": "HIT", "tokens_from_cache": 3000,
+            "prompt_tokens_from_cache": 1000, "completion_tokens_from_cache": 2000}  # fmt: skip
+    assert spend.counters(line) == {"requests": 1, "cache_hits": 1, "saved_tokens": 3000, "saved_nusd": 700_000}
+    assert spend.line_fields(line) == {"saved_usd": 0.0007}
+
+
+def test_a_fallback_is_priced_at_the_model_that_answered_and_counted() -> None:
+    line = {"caller": "k1", "status": 200, "model": "mistral-large-latest", "served_by": SMALL,
+            "fallback_from": "mistral-large-latest", "prompt_tokens": 1000, "completion_tokens": 0}  # fmt: skip
+    assert spend.counters(line)["cost_nusd"] == 100_000 and spend.counters(line)["fallbacks"] == 1
+
+
+def test_refusals_count_as_errors_and_429s_apart() -> None:
+    assert spend.counters({"caller": "k", "status": 429}) == {"requests": 1, "errors": 1, "rate_limited": 1}
+    assert spend.counters({"caller": "k", "status": 403, "model": "x"}) == {"requests": 1, "errors": 1}
+
+
+class FailingTable:
+    def update_item(self, **_: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
+
+
+class RecordingTable:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def update_item(self, **arguments: Any) -> None:
+        self.calls.append(arguments)
+
+
+def test_a_failing_table_is_a_warning_not_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    spend.record({"caller": "k1", "status": 200, "model": SMALL}, table="t", dynamodb=FailingTable)
+    assert [record.getMessage() for record in caplog.records] == ["spend not recorded"]
+
+
+def test_one_atomic_add_per_key_day_and_model_and_nothing_without_a_caller() -> None:
+    table = RecordingTable()
+    spend.record({"caller": "k1", "status": 200, "model": SMALL, "prompt_tokens": 3}, table="t",
+                 dynamodb=lambda: table, now=86_400 * 20_000 + 5)  # fmt: skip
+    spend.record({"caller": None, "status": 200, "model": SMALL}, table="t", dynamodb=lambda: table)
+    (call,) = table.calls
+    assert call["Key"] == {"pk": {"S": "spend#k1#2024-10-04#mistral-small-latest"}}
+    assert call["UpdateExpression"].startswith("ADD ") and "ConditionExpression" not in call
+
+
+def test_the_documented_cost_per_million_requests_is_one_write_unit_at_the_price_the_bench_uses() -> None:
+    from gateway_dev.bench.cost import AWS_PRICES
+
+    figure = f"${AWS_PRICES['dynamodb_per_write_unit'] * 1e6:.3f} per million requests"
+    readme = (ROOT / "README.md").read_text()
+    assert figure in readme and re.search(r"one DynamoDB write unit per request", readme)
