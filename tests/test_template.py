@@ -111,6 +111,7 @@ def test_permissions_are_least_privilege(template: Template) -> None:
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
         "dynamodb:BatchGetItem",
     }
     for statement in statements:
@@ -119,6 +120,7 @@ def test_permissions_are_least_privilege(template: Template) -> None:
     assert by_sid["UseTheAnswerCache"]["Resource"] == {"Fn::GetAtt": ["CacheTable", "Arn"]}
     assert by_sid["CountCallerBudgets"]["Resource"] == {"Fn::GetAtt": ["QuotaTable", "Arn"]}
     assert "dynamodb:PutItem" not in by_sid["CountCallerBudgets"]["Action"]  # limits are the operator's to write
+    assert "dynamodb:DeleteItem" not in by_sid["CountCallerBudgets"]["Action"]
     assert by_sid["ReadTheMistralKey"]["Resource"] == {
         "Fn::If": ["CreateSecret", {"Ref": "MistralApiKeySecret"}, {"Ref": "ExistingSecretArn"}]
     }
