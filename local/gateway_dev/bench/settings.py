@@ -24,6 +24,7 @@ class Sizes:
     stream_warmup: int = 2
     replay_iterations: int = 40
     stream_cold_runs: int = 7
+    prompt_size_iterations: int = 20  # figure 12: plain and streamed misses per prompt size
     build_layer: bool = True  # the one step that needs PyPI
     warmup_rounds: bool = True  # an uncounted first round of cold starts (bytecode written, file cache warm)
 
@@ -46,6 +47,7 @@ SMOKE = Sizes(
     stream_warmup=0,
     replay_iterations=2,
     stream_cold_runs=1,
+    prompt_size_iterations=1,
     build_layer=False,
     warmup_rounds=False,
 )
