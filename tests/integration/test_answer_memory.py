@@ -210,3 +210,28 @@ def _validated_form(body: dict[str, Any]) -> dict[str, Any]:
 
     form, _ = admitted_completion("chat", body)
     return form
+
+
+def test_under_a_shared_scope_memory_shares_exactly_what_the_table_shares(
+    gateway, emulator, chat_body, monkeypatch, reconfigure, table_calls
+):
+    # Given CacheScope=shared: one cache for every caller, in the table and so in memory
+    monkeypatch.setenv("CACHE_SCOPE", "shared")
+    reconfigure()
+    from mistral_gateway.container import current
+
+    calls: list[str] = []
+
+    def seen(model: Any, params: Any, **_: Any) -> None:
+        if params.get("TableName") == TABLE:  # the cache table (the quota table is asked for budgets' headers)
+            calls.append(model.name)
+
+    current().aws_client("dynamodb").meta.events.register("before-parameter-build.dynamodb", seen)
+    body = chat_body("a hot prompt every tenant sends")
+    first = gateway.chat(body, api_key_id="tenant-a")
+    calls.clear()
+    # When other callers send it: hits from memory, no DynamoDB call (the hot key is no hot partition)
+    for tenant in ("tenant-b", "tenant-c", "tenant-a"):
+        again = gateway.chat(body, api_key_id=tenant)
+        assert again.header("X-Cache") == "HIT" and again.body == first.body
+    assert calls == [] and emulator.calls(CHAT) == 1
