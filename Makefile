@@ -18,7 +18,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help:
 	@echo "make serve   run the API on http://127.0.0.1:$(PORT) (no Docker, no AWS, no key needed)"
 	@echo "make test    lint + the whole test suite"
-	@echo "make bench   cold start, overhead, memory, size and cost benchmark (BENCH_ARGS=--smoke: a quick pass)"
+	@echo "make bench   cold start, overhead, memory, size and cost benchmark (BENCH_ARGS=--smoke: a quick pass; PEERS=litellm: side by side with LiteLLM)"
 	@echo "make invoke EVENT=events/chat.json   one API Gateway event through the handler"
 	@echo "make moto    a moto server with the template's table and secret (for sam local)"
 	@echo "make keys ARGS='--local list'   caller keys, budgets, models, spend (--stack NAME: a deployed stack)"
@@ -51,7 +51,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	$(BIN)/python -m gateway_dev.bench $(BENCH_ARGS)
+	$(BIN)/python -m gateway_dev.bench $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
 
 invoke: $(STAMP)
 	$(BIN)/python -m gateway_dev.invoke $(EVENT) --times $(or $(TIMES),1)

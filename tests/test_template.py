@@ -112,6 +112,7 @@ def test_permissions_are_least_privilege(template: Template) -> None:
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
         "dynamodb:BatchGetItem",
         "dynamodb:Query",  # the ownership ledger's by_owner index (lists)
         "dynamodb:DeleteItem",  # the ownership ledger forgets a deleted resource
@@ -122,15 +123,16 @@ def test_permissions_are_least_privilege(template: Template) -> None:
     assert by_sid["UseTheAnswerCache"]["Resource"] == {"Fn::GetAtt": ["CacheTable", "Arn"]}
     assert by_sid["CountCallerBudgets"]["Resource"] == {"Fn::GetAtt": ["QuotaTable", "Arn"]}
     assert "dynamodb:PutItem" not in by_sid["CountCallerBudgets"]["Action"]  # limits are the operator's to write
-    # Deleting is for stored responses (DELETE /v1/responses/{id}) and the ledger's forgotten resources, each
-    # on its own table only
+    # Deleting is for stored responses (DELETE /v1/responses/{id}), the ledger's forgotten resources and a refused
+    # request's single-flight lease, each on its own table only
     assert by_sid["KeepStoredResponses"]["Resource"] == {"Fn::GetAtt": ["ResponsesTable", "Arn"]}
     assert by_sid["RecordAndCheckOwnership"]["Resource"] == [
         {"Fn::GetAtt": ["OwnershipTable", "Arn"]},
         {"Fn::Sub": "${OwnershipTable.Arn}/index/by_owner"},
     ]
     deleters = [s["Sid"] for s in statements if "dynamodb:DeleteItem" in s["Action"]]
-    assert sorted(deleters) == ["KeepStoredResponses", "RecordAndCheckOwnership"]
+    assert sorted(deleters) == ["KeepStoredResponses", "RecordAndCheckOwnership", "UseTheAnswerCache"]
+    assert "dynamodb:DeleteItem" not in by_sid["CountCallerBudgets"]["Action"]
     assert by_sid["ReadTheMistralKey"]["Resource"] == {
         "Fn::If": ["CreateSecret", {"Ref": "MistralApiKeySecret"}, {"Ref": "ExistingSecretArn"}]
     }

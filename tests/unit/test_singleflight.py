@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mistral_gateway.cache import CachedAnswer, Entry, Lease
+from mistral_gateway.cache import CachedAnswer, Claim, Entry, Lease
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.singleflight import Flight
 
@@ -78,3 +78,40 @@ def test_disabled_single_flight_does_nothing() -> None:
     with flight(cache, enabled=False) as off:
         assert off.lease is None and off.answer is None
     assert cache.entries == {} and cache.released == []
+
+
+# --- the lookup already tried to take the lease (cache.lead_or_find: one round trip) ----------------------------
+
+
+def claimed(cache: FakeCache, claim: Claim) -> Flight:
+    return Flight(cache, "k", claim.entry, None, Deadline.start(5_000), wait_ms=8_000, claim=claim)  # type: ignore[arg-type]
+
+
+def test_a_lookup_that_took_the_lease_leads_without_claiming_again() -> None:
+    cache = FakeCache(entries={"k": Entry(None, time.time() + 30)})  # a second claim would be refused
+    with claimed(cache, Claim(Lease("k", "mine"), None)) as lead:
+        assert lead.lease == Lease("k", "mine") and lead.answer is None
+        lead.landed()
+    assert cache.released == []
+
+
+def test_a_lookup_refused_by_a_live_lease_waits_for_the_leader() -> None:
+    leased = Entry(None, time.time() + 30)
+    cache = FakeCache(entries={"k": leased}, arrivals=[leased, Entry(answer("leader's"), 0.0)])
+    with claimed(cache, Claim(None, leased)) as follower:
+        assert follower.lease is None and follower.answer is not None and follower.answer.body == b"leader's"
+
+
+def test_a_lookup_the_cache_failed_asks_mistral_without_a_lease_or_another_call() -> None:
+    cache = FakeCache()
+    with claimed(cache, Claim(None, None, failed=True)) as alone:
+        assert alone.lease is None and alone.answer is None
+    assert cache.entries == {} and cache.released == []
+
+
+def test_a_lookup_refused_by_an_answer_too_old_for_the_caller_asks_mistral_itself() -> None:
+    old = CachedAnswer(b"old", 1, 1, created_at=int(time.time()) - 100, fresh_until=int(time.time()) + 60)
+    cache = FakeCache()
+    flight = Flight(cache, "k", Entry(old), 10, Deadline.start(5_000), wait_ms=8_000, claim=Claim(None, Entry(old)))  # type: ignore[arg-type]
+    with flight as alone:
+        assert alone.lease is None and alone.answer is None

@@ -108,6 +108,10 @@ class Settings:
     stale_if_error_seconds: int = setting("STALE_IF_ERROR_SECONDS", 86_400, int, minimum=0)
     # Identical concurrent misses wait this long for the first one's answer (0 = off).
     single_flight_wait_ms: int = setting("SINGLE_FLIGHT_WAIT_MS", 8_000, int, minimum=0)
+    # Recent answers kept in the container in front of the table (recent.py): bytes held, and how long one
+    # taken from the table is served from memory at most (0 for either = off).
+    answer_memory_bytes: int = setting("ANSWER_MEMORY_BYTES", 33_554_432, int, minimum=0)
+    answer_memory_seconds: int = setting("ANSWER_MEMORY_SECONDS", 60, int, minimum=0)
     circuit_failure_threshold: int = setting("CIRCUIT_FAILURE_THRESHOLD", 5, int, minimum=1)
     circuit_cooldown_seconds: int = setting("CIRCUIT_COOLDOWN_SECONDS", 30, int, minimum=1)
     # Circuits are per model (circuit.py); faults from this many distinct models in a row pause the whole upstream.

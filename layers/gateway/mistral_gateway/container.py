@@ -74,14 +74,16 @@ class Container:
 
     @property
     def answers(self) -> ResponseCache:
-        """The answer cache (DynamoDB)."""
+        """The answer cache (DynamoDB), with the container's recent answers in front of it (recent.py)."""
         return self._once("store", "answers", self._new_answers)
 
     def _new_answers(self) -> ResponseCache:
         from mistral_gateway.cache import ResponseCache
+        from mistral_gateway.recent import RecentAnswers
 
         dynamodb = self.aws_client("dynamodb")
-        return ResponseCache(self.settings.table_name, dynamodb, self.settings.stale_if_error_seconds)
+        recent = RecentAnswers(self.settings.answer_memory_bytes, self.settings.answer_memory_seconds)
+        return ResponseCache(self.settings.table_name, dynamodb, self.settings.stale_if_error_seconds, recent)
 
     @property
     def budgets(self) -> Budgets:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mistral_gateway import admission, dialect, economics, key_policy, limits, observability, singleflight, sse
-from mistral_gateway.cache import CachedAnswer, Entry
+from mistral_gateway.cache import CachedAnswer, Claim, Entry
 from mistral_gateway.canonical import cache_key, canonical_chat
 from mistral_gateway.container import current, settings
 from mistral_gateway.deadline import Deadline
@@ -359,18 +359,31 @@ class Lookup:
     entry: Entry | None
     hit: Answer | None
     stale: CachedAnswer | None
+    claim: Claim | None = None  # when the lookup also tried to take the single-flight lease (one round trip)
 
 
-def look_up(route: str, canonical: Any, scope: str, control: CacheControl) -> Lookup:
+def look_up(
+    route: str, canonical: Any, scope: str, control: CacheControl, *, lease_seconds: float | None = None
+) -> Lookup:
+    """The container's memory first (recent.py), then the table. With `lease_seconds` (a miss that will be
+    stored, single-flight on) the table lookup is the lease claim itself: one UpdateItem that leads the miss
+    or returns the answer or lease that refused it (cache.lead_or_find), so a miss costs one round trip
+    before Mistral is called, not a GetItem and then an UpdateItem."""
     key = cache_key(route, scope, canonical)
     if not control.read:
         return Lookup(key, None, None, None)
-    entry = current().answers.read(key)
+    answers = current().answers
+    remembered = answers.remembered(key, control.max_age)  # the container's recent answers (recent.py)
+    if remembered is not None:
+        observability.log_keys(cache_source="memory")
+        return Lookup(key, Entry(remembered), _hit(remembered), None)
+    claim = answers.lead_or_find(key, lease_seconds=lease_seconds) if lease_seconds is not None else None
+    entry = claim.entry if claim is not None else answers.read(key)
     if entry is None or entry.answer is None:
-        return Lookup(key, entry, None, None)
+        return Lookup(key, entry, None, None, claim)
     if entry.answer.usable(time.time(), control.max_age):
-        return Lookup(key, entry, _hit(entry.answer), None)
-    return Lookup(key, entry, None, entry.answer)
+        return Lookup(key, entry, _hit(entry.answer), None, claim)
+    return Lookup(key, entry, None, entry.answer, claim)
 
 
 def through_cache(
@@ -388,12 +401,20 @@ def through_cache(
     """The answer from the cache, or from Mistral (then stored). `charged` is the request body whose cost
     counts against the caller's budgets (None: not budgeted); it is estimated only when a miss spends it.
     `cappable`: the fetch sends quota.completion_cap() as `max_tokens` (chat, FIM)."""
-    found = look_up(route, canonical, scope or cache_scope(caller), control)
+    leads = _single_flight(control)
+    lease_seconds = deadline.remaining_ms() / 1000 if leads else None
+    found = look_up(route, canonical, scope or cache_scope(caller), control, lease_seconds=lease_seconds)
     if found.hit is not None:
         return budgeted_hit(found.hit, caller, charged)
-    fetch = prepare()  # a 4xx here leaves the cache untouched
+    lease = found.claim.lease if found.claim is not None else None
+    try:
+        fetch = prepare()  # a 4xx here stores nothing
+    except BaseException:
+        if lease is not None:
+            current().answers.release(lease)  # identical requests waiting on it stop waiting
+        raise
 
-    with _flight(found, control, deadline) as flight:
+    with _flight(found, control, deadline, enabled=leads) as flight:
         if flight.answer is not None:
             return budgeted_hit(_hit(flight.answer), caller, charged)
         status = count_miss(control)
@@ -422,8 +443,12 @@ def through_cache(
     return Answer(body=fetched.body.decode(), cache_status=status, usage=fetched.usage, headers=spending.headers)
 
 
-def _flight(found: Lookup, control: CacheControl, deadline: Deadline) -> singleflight.Flight:
-    """Single-flight for a miss whose answer will be stored (otherwise there is nothing to wait for)."""
+def _single_flight(control: CacheControl) -> bool:
+    """Single-flight applies to a miss whose answer will be stored (otherwise there is nothing to wait for)."""
+    return control.read and control.store and ttl_for(control) > 0 and settings().single_flight_wait_ms > 0
+
+
+def _flight(found: Lookup, control: CacheControl, deadline: Deadline, *, enabled: bool) -> singleflight.Flight:
     container = current()
     return singleflight.Flight(
         container.answers,
@@ -432,7 +457,8 @@ def _flight(found: Lookup, control: CacheControl, deadline: Deadline) -> singlef
         control.max_age,
         deadline,
         wait_ms=container.settings.single_flight_wait_ms,
-        enabled=control.read and control.store and ttl_for(control) > 0,
+        enabled=enabled,
+        claim=found.claim,
     )
 
 

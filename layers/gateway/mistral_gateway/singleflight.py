@@ -1,6 +1,7 @@
 """Single-flight: identical concurrent misses make one upstream call, whichever container they land in.
 
-The first miss claims a lease on the cache entry (cache.py) and asks Mistral; identical requests that find
+The first miss claims a lease on the cache entry (cache.py; the lookup itself is that claim, one UpdateItem, so a
+miss makes one DynamoDB round trip before Mistral) and asks Mistral; identical requests that find
 the lease poll the entry for the leader's answer for a bounded time, then ask Mistral themselves. A leader
 that fails stores nothing and gives the lease up, so waiters stop waiting at once.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 
 from mistral_gateway import observability
-from mistral_gateway.cache import CachedAnswer, Entry, Lease, ResponseCache
+from mistral_gateway.cache import CachedAnswer, Claim, Entry, Lease, ResponseCache
 from mistral_gateway.deadline import Deadline
 from mistral_gateway.observability import logger
 
@@ -32,6 +33,7 @@ class Flight:
         *,
         wait_ms: int,
         enabled: bool = True,
+        claim: Claim | None = None,
     ) -> None:
         self.enabled = enabled and wait_ms > 0  # off: a miss that will not be stored, or SINGLE_FLIGHT_WAIT_MS=0
         self.wait_ms = wait_ms  # how long a follower waits for the leader's answer at most
@@ -42,6 +44,7 @@ class Flight:
         self.deadline = deadline
         self.lease: Lease | None = None
         self.answer: CachedAnswer | None = None
+        self.claim = claim  # the lookup already tried to take the lease (cache.lead_or_find): not again
         self._stored = False
 
     def __enter__(self) -> Flight:
@@ -60,11 +63,17 @@ class Flight:
     def _claim_or_wait(self) -> tuple[Lease | None, CachedAnswer | None]:
         """(lease, None) to lead; (None, answer) when another caller's answer is there; (None, None) to ask
         Mistral without a lease (the cache is failing, or the other caller gave up)."""
-        blocked = self.entry
-        if blocked is None or not blocked.leased(time.time()):
-            lease, blocked = self.cache.claim(self.key, lease_seconds=self.deadline.remaining_ms() / 1000)
-            if lease is not None or blocked is None:
-                return lease, None
+        blocked: Entry | None
+        if self.claim is not None:  # the lookup was the claim (cache.lead_or_find): no second one
+            if self.claim.lease is not None or self.claim.entry is None:
+                return self.claim.lease, None  # lead, or (the cache failing) ask Mistral without a lease
+            blocked = self.claim.entry
+        else:
+            blocked = self.entry
+            if blocked is None or not blocked.leased(time.time()):
+                lease, blocked = self.cache.claim(self.key, lease_seconds=self.deadline.remaining_ms() / 1000)
+                if lease is not None or blocked is None:
+                    return lease, None
         if blocked.answer is not None and blocked.answer.usable(time.time(), self.max_age):
             return None, blocked.answer  # it landed between our read and our claim
         if not blocked.leased(time.time()):

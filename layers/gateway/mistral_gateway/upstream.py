@@ -259,8 +259,9 @@ _SDK_REQUESTS = {"chat": "ChatCompletionRequest", "fim": "FIMCompletionRequest",
 
 
 def preflight(operation: str, arguments: dict[str, Any]) -> None:
-    """Raise the caller's 422 for a request the SDK would refuse, before the gateway writes anything (a
-    single-flight lease, a budget reservation). `call` still tells refusals from garbage as a backstop."""
+    """Raise the caller's 422 for a request the SDK would refuse, before the gateway stores or spends anything
+    (a budget reservation; the single-flight lease the lookup took is given back). `call` still tells refusals
+    from garbage as a backstop."""
     from mistralai.client import models as sdk_models
     from pydantic import ValidationError
 

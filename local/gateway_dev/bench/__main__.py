@@ -12,7 +12,7 @@ from gateway_dev.bench.report.document import fill
 from gateway_dev.bench.report.results import results_json
 from gateway_dev.bench.report.rows import all_rows, render
 from gateway_dev.bench.report.tables import BLOCKS
-from gateway_dev.bench.run import measure
+from gateway_dev.bench.run import PEERS, measure
 from gateway_dev.bench.settings import FULL, SMOKE, Paths
 from gateway_dev.bench.stack import progress
 
@@ -22,11 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="every measurement once or twice, no layer build")
     parser.add_argument("--work", type=Path, default=Paths.work, help="where raw results and scratch files go")
     parser.add_argument("--doc", type=Path, default=Paths.doc, help="the Markdown file whose blocks are rewritten")
+    parser.add_argument(
+        "--peers", default="", help="comma-separated peer proxies measured side by side (litellm), e.g. PEERS=litellm"
+    )
     args = parser.parse_args(argv)
     paths = Paths(work=args.work.resolve(), doc=args.doc.resolve())
     document = paths.doc.read_text()
     fill(document, dict.fromkeys(BLOCKS, ""))  # the markers are checked before minutes of measuring
-    run = measure(SMOKE if args.smoke else FULL, paths)
+    peers = tuple(name.strip() for name in args.peers.split(",") if name.strip())
+    unknown = set(peers) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(sorted(unknown))}: known are {', '.join(PEERS)}")
+    run = measure(SMOKE if args.smoke else FULL, paths, peers)
     paths.results.write_text(json.dumps(results_json(run), indent=2, default=str) + "\n")
     paths.doc.write_text(fill(document, {name: block(run) for name, block in BLOCKS.items()}))
     print(render(all_rows(run)))

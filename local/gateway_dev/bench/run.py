@@ -6,7 +6,7 @@ import contextlib
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ from gateway_dev.bench.cost import Costs, Sizing, costs, memory_sizing
 from gateway_dev.bench.layer import Layer, build_layer
 from gateway_dev.bench.memory import mixed_load
 from gateway_dev.bench.over_http import OverHttp, over_http
-from gateway_dev.bench.settings import Paths, Sizes
-from gateway_dev.bench.stack import function_setting, progress, start_stack
+from gateway_dev.bench.peers.side_by_side import PeerFigures
+from gateway_dev.bench.prompt_size import SizedOverhead, prompt_sizes
+from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, Paths, Sizes
+from gateway_dev.bench.stack import captured_output, function_setting, progress, start_stack
 from gateway_dev.bench.streaming import StreamFigures
 from gateway_dev.bench.streaming import measure as measure_streaming
 from gateway_dev.bench.warm import Warm, warm_hit, warm_miss
@@ -42,9 +44,11 @@ class Run:
     cost: Costs
     sizing: list[Sizing]
     streaming: StreamFigures
+    by_prompt_size: list[SizedOverhead]
+    peers: list[PeerFigures] = field(default_factory=list)  # `make bench PEERS=litellm`
 
 
-def measure(sizes: Sizes, paths: Paths) -> Run:
+def measure(sizes: Sizes, paths: Paths, peers: tuple[str, ...] = ()) -> Run:
     started_at, started = datetime.now(UTC), time.perf_counter()
     paths.work.mkdir(parents=True, exist_ok=True)
     if sizes.build_layer:
@@ -69,6 +73,9 @@ def measure(sizes: Sizes, paths: Paths) -> Run:
         progress("the SDK through the local HTTP gateway and straight to the emulator")
         http = over_http(stack, sizes.http_iterations, sizes.warmup_iterations)
         streaming = measure_streaming(stack, sizes)
+        progress(f"misses by prompt size, {sizes.prompt_size_iterations} per size")
+        by_prompt_size = measure_prompt_sizes(stack, sizes)
+        peer_figures = [measure_peer(name, stack, sizes, paths) for name in peers]
     finally:
         stack.stop()
     cold_hit, cold_miss = cold.hit.inside().median, cold.miss.inside().median
@@ -81,8 +88,79 @@ def measure(sizes: Sizes, paths: Paths) -> Run:
     seconds = time.perf_counter() - started
     return Run(
         started_at, seconds, machine(), sizes, stack.memory_mb, cold, hit, miss, no_lease, mixed, layer, http, cost,
-        sizing, streaming,
+        sizing, streaming, by_prompt_size, [with_gateway(figures, cold, mixed) for figures in peer_figures],
     )  # fmt: skip
+
+
+PEERS = ("litellm",)
+
+
+def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigures:
+    """A peer proxy installed in its own venv, pointed at this run's emulator, measured beside the gateway under
+    the local runner (the gateway's cold start and memory are filled in from figures 1 and 5)."""
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.bench.peers import litellm
+    from gateway_dev.bench.peers.side_by_side import Side, compare
+    from gateway_dev.bench.settings import MODEL
+    from gateway_dev.bench.stack import chat_body
+    from gateway_dev.bench.streaming.client import caller_headers, http_client
+    from gateway_dev.bridge import ApiBridge
+
+    if name not in PEERS:
+        raise ValueError(f"unknown peer {name!r}: known are {', '.join(PEERS)}")
+    progress(f"installing LiteLLM {litellm.VERSION} in its own venv (first time only)")
+    executable = litellm.install(paths.work)
+    config = litellm.write_config(paths.scratch / "litellm.yaml", stack.emulator.url, stack.mistral_key, MODEL)
+    started = time.perf_counter()
+    proxy = litellm.start(executable, config, litellm.free_port(), log=paths.scratch / "litellm.log")
+    try:
+        with http_client() as client:
+            first = client.post(
+                proxy.url + "/v1/chat/completions",
+                json=chat_body(f"peer cold {stack.nonce}"),
+                headers=caller_headers(litellm.MASTER_KEY),
+            )
+        if first.status_code != 200:
+            raise RuntimeError(f"LiteLLM's first answer: {first.status_code} {first.text[:300]}")
+        cold_ms = (time.perf_counter() - started) * 1000
+        server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
+        try:
+            with captured_output():
+                pairs = compare(
+                    Side("gateway", server.url, CALLER_KEY, cache_header=True),
+                    Side(name, proxy.url, litellm.MASTER_KEY),
+                    stack.emulator, stack.nonce, sizes.http_iterations, min(2, sizes.warmup_iterations),
+                )  # fmt: skip
+        finally:
+            server.stop()
+        _, peak_mb = proxy.rss_mb()
+    finally:
+        proxy.stop()
+    return PeerFigures(name, litellm.VERSION, pairs, cold_ms, 0.0, peak_mb, 0.0)
+
+
+def with_gateway(figures: PeerFigures, cold: ColdStarts, mixed: dict[str, Any]) -> PeerFigures:
+    from dataclasses import replace
+
+    from gateway_dev.bench.memory import rss_mb
+
+    return replace(figures, gateway_cold_ms=cold.hit.wall.median, gateway_rss_mb=rss_mb(mixed))
+
+
+def measure_prompt_sizes(stack: Any, sizes: Sizes) -> list[SizedOverhead]:
+    """Figure 13 through the local HTTP gateway (`make serve`'s), against the emulator straight."""
+    from gateway_dev.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.bridge import ApiBridge
+
+    server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
+    try:
+        with captured_output():
+            return prompt_sizes(
+                server.url, CALLER_KEY, stack.emulator, stack.nonce, sizes.prompt_size_iterations,
+                warmup=min(2, sizes.warmup_iterations),
+            )  # fmt: skip
+    finally:
+        server.stop()
 
 
 def machine() -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Sizes:
     stream_cold_runs: int = 7
     memory_stream_tokens: int = 100_000  # figure 12: one answer this long, and each stalled reader's
     stalled_readers: int = 10
+    prompt_size_iterations: int = 20  # figure 13: plain and streamed misses per prompt size
     build_layer: bool = True  # the one step that needs PyPI
     warmup_rounds: bool = True  # an uncounted first round of cold starts (bytecode written, file cache warm)
 
@@ -50,6 +51,7 @@ SMOKE = Sizes(
     stream_cold_runs=1,
     memory_stream_tokens=2_000,
     stalled_readers=2,
+    prompt_size_iterations=1,
     build_layer=False,
     warmup_rounds=False,
 )

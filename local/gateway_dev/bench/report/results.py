@@ -67,6 +67,31 @@ def results_json(run: Run) -> dict[str, Any]:
         },
         "memory_sizing": [asdict(row) for row in run.sizing],
         "streaming": streaming_json(run.streaming, run),
+        "peers": [
+            {
+                "name": peer.name,
+                "version": peer.version,
+                "figures": {
+                    pair.figure: {
+                        "gateway_ms": pair.gateway.summary(),
+                        "peer_ms": pair.peer.summary(),
+                        "ratio": pair.ratio,
+                    }
+                    for pair in peer.pairs
+                },
+                "cold_start_ms": {"gateway": peer.gateway_cold_ms, "peer": peer.peer_cold_ms},
+                "peak_rss_mb": {"gateway": peer.gateway_rss_mb, "peer": peer.peer_rss_mb},
+            }
+            for peer in run.peers
+        ],
+        "by_prompt_size": [
+            {
+                "prompt_bytes": one.prompt_bytes,
+                "miss_added_ms": one.miss.summary(),
+                "first_event_added_ms": one.first_event.summary(),
+            }
+            for one in run.by_prompt_size
+        ],
         "table": [{**asdict(row), "verdict": row.verdict} for row in all_rows(run)],
     }
 

@@ -9,6 +9,7 @@ from gateway_dev.bench.cost import COLD_START_SHARE, TOKENS_IN, TOKENS_OUT, Cost
 from gateway_dev.bench.layer import Layer
 from gateway_dev.bench.memory import rss_mb
 from gateway_dev.bench.over_http import OverHttp
+from gateway_dev.bench.prompt_size import SizedOverhead
 from gateway_dev.bench.run import Run
 from gateway_dev.bench.settings import (
     BORDERLINE,
@@ -77,7 +78,25 @@ def all_rows(run: Run) -> list[Row]:
         *cost_rows(run.cost),
         *http_rows(run.http),
         *stream_rows(run.streaming, run.sizes.stream_events, run.sizes.stream_gap_s),
+        *prompt_size_rows(run.by_prompt_size),
     ]
+
+
+def prompt_size_rows(sized: list[SizedOverhead]) -> list[Row]:
+    """Figure 13: one row per prompt size (the detail is in the prompt-size block)."""
+    return [
+        Row(
+            f"13. Added to a miss / a streamed miss's first event, {kilobytes(one.prompt_bytes)} prompt",
+            f"+{spread(one.miss)} / +{spread(one.first_event)}",
+            "the same request straight to the emulator, pair by pair",
+            f"+{ms(one.miss.median)} / +{ms(one.first_event.median)}",
+        )
+        for one in sized
+    ]
+
+
+def kilobytes(size: int) -> str:
+    return f"{size / 1000:,.0f} kB"
 
 
 def render(rows: list[Row]) -> str:

@@ -4,12 +4,14 @@ Each function renders one block; `BLOCKS` names them as the markers in the docum
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from gateway_dev.bench import cost as cost_model
 from gateway_dev.bench.cost import AWS_PRICES, compute_per_million, mistral_prices, tokens_per_request
 from gateway_dev.bench.memory import rss_mb
-from gateway_dev.bench.report.rows import Row, X, all_rows, markdown_table, render
+from gateway_dev.bench.peers.side_by_side import peer_rows
+from gateway_dev.bench.report.rows import Row, X, all_rows, kilobytes, markdown_table, render
 from gateway_dev.bench.run import Run
 from gateway_dev.bench.settings import BORDERLINE, MB, MODEL, TARGET_TTFT_OVERHEAD_MS, WATCHED_MODULES
 from gateway_dev.bench.stats import ms, spread
@@ -158,6 +160,53 @@ def stream_miss_block(run: Run) -> str:
         ],
     )
     return "\n\n".join([first, phases, facts])
+
+
+def prompt_size_block(run: Run) -> str:
+    """Figure 13: what the gateway adds as the prompt grows, and how that grows per 10x of prompt."""
+    sized = run.by_prompt_size
+    rows = [
+        [
+            kilobytes(one.prompt_bytes),
+            spread(one.miss),
+            spread(one.first_event),
+            str(len(one.miss.samples)),
+        ]
+        for one in sized
+    ]
+    table = markdown_table(
+        ["prompt", "added to a miss (median, p95)", "added to the first event of a streamed miss", "pairs"], rows
+    )
+    if len(sized) < 2:
+        return table
+    growth = markdown_table(
+        ["from", "to", "miss: added per extra kB", "first event: added per extra kB"],
+        [
+            [
+                kilobytes(small.prompt_bytes),
+                kilobytes(large.prompt_bytes),
+                per_kb(large.miss.median - small.miss.median, large.prompt_bytes - small.prompt_bytes),
+                per_kb(large.first_event.median - small.first_event.median, large.prompt_bytes - small.prompt_bytes),
+            ]
+            for small, large in itertools.pairwise(sized)
+        ],
+    )
+    return "\n\n".join([table, growth])
+
+
+def per_kb(extra_ms: float, extra_bytes: int) -> str:
+    return f"{extra_ms / (extra_bytes / 1000) * 1000:,.1f} µs"
+
+
+def peers_block(run: Run) -> str:
+    """Side by side with other proxies (`make bench PEERS=litellm`); a run without peers says so."""
+    if not run.peers:
+        return "Not measured in this run: `make bench PEERS=litellm` measures LiteLLM's proxy side by side."
+    tables = []
+    for figures in run.peers:
+        header = ["figure", "gateway (`make serve`)", f"{figures.name} {figures.version}", "ratio, gateway / peer"]
+        tables.append(markdown_table(header, peer_rows(figures)))
+    return "\n\n".join(tables)
 
 
 def stream_replay_block(run: Run) -> str:
@@ -426,6 +475,8 @@ BLOCKS: dict[str, Callable[[Run], str]] = {
     "cold": cold_block,
     "warm": warm_block,
     "stream-miss": stream_miss_block,
+    "prompt-size": prompt_size_block,
+    "peers": peers_block,
     "stream-replay": stream_replay_block,
     "stream-cold": stream_cold_block,
     "stream-memory": stream_memory_block,
