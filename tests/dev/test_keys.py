@@ -289,3 +289,16 @@ def test_local_without_make_serve_says_so(tmp_path, monkeypatch, capsys) -> None
     monkeypatch.setenv(usage_plan.STATE_ENV, str(tmp_path / "none.json"))
     assert keys_cli.main(["--local", "list"]) == 3
     assert "no make serve running" in capsys.readouterr().err
+
+
+def test_short_local_keys_are_kept_lengthened_and_still_sent_short(gateway, template) -> None:
+    # Given make serve's keys as a newcomer types them (API Gateway takes no value under 20 characters)
+    api, ids = usage_plan.provision(template, ["key-a", "key-b", "a-key-of-twenty-chars"])
+    callers = usage_plan.UsagePlanCallers(api.usage_plan_id)
+    # When each caller sends its key as typed
+    found = {key: callers.find(key) for key in ("key-a", "key-b", "a-key-of-twenty-chars")}
+    # Then each is its own caller, and neither a near-miss nor the stored long form of another key is anyone
+    assert found == ids and len(set(found.values())) == 3
+    assert callers.find("key-a~") is None and callers.find("key-") is None
+    assert usage_plan.stored_value("a-key-of-twenty-chars") == "a-key-of-twenty-chars"
+    assert len(usage_plan.stored_value("key-a")) >= usage_plan.API_GATEWAY_MIN_KEY_LENGTH
