@@ -144,7 +144,9 @@ class ResponseCache:
             self._failed("put", error)
             self._remember(key, None)
             return False
-        stored = CachedAnswer(body, prompt_tokens, completion_tokens, now, now + ttl_seconds, events)
+        # What a table read would give back: a live stream's events arrive here already compressed.
+        plain_events = zlib.decompress(events) if isinstance(events, Compressed) else events
+        stored = CachedAnswer(body, prompt_tokens, completion_tokens, now, now + ttl_seconds, plain_events)
         self._remember(key, Entry(stored))  # only once the table holds it
         return True
 
