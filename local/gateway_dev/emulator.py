@@ -347,6 +347,31 @@ class MistralEmulator:
                 },
             }
             for model in MODELS
+        ] + self._fine_tuned_cards()
+
+    def _fine_tuned_cards(self) -> list[dict[str, Any]]:
+        """The account's fine-tuned models (one per finished fine-tuning job), as Mistral lists them."""
+        account = getattr(self, "account", None)
+        jobs = list(account.ft_jobs.values()) if account is not None else []
+        return [
+            {
+                "id": job["fine_tuned_model"],
+                "object": "model",
+                "created": job.get("created_at", 1_700_000_000),
+                "owned_by": "emulated-org",
+                "type": "fine-tuned",
+                "name": None,
+                "description": None,
+                "max_context_length": 32768,
+                "aliases": [],
+                "deprecation": None,
+                "job": job["id"],
+                "root": job.get("model"),
+                "archived": False,
+                "capabilities": {"completion_chat": True, "completion_fim": False, "function_calling": True},
+            }
+            for job in jobs
+            if job.get("fine_tuned_model")
         ]
 
 
