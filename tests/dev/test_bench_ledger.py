@@ -20,7 +20,8 @@ def test_an_owned_read_and_a_create_each_cost_the_ledger_one_round_trip(gateway:
     for measured in (figures.read, figures.create):
         assert len(measured.handler.samples) == len(measured.ledger.samples) == 3
         # ...whose time is part of the handler's
-        assert all(0 < spent <= whole for spent, whole in zip(measured.ledger.samples, measured.handler.samples))
+        pairs = zip(measured.ledger.samples, measured.handler.samples, strict=True)
+        assert all(0 < spent <= whole for spent, whole in pairs)
         assert measured.log_bytes > 0
     # And the creates were real: the ledger holds the first upload and the three (plus warm-up) timed ones
     assert len(current().ledger.ids(bench_ledger.CALLER, "file")) == 1 + 1 + 3
