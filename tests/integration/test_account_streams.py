@@ -191,3 +191,30 @@ def test_a_plain_conversation_on_the_streaming_function_is_relayed_whole(clients
     started = alice.beta.conversations.start(inputs="no stream please", model=MODEL)
     assert started.outputs[0].content.startswith("Emulated answer")
     assert current().ledger.ids("key-a", "conversation") == [started.conversation_id]
+
+
+@pytest.mark.parametrize("path", ["/v1/conversations", "/v1/agents/completions"])
+def test_a_streamed_turn_settles_the_callers_token_budget_from_its_last_event(url, gateway, emulator, path) -> None:
+    from gateway_dev import quota as quota_admin
+
+    quota_admin.set_limits("mistral-gateway-QuotaTable", "key-a", {"tokens_per_day": 100_000})
+    if path == "/v1/agents/completions":
+        created = gateway.request("POST", "/v1/agents", {"model": MODEL, "name": "metered"}, api_key_id="key-a")
+        body: dict[str, Any] = {"agent_id": created.json["id"], "messages": [{"role": "user", "content": "count"}]}
+    else:
+        body = {"model": MODEL, "inputs": "count my streamed tokens please"}
+    headers = {"Authorization": "Bearer key-a-0123456789"}
+    with httpx.stream("POST", f"{url}{path}", json={**body, "stream": True}, headers=headers) as response:
+        assert response.status_code == 200 and response.headers["ratelimit-remaining"]
+        events = [json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data: {")]
+    usage = events[-1]["usage"]
+    (line,) = wait_for(lambda: streamed_lines(gateway, path))
+    # Then the budget holds exactly the tokens the last event reported (not the reservation), once the line is out
+    day = quota_admin.show("mistral-gateway-QuotaTable", "key-a")["usage"]["day"]
+    assert (
+        day["tokens"]
+        == usage["prompt_tokens"] + usage["completion_tokens"]
+        == (line["prompt_tokens"] + line["completion_tokens"])
+    )
+    # And Bob's budget is untouched
+    assert quota_admin.show("mistral-gateway-QuotaTable", "key-b")["usage"]["day"].get("tokens", 0) == 0

@@ -54,6 +54,7 @@ class LiveRelayed(Relayed):
     chunks: Any = None  # its byte iterator, already started
     splitter: Any = None  # sse.EventSplitter, holding what came after the first event
     spending: Any = None  # quota.Spending, settled when the stream ends
+    circuit: str | None = None  # whose circuit a broken stream counts on (passthrough.circuit_target)
 
     def abandon(self) -> None:
         """The policies refused the answer after it was opened (the ledger failed): stop Mistral's stream; the
@@ -96,11 +97,12 @@ def streamed_relay(request: Forward) -> Relayed:
     try:
         if spending.cap is not None:
             request = replace(request, body=json.dumps({**body, "max_tokens": spending.cap}).encode())
+        circuit = passthrough.circuit_target(request.body)
         opened = upstream.call(
             lambda timeout_ms: _open(request, timeout_ms),
             request.deadline,
             operation="passthrough.stream",
-            model=passthrough.circuit_target(request.body),
+            model=circuit,
             generates=True,
         )
     except BaseException:
@@ -125,6 +127,7 @@ def streamed_relay(request: Forward) -> Relayed:
         chunks=chunks,
         splitter=splitter,
         spending=spending,
+        circuit=circuit,
     )
 
 
@@ -239,7 +242,8 @@ class RelayedStream(streaming.LiveStream):
         if ended not in ("complete", "incomplete"):
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
-                upstream.stream_failed("idle_timeout" if ended == "idle_timeout" else "connection")
+                kind = "idle_timeout" if ended == "idle_timeout" else "connection"
+                upstream.stream_failed(kind, model=self._live.circuit)
         if usage:
             service.account(b"", usage)
             economics.headers_and_metrics(state.model, "MISS", usage)
