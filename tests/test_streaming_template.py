@@ -19,6 +19,9 @@ STREAMED_ROUTES = (
     "/v1/batch/chat/completions",
     "/v1/agents/completions",
     "/v1/responses",
+    "/v1/conversations",
+    "/v1/conversations/{conversation_id}",
+    "/v1/conversations/{conversation_id}/restart",
 )
 
 
@@ -60,10 +63,30 @@ def test_every_other_route_stays_buffered_on_the_api_function(api_paths: dict[st
     for path, methods in api_paths.items():
         for method, spec in methods.items():
             target = spec.get("x-amazon-apigateway-integration", {})
-            if path in STREAMED_ROUTES or target.get("type") != "aws_proxy":
+            if (path in STREAMED_ROUTES and method == "post") or target.get("type") != "aws_proxy":
                 continue
             assert "responseTransferMode" not in target, (path, method)
             assert "${ApiFunction.Arn}/invocations" in target["uri"]["Fn::Sub"], (path, method)
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/v1/conversations", {"get"}),
+        ("/v1/conversations/{conversation_id}", {"get", "delete"}),
+        ("/v1/conversations/{conversation_id}/history", {"get"}),
+        ("/v1/conversations/{conversation_id}/messages", {"get"}),
+    ],
+)
+def test_conversation_resources_keep_their_other_methods_on_the_api_function(
+    api_paths: dict[str, Any], path: str, methods: set[str]
+) -> None:
+    # Given explicit conversation resources (their POSTs stream), API Gateway would not fall back to
+    # /v1/{proxy+} for a method they lack: each of Mistral's other methods is on the resource itself
+    for method in methods:
+        uri = integration(api_paths, path, method)["uri"]["Fn::Sub"]
+        assert "${ApiFunction.Arn}/invocations" in uri, (path, method)
+        assert {"CallerKeyAuthorizer": []} in api_paths[path][method]["security"]
 
 
 def test_stream_cap_fits_api_gateway_and_lambda(template: Template) -> None:

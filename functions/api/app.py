@@ -112,6 +112,29 @@ def agents_completions() -> Response[Any]:
     return _relay_current()
 
 
+# Conversations: explicit API Gateway resources, because their POSTs (start, append, restart) stream on the
+# streaming function; this buffered handler answers every method of them (sam local, and GET/DELETE in the API).
+CONVERSATION_ROUTE: dict[str, Any] = {
+    **MISTRAL_ROUTE,
+    "description": "Mistral's conversations, each caller's own (AccountRoutes=owned). A POST with `stream: true` "
+    "streams event by event on the streaming function; this buffered handler answers it as one SSE body.",
+}
+
+
+@app.route("/v1/conversations", method=["GET", "POST"], summary="Start or list conversations", **CONVERSATION_ROUTE)
+@app.route(
+    "/v1/conversations/<conversation_id>",
+    method=["GET", "POST", "DELETE"],
+    summary="Read, append to or delete a conversation",
+    **CONVERSATION_ROUTE,
+)
+@app.get("/v1/conversations/<conversation_id>/history", summary="A conversation's entries", **CONVERSATION_ROUTE)
+@app.get("/v1/conversations/<conversation_id>/messages", summary="A conversation's messages", **CONVERSATION_ROUTE)
+@app.post("/v1/conversations/<conversation_id>/restart", summary="Restart a conversation", **CONVERSATION_ROUTE)
+def conversations(**_path: str) -> Response[Any]:
+    return _relay_current()
+
+
 @app.post(
     "/v1/responses",
     summary="Create a response (OpenAI's Responses API over Mistral's)",

@@ -6,7 +6,9 @@ the Lambda context (`x-amzn-lambda-context`) and the trace id (`x-amzn-trace-id`
 runs this same app for the routes template.yaml marks for streaming.
 
 A request goes: route -> mistral_gateway.streaming (streamed) or mistral_gateway.service (plain) -> (cache,
-upstream). Both forms get the streaming function's longer deadline.
+upstream). Both forms get the streaming function's longer deadline. Conversations (start, append, restart) and
+agents completions with `"stream": true` go through the pass-through's policies and stream event by event
+(mistral_gateway.account_streams); without it they are relayed whole.
 
 Long-running routes that are not streams live here too, for that deadline (issue 21): the gateway's batch of chat
 completions and the pass-through routes that generate (agents completions). On the buffered function they had
@@ -120,18 +122,18 @@ async def _completion(request: Request, route: str) -> Response:
         observability.log_unexpected("unexpected error", unexpected)
         failure = GatewayError("The gateway failed unexpectedly; the request can be retried.")
         return _finish(_error_response(failure), served, started)
-    if route == "passthrough":  # a Relayed (passthrough.py, imported only by the routes that use it)
-        relayed = Response(
-            outcome.body, status_code=outcome.status, media_type=outcome.content_type, headers=outcome.headers
-        )
-        return _finish(relayed, served, started)
-    if isinstance(outcome, streaming.LiveStream):
+    if isinstance(outcome, streaming.LiveStream):  # chat, FIM, responses, and streamed pass-through routes
         return StreamingResponse(
             _forward(outcome, served, started),
             status_code=200,
             media_type=EVENT_STREAM,
             headers={**STREAM_HEADERS, **outcome.headers},
         )
+    if route == "passthrough":  # a Relayed (passthrough.py, imported only by the routes that use it)
+        relayed = Response(
+            outcome.body, status_code=outcome.status, media_type=outcome.content_type, headers=outcome.headers
+        )
+        return _finish(relayed, served, started)
     response = Response(
         outcome.body,
         status_code=outcome.status,
@@ -173,7 +175,7 @@ def _relay(
     from mistral_gateway.http import CacheControl, parse_json_body
 
     # The edge's limits (size, depth, Unicode) before any policy reads the body: a clear 4xx, never a 500.
-    parse_json_body(raw, headers.get("content-type"), max_bytes=container.current().settings.max_body_bytes)
+    body = parse_json_body(raw, headers.get("content-type"), max_bytes=container.current().settings.max_body_bytes)
     forward = relaying.Forward(
         method="POST",
         subpath=path.removeprefix("/v1/"),
@@ -184,6 +186,10 @@ def _relay(
         control=CacheControl.from_headers(headers),
         deadline=Deadline.start(deadline_ms, context, attempt_ceiling_ms=deadline_ms),
     )
+    from mistral_gateway import account_streams
+
+    if account_streams.streams(forward.subpath, body):  # conversations and agents completions, event by event
+        return account_streams.serve(forward)
     return relaying.handle(forward)
 
 
@@ -262,6 +268,9 @@ ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
     ("/v1/fim/completions", fim_completions, ["POST"]),
     ("/v1/batch/chat/completions", batch_chat_completions, ["POST"]),
     ("/v1/agents/completions", passthrough, ["POST"]),
+    ("/v1/conversations", passthrough, ["POST"]),
+    ("/v1/conversations/{conversation_id}", passthrough, ["POST"]),
+    ("/v1/conversations/{conversation_id}/restart", passthrough, ["POST"]),
     ("/v1/responses", create_response, ["POST"]),
     ("/ready", ready, ["GET"]),
 ]

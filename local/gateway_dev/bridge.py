@@ -212,9 +212,9 @@ class ApiBridge:
         return Response(body, status=status, headers=headers + list(self.extra_headers.items()))
 
     def _route(self, method: str, path: str) -> ApiRoute | None:
-        # Exact paths win over templated ones, as in API Gateway.
+        # Exact paths win over templated ones, and a greedy {proxy+} loses to any other, as in API Gateway.
         matching = [route for route in self.routes if route.matches(method, path)]
-        matching.sort(key=lambda route: "{" in route.path)
+        matching.sort(key=lambda route: ("+}" in route.path, "{" in route.path))
         return matching[0] if matching else None
 
     def _authenticate(self, request: Request) -> tuple[str | None, Response | None]:

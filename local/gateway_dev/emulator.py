@@ -30,6 +30,7 @@ from werkzeug.wrappers import Request, Response
 from gateway_dev import emulator_responses, emulator_routes
 
 EMBEDDING_DIMENSIONS = 1024
+FAULT_KEY = "gateway_dev.emulator.fault"  # the request's scripted Fault, in its WSGI environ
 # Words that lengthen an answer to `answer_words`, so a paced stream lasts long enough to watch.
 FILLER = ["and", "the", "emulator", "keeps", "writing", "one", "word", "at", "a", "time"]
 
@@ -163,6 +164,7 @@ class MistralEmulator:
                 )
             )
             fault = self._faults.popleft() if self._faults else None
+        environ[FAULT_KEY] = fault  # for the other modules' streams (agents, conversations): gates, cuts
         if fault and fault.delay:
             time.sleep(fault.delay)
         if fault and fault.drop:
@@ -204,9 +206,11 @@ class MistralEmulator:
     def knows(self, model: str) -> bool:
         return self.accept_any_model or model.startswith("ft:") or any(card["id"] == model for card in MODELS)
 
-    def chat_answer(self, body: dict[str, Any], raw: bytes) -> Response:
-        """A chat completion for another route's request (agents answer like chat)."""
-        return self._chat(body, raw, {}, None)
+    def chat_answer(self, body: dict[str, Any], raw: bytes, environ: dict[str, Any] | None = None) -> Response:
+        """A chat completion for another route's request (agents answer like chat, streamed too, with the
+        request's stream faults when `environ` is the request's)."""
+        environ = environ if environ is not None else {}
+        return self._chat(body, raw, environ, environ.get(FAULT_KEY))
 
     # -- endpoints ----------------------------------------------------------------------------------------
     def _chat(self, body: dict[str, Any], raw: bytes, environ: dict[str, Any], fault: Fault | None) -> Response:
@@ -343,6 +347,31 @@ class MistralEmulator:
                 },
             }
             for model in MODELS
+        ] + self._fine_tuned_cards()
+
+    def _fine_tuned_cards(self) -> list[dict[str, Any]]:
+        """The account's fine-tuned models (one per finished fine-tuning job), as Mistral lists them."""
+        account = getattr(self, "account", None)
+        jobs = list(account.ft_jobs.values()) if account is not None else []
+        return [
+            {
+                "id": job["fine_tuned_model"],
+                "object": "model",
+                "created": job.get("created_at", 1_700_000_000),
+                "owned_by": "emulated-org",
+                "type": "fine-tuned",
+                "name": None,
+                "description": None,
+                "max_context_length": 32768,
+                "aliases": [],
+                "deprecation": None,
+                "job": job["id"],
+                "root": job.get("model"),
+                "archived": False,
+                "capabilities": {"completion_chat": True, "completion_fim": False, "function_calling": True},
+            }
+            for job in jobs
+            if job.get("fine_tuned_model")
         ]
 
 

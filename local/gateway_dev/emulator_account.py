@@ -173,18 +173,30 @@ class Account:
         return conversation
 
 
+def _fault(request: Request) -> Any:
+    from gateway_dev.emulator import FAULT_KEY
+
+    return request.environ.get(FAULT_KEY)
+
+
 def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in conversation.items() if key != "entries"}
 
 
-def streamed_turn(turn: dict[str, Any], delay: float = 0.0) -> Response:
-    """A conversation turn as Mistral streams it: started, the answer's words as deltas, done."""
+def streamed_turn(turn: dict[str, Any], delay: float = 0.0, fault: Any = None) -> Response:
+    """A conversation turn as Mistral streams it: started, the answer's words as deltas, done. A scripted
+    fault's gate holds the stream before its third event (as chat's), and `stream_cut` ends it there."""
     output = turn["outputs"][0]
 
     def events() -> Any:
         yield _event({"type": "conversation.response.started", "conversation_id": turn["conversation_id"]})
         words = str(output["content"]).split(" ")
         for index, word in enumerate(words):
+            if fault is not None and index == 1:
+                if fault.gate is not None:
+                    fault.gate.wait(30)
+                if fault.stream_cut:
+                    return
             if delay:
                 time.sleep(delay)
             delta = {
@@ -418,7 +430,7 @@ def _conversations(emulator: Any, account: Account, request: Request, method: st
                 return _missing("Agent")
             conversation = account.new_conversation(body)
             turn = account.answer_turn(emulator, conversation, body.get("inputs"))
-            return streamed_turn(turn, delay) if body.get("stream") else _json(200, turn)
+            return streamed_turn(turn, delay, _fault(request)) if body.get("stream") else _json(200, turn)
         if method == "GET":
             return _json(200, [conversation_view(c) for c in account.conversations.values()])
         return None
@@ -434,7 +446,7 @@ def _conversations(emulator: Any, account: Account, request: Request, method: st
             return Response(b"", status=204)
         if method == "POST":  # append
             turn = account.answer_turn(emulator, conversation, body.get("inputs"))
-            return streamed_turn(turn, delay) if body.get("stream") else _json(200, turn)
+            return streamed_turn(turn, delay, _fault(request)) if body.get("stream") else _json(200, turn)
     if rest[1:] == ["history"] and method == "GET":
         return _json(
             200, {"object": "conversation.history", "conversation_id": rest[0], "entries": conversation["entries"]}
@@ -450,7 +462,7 @@ def _conversations(emulator: Any, account: Account, request: Request, method: st
         branch = account.new_conversation({"model": conversation["model"], "agent_id": conversation.get("agent_id")})
         branch["entries"] = [dict(e) for e in entries[: cut + 1]]
         turn = account.answer_turn(emulator, branch, body.get("inputs"))
-        return streamed_turn(turn, delay) if body.get("stream") else _json(200, turn)
+        return streamed_turn(turn, delay, _fault(request)) if body.get("stream") else _json(200, turn)
     return None
 
 

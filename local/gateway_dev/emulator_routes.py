@@ -172,7 +172,7 @@ def _classifications(emulator: Any, body: dict[str, Any], raw: bytes, request: R
 def _agents(emulator: Any, body: dict[str, Any], raw: bytes, request: Request) -> Response:
     if not isinstance(body.get("agent_id"), str):
         return _missing("agent_id")
-    response: Response = emulator.chat_answer({**body, "model": "agent-" + body["agent_id"]}, raw)
+    response: Response = emulator.chat_answer({**body, "model": "agent-" + body["agent_id"]}, raw, request.environ)
     return response
 
 

@@ -20,7 +20,7 @@ from gateway_dev.bench.settings import MODEL, Paths
 from gateway_dev.template import ROOT
 from mistral_gateway import economics
 
-FIGURES = [str(number) for number in range(1, 14)]
+FIGURES = [str(number) for number in range(1, 15)]
 
 
 def outside_markers(text: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -73,8 +73,10 @@ class Relayed:
         return bool(_TEXT_TYPES.match(self.content_type))
 
 
-def handle(request: Forward) -> Relayed:
-    """Apply the route's policy: 403 (account routes, unless enabled), the cache, or a plain relay."""
+def handle(request: Forward, relaying: Callable[[Forward], Relayed] | None = None) -> Relayed:
+    """Apply the route's policy: 403 (account routes, unless enabled), the cache, or a plain relay.
+    `relaying` replaces budgeted_relay where Mistral streams (account_streams.py: the same policies, streamed)."""
+    relaying = relaying or budgeted_relay
     checked_path(request.subpath)  # before the policy: "ocr/../files" must not pass as OCR
     rule = routes_policy.rule_for(request.method, request.subpath)
     logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
@@ -86,12 +88,12 @@ def handle(request: Forward) -> Relayed:
         raise NotFound(f"No route for {request.method} /v1/{request.subpath.strip('/')}.")
     if rule.policy is Policy.ACCOUNT:
         if mode == "shared":
-            return budgeted_relay(request)
+            return relaying(request)
         if mode != "owned":
             raise AccountRoutesOff(f"/v1/{request.subpath.strip('/')}")
         from mistral_gateway import owned
 
-        return owned.handle(request, budgeted_relay)
+        return owned.handle(request, relaying)
     if mode == "owned":  # inference that names account resources (OCR's file_id, an agent_id, an ft: model)
         from mistral_gateway import owned
 
@@ -100,7 +102,7 @@ def handle(request: Forward) -> Relayed:
         return cached_inference(rule.prefix, request)
     if not request.body:  # every inference route takes a body (JSON or an upload): Mistral would refuse it
         raise InvalidRequest("The request body is empty; send a JSON object.")
-    return budgeted_relay(request)
+    return relaying(request)
 
 
 # Pass-through routes whose answer is a completion bounded by `max_tokens` (as chat's).

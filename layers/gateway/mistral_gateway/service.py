@@ -222,13 +222,22 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     answer = counted.on(answer)
     allowed = settings().allowed_models
     per_key = key_policy.allowed_models()
-    if not allowed and per_key is None:
+    from mistral_gateway import owned_models
+
+    if not allowed and per_key is None and not owned_models.filtering():
         return answer
+    # Filtered after the cache, per request: the cached list is Mistral's own, never one caller's view of it.
     listing = json.loads(answer.body)
+    cards = listing.get("data", [])
+    own = owned_models.own_fine_tuned(caller, cards)  # AccountRoutes=owned: only the caller's ft: models
+    if not allowed and per_key is None and own is None:
+        return answer
     listing["data"] = [
         card
-        for card in listing.get("data", [])
-        if (not allowed or card.get("id") in allowed) and (per_key is None or card.get("id") in per_key)
+        for card in cards
+        if (not allowed or card.get("id") in allowed)
+        and (per_key is None or card.get("id") in per_key)
+        and owned_models.visible(card, own)
     ]
     return _replace_body(answer, json.dumps(listing))
 
@@ -245,6 +254,9 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
     if allowed and model_id not in allowed:
         raise NotFound(f"Model not found: {model_id}", param="model_id", code="model_not_found")
     key_policy.check(model_id)
+    from mistral_gateway import owned_models
+
+    owned_models.check_card(model_id, caller)  # another caller's ft: model: this same 404, before the cache
 
     counted = _ModelsBudget(caller)
 

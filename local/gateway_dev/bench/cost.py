@@ -166,3 +166,20 @@ def memory_sizing(
             )
         )
     return rows
+
+
+# The ownership ledger (AccountRoutes=owned): what one owned request adds in DynamoDB capacity.
+LEDGER_READ_UNITS = 1.0  # BatchGetItem of one item, consistent read (owners are checked strongly consistent)
+LEDGER_WRITE_UNITS = 2.0  # conditional PutItem of a small item + its write to the owner index (GSI)
+
+
+def owned_costs(
+    memory_mb: int, *, read_ms: float, create_ms: float, cold_ms: float, read_logs: float, create_logs: float
+) -> tuple[Cost, Cost]:
+    """USD per million owned reads (`GET /v1/files/{id}`) and creates (`POST /v1/files`), Mistral excluded: the
+    whole request (Lambda, API Gateway, logs) with the ledger's DynamoDB units as its only table use."""
+    read = cost_per_million(memory_mb, billed_ms(read_ms, cold_ms), read_logs, LEDGER_READ_UNITS, 0, tokens=False)
+    create = cost_per_million(
+        memory_mb, billed_ms(create_ms, cold_ms), create_logs, 0, LEDGER_WRITE_UNITS, tokens=False
+    )
+    return read, create

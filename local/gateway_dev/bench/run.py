@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway_dev.bench.cold import ColdStarts, cold_starts
-from gateway_dev.bench.cost import Costs, Sizing, costs, memory_sizing
+from gateway_dev.bench.cost import Cost, Costs, Sizing, costs, memory_sizing, owned_costs
 from gateway_dev.bench.layer import Layer, build_layer
+from gateway_dev.bench.ledger import LedgerFigures
+from gateway_dev.bench.ledger import measure as measure_ledger
 from gateway_dev.bench.memory import mixed_load
 from gateway_dev.bench.over_http import OverHttp, over_http
 from gateway_dev.bench.peers.side_by_side import PeerFigures
@@ -45,6 +47,8 @@ class Run:
     sizing: list[Sizing]
     streaming: StreamFigures
     by_prompt_size: list[SizedOverhead]
+    ledger: LedgerFigures | None = None  # figure 14: AccountRoutes=owned on an owned read and a create
+    owned_cost: tuple[Cost, Cost] | None = None  # per 1M owned reads, creates
     peers: list[PeerFigures] = field(default_factory=list)  # `make bench PEERS=litellm`
 
 
@@ -70,6 +74,8 @@ def measure(sizes: Sizes, paths: Paths, peers: tuple[str, ...] = ()) -> Run:
             no_lease = warm_miss(stack, function, "no-lease", sizes.no_lease_iterations, sizes.warmup_iterations)
         progress(f"{sizes.mixed_requests:,} mixed requests in a fresh process")
         mixed = mixed_load(stack, sizes.mixed_requests)
+        progress(f"the ownership ledger on owned reads and creates, {sizes.warm_iterations} each")
+        ledger = measure_ledger(stack, function, sizes.warm_iterations, sizes.warmup_iterations)
         progress("the SDK through the local HTTP gateway and straight to the emulator")
         http = over_http(stack, sizes.http_iterations, sizes.warmup_iterations)
         streaming = measure_streaming(stack, sizes)
@@ -82,13 +88,22 @@ def measure(sizes: Sizes, paths: Paths, peers: tuple[str, ...] = ()) -> Run:
     cost = costs(
         stack.memory_mb, hit.gateway.median, miss.gateway.median, cold_hit, cold_miss, hit.log_bytes, miss.log_bytes
     )
+    owned = owned_costs(
+        stack.memory_mb,
+        read_ms=ledger.read.handler.median,
+        create_ms=ledger.create.handler.median,
+        cold_ms=cold_hit,
+        read_logs=ledger.read.log_bytes,
+        create_logs=ledger.create.log_bytes,
+    )
     sizing = memory_sizing(
         hit.gateway.median, hit.gateway_cpu.median, miss.gateway.median, miss.gateway_cpu.median, cold_hit
     )
     seconds = time.perf_counter() - started
     return Run(
         started_at, seconds, machine(), sizes, stack.memory_mb, cold, hit, miss, no_lease, mixed, layer, http, cost,
-        sizing, streaming, by_prompt_size, [with_gateway(figures, cold, mixed) for figures in peer_figures],
+        sizing, streaming, by_prompt_size, ledger, owned,
+        [with_gateway(figures, cold, mixed) for figures in peer_figures],
     )  # fmt: skip
 
 

@@ -65,6 +65,7 @@ def results_json(run: Run) -> dict[str, Any]:
             "miss_avg_billed_ms": run.cost.miss_billed_ms,
             "secret_reads_per_warm_container_month_usd": run.cost.secret_per_container_month,
         },
+        "ownership_ledger": ledger_json(run),
         "memory_sizing": [asdict(row) for row in run.sizing],
         "streaming": streaming_json(run.streaming, run),
         "peers": [
@@ -138,3 +139,20 @@ def streaming_json(figures: StreamFigures, run: Run) -> dict[str, Any]:
         },
         "seconds": figures.seconds,
     }
+
+
+def ledger_json(run: Run) -> dict[str, Any] | None:
+    if run.ledger is None or run.owned_cost is None:
+        return None
+    read_cost, create_cost = run.owned_cost
+
+    def one(measured: Any, cost: Any) -> dict[str, Any]:
+        return {
+            "handler_ms": measured.handler.summary(),
+            "ledger_dynamodb_ms": measured.ledger.summary(),
+            "ledger_round_trips_per_request": measured.round_trips,
+            "log_bytes_per_request": measured.log_bytes,
+            "cost_per_million_usd": cost.items(),
+        }
+
+    return {"owned_read": one(run.ledger.read, read_cost), "create": one(run.ledger.create, create_cost)}

@@ -79,6 +79,7 @@ def all_rows(run: Run) -> list[Row]:
         *http_rows(run.http),
         *stream_rows(run.streaming, run.sizes.stream_events, run.sizes.stream_gap_s),
         *prompt_size_rows(run.by_prompt_size),
+        *ledger_rows(run),
     ]
 
 
@@ -97,6 +98,34 @@ def prompt_size_rows(sized: list[SizedOverhead]) -> list[Row]:
 
 def kilobytes(size: int) -> str:
     return f"{size / 1000:,.0f} kB"
+
+
+TARGET_LEDGER_ROUND_TRIPS = 1.0  # issue 19: one DynamoDB round trip on an owned read and on a create
+
+
+def ledger_rows(run: Run) -> list[Row]:
+    """Figure 14: the ownership ledger's round trips and time (AccountRoutes=owned), and a million of each priced."""
+    if run.ledger is None or run.owned_cost is None:
+        return []
+    apigw = apigw_per_million()
+    rows = []
+    for label, measured, priced in (
+        ("owned read (GET /v1/files/{id})", run.ledger.read, run.owned_cost[0]),
+        ("create (POST /v1/files)", run.ledger.create, run.owned_cost[1]),
+    ):
+        rows.append(
+            Row(
+                f"14. Ownership ledger, {label}",
+                f"{measured.round_trips:g} DynamoDB round trip(s), {ms(measured.ledger.median)} of "
+                f"{ms(measured.handler.median)} handler median",
+                "the same request without the ledger (AccountRoutes=shared): 0 round trips",
+                f"+{ms(measured.ledger.median)}; ${priced.total:,.2f} per 1M (${apigw:,.2f}: API Gateway alone)",
+                f"≤ {TARGET_LEDGER_ROUND_TRIPS:g} round trip",
+                measured.round_trips,
+                TARGET_LEDGER_ROUND_TRIPS,
+            )
+        )
+    return rows
 
 
 def render(rows: list[Row]) -> str:

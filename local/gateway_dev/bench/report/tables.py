@@ -346,13 +346,13 @@ def layer_block(run: Run) -> str:
 
 def cost_block(run: Run) -> str:
     cost = run.cost
-    items = [
-        [name, *(f"${part.items()[name]:,.3f}" for part in (cost.hit, cost.miss, cost.miss_with_tokens))]
-        for name in cost.hit.items()
-    ]
-    totals = [f"**${part.total:,.2f}**" for part in (cost.hit, cost.miss, cost.miss_with_tokens)]
+    parts = [cost.hit, cost.miss, cost.miss_with_tokens, *(run.owned_cost or ())]
+    items = [[name, *(f"${part.items()[name]:,.3f}" for part in parts)] for name in cost.hit.items()]
+    totals = [f"**${part.total:,.2f}**" for part in parts]
+    owned = ["owned read (ledger)", "owned create (ledger)"] if run.owned_cost else []
     table = markdown_table(
-        ["line item, USD per 1M requests", "hit", "miss", "miss, tokens included"], [*items, ["**total**", *totals]]
+        ["line item, USD per 1M requests", "hit", "miss", "miss, tokens included", *owned],
+        [*items, ["**total**", *totals]],
     )
     return table + "\n\n" + assumptions_table(run)
 
