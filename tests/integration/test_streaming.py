@@ -277,3 +277,25 @@ def test_a_stream_that_reaches_the_cap_ends_with_an_error_event(
     assert "[DONE]" not in events and "time limit" in json.loads(events[-1])["message"]
     wait_for(lambda: served_lines(gateway))
     assert served_lines(gateway)[0]["stream_ended"] == "too_long" and served_lines(gateway)[0]["stored"] is False
+
+
+def test_a_repeat_sent_the_moment_done_arrives_is_a_hit(client, emulator, monkeypatch) -> None:
+    from mistral_gateway.cache import ResponseCache
+
+    # Given a cache whose store is slow (a DynamoDB PutItem on a bad day)
+    store = ResponseCache.put
+
+    def slow_put(self: Any, *args: Any, **kwargs: Any) -> bool:
+        threading.Event().wait(0.3)
+        return store(self, *args, **kwargs)
+
+    monkeypatch.setattr(ResponseCache, "put", slow_put)
+    # When a client reads a stream up to [DONE] and, without waiting for the connection to close, asks again
+    with streamed(client, "ask again at once") as response:
+        for line in response.iter_lines():
+            if line == "data: [DONE]":
+                break
+    repeat, _ = read_all(client, "ask again at once")
+    # Then [DONE] came only once the answer was stored: the repeat is a HIT, and Mistral was asked once
+    assert repeat.headers["x-cache"] == "HIT"
+    assert emulator.calls("/v1/chat/completions") == 1

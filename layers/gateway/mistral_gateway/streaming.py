@@ -199,6 +199,7 @@ class LiveStream:
         kept_bytes = 0
         done, readable = False, True
         ended = "cut"
+        held: bytes | None = None  # Mistral's [DONE], sent once the answer is stored (below)
         try:
             for data in self._upstream.chunks():
                 for event in splitter.feed(data):
@@ -207,7 +208,11 @@ class LiveStream:
                         done = True
                     elif payload is not None:
                         readable = self._collect(payload, assembler) and readable
-                    self._forward(event, payload)
+                    if payload == "[DONE]" and held is None:
+                        held = event
+                        self.outcome.events += 1
+                    else:
+                        self._forward(event, payload)
                     if events is not None:
                         if output := events.compress(event):  # zlib gives output a block at a time
                             kept.append(output)
@@ -238,6 +243,9 @@ class LiveStream:
         except Exception as error:  # bookkeeping must never keep the caller's stream open
             observability.log_unexpected("stream bookkeeping failed", error)
         finally:
+            # [DONE] last, after the store: a caller who asks again as soon as its stream ends gets the HIT.
+            if held is not None:
+                self._put(held)
             self._finished.set()
             self._put(_END)
 
