@@ -8,11 +8,11 @@ headers: at the model that answered), fallbacks, errors (status >= 400) and 429s
 own fields, so `mistral-gateway keys usage` agrees with the lines to the token. Items expire after
 SPEND_RETENTION_DAYS (the table's TTL attribute).
 
-One write per request (1 write unit, under 1 KB; a batch: one more per model its items used): about $0.625 per million requests on demand (docs). It is
-not deferred in the buffered function: a Lambda environment is frozen once the handler returns, so a write
-left to a background thread could be lost, and exactness matters more than ~5 ms. A stream's write follows
-its last byte, off the caller's wait. A failed write is a warning and a metric (SpendNotRecorded), never a
-failed request. Requests without a caller key (public routes) add nothing.
+One write per request (1 write unit, under 1 KB; a batch: one more per model its items used): about $0.625 per
+million requests on demand (docs). It is not deferred in the buffered function: a Lambda environment is frozen
+once the handler returns, so a write left to a background thread could be lost, and exactness matters more than
+~5 ms. A stream's write follows its last byte, off the caller's wait. A failed write is a warning and a metric
+(SpendNotRecorded), never a failed request. Requests without a caller key (public routes) add nothing.
 
 A batch (POST /v1/batch/chat/completions) is one line and one request; its items are billed one by one, each
 at its own model: the batch's line carries its items' sums (`prompt_tokens`, `completion_tokens`,
