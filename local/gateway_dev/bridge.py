@@ -13,7 +13,7 @@ module read each other's event: a caller could be answered, logged or billed (sp
 as another. So each function has a pool of handler instances (HandlerPool): each a separate import of the
 handler module under a name of its own (its own Powertools app), used by one invocation at a time, the next
 one imported when every instance is busy (a scale-out, up to MAX_INSTANCES; past it an invocation waits for
-one, as a throttled function's would). A request alone always reuses the first, warm instance. And the
+one, as a throttled function's would). A request alone reuses a warm instance, never imports one. And the
 Logger's appended keys are kept per invocation (invocation_local_log_keys): one formatter serves all
 instances in this process, where each Lambda container has its own.
 
