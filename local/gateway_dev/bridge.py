@@ -6,16 +6,17 @@ warm "container" per function), and its proxy result becomes the HTTP response. 
 way the cloud does (caller_keys.py: identity sources, then the authorizer's own rule), before any function work.
 
 Concurrency, as Lambda has it: one invocation per container at a time, more containers for more at once.
-Powertools keeps each invocation's state on the module's resolver (`app.current_event`, `lambda_context`, the
-router context) and on the Logger (its appended keys: correlation id, request id, model, tokens...), and
-this process serves many requests at once on threads (WSGI workers, test threads). Two of them in one handler
-module read each other's event: a caller could be answered, logged or billed (spend.py adds up the line's keys)
-as another. So each function has a pool of handler instances (HandlerPool): each a separate import of the
+Powertools keeps each invocation's state on the module's resolver (its router context, middlewares), on the
+class BaseRouter (`current_event`, `lambda_context`: one per process) and on the Logger (its appended keys:
+correlation id, request id, model, tokens...), and this process serves many requests at once on threads (WSGI
+workers, test threads): one read another's log keys, so a caller could be logged or billed (spend.py adds up
+the line's keys) as another, or read another's event. So each function has a pool of handler instances
+(HandlerPool): each a separate import of the
 handler module under a name of its own (its own Powertools app), used by one invocation at a time, the next
 one imported when every instance is busy (a scale-out, up to MAX_INSTANCES; past it an invocation waits for
 one, as a throttled function's would). A request alone reuses a warm instance, never imports one. And the
-Logger's appended keys are kept per invocation (invocation_local_log_keys): one formatter serves all
-instances in this process, where each Lambda container has its own.
+Logger's appended keys and BaseRouter's event and context are kept per invocation (invocation_state: the
+buffered function's invocations, the streaming function's requests), where each Lambda container has its own.
 
 The instances of one function share that function's mistral_gateway Container (its settings, clients,
 in-memory caches, circuits; `own_containers` below, or the process's one): they stand for one function's
