@@ -19,7 +19,7 @@ from a2wsgi import WSGIMiddleware
 
 from gateway_dev import cloud_limits
 from gateway_dev.apigw import proxy_event
-from gateway_dev.bridge import ApiBridge, authenticate, import_code, own_container
+from gateway_dev.bridge import ApiBridge, authenticate, import_code, invocation_state, own_container
 from gateway_dev.template import Template
 
 Scope = MutableMapping[str, Any]
@@ -83,7 +83,8 @@ class LocalGateway:
             await cloud_limits.send_error(send, 413, too_long, self.bridge.template.gateway_response_headers())
             return
         state = self.bridge.container(route.function)  # imported after the app: its own, not the import's
-        with own_container(state):
+        # Its own log keys: the app's logger.clear_state()/append_keys() are one request's, as in its container.
+        with invocation_state(), own_container(state):
             await app(adapted, receive, self._labelled(send))
 
     def _adapter_headers(self, scope: Scope, path: str, key_id: str | None) -> list[tuple[bytes, bytes]]:

@@ -302,3 +302,42 @@ def test_short_local_keys_are_kept_lengthened_and_still_sent_short(gateway, temp
     assert callers.find("key-a~") is None and callers.find("key-") is None
     assert usage_plan.stored_value("a-key-of-twenty-chars") == "a-key-of-twenty-chars"
     assert len(usage_plan.stored_value("key-a")) >= usage_plan.API_GATEWAY_MIN_KEY_LENGTH
+
+
+def test_keys_usage_bills_each_batch_item_at_its_own_model(operator, gateway, emulator) -> None:
+    # Given an app whose answer to one question is already cached
+    key_id, key = operator.create("batcher")
+    cached = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "asked before the batch"}]}
+    fresh = {"model": "mistral-large-latest", "messages": [{"role": "user", "content": "a new question in a batch"}]}
+    with httpx2.Client(base_url=operator.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        first = client.post("/v1/chat/completions", json=cached)
+        assert first.status_code == 200
+        # When it sends a batch: that question again (a hit), a new one at another model, and a refused item
+        batch = client.post("/v1/batch/chat/completions", json={"requests": [cached, fresh, {"model": "m"}]})
+    assert batch.status_code == 200
+    items = batch.json()["data"]
+    assert [item["status"] for item in items] == [200, 200, 422] and items[0]["cache"] == "HIT"
+    hit, miss = items[0]["body"]["usage"], items[1]["body"]["usage"]
+
+    # Then `keys usage` bills each item at its own model: the miss's tokens and cost, the hit's savings
+    by_model = {row["model"]: row for row in operator.json("usage", "--by", "model", "--key", "batcher")}
+    large = by_model["mistral-large-latest"]
+    assert (large["prompt_tokens"], large["completion_tokens"]) == (miss["prompt_tokens"], miss["completion_tokens"])
+    assert large["cost_usd"] > 0 and large["requests"] == 0  # the batch is the request, its items are not
+    small = by_model["mistral-small-latest"]
+    assert small["prompt_tokens"] == hit["prompt_tokens"]  # billed once, by the first request
+    assert small["cache_hits"] == 1 and small["saved_tokens"] == hit["prompt_tokens"] + hit["completion_tokens"]
+    assert small["saved_usd"] > 0
+
+    # And the batch's line carries its items' sums: `keys usage` agrees with the lines to the token
+    lines = served_lines(gateway)
+    batch_line = next(line for line in lines if line["cache"] == "BATCH")
+    assert batch_line["prompt_tokens"] == miss["prompt_tokens"] and batch_line["batch_hits"] == 1
+    assert batch_line["tokens_from_cache"] == small["saved_tokens"]
+    report = {row["key_id"]: row for row in operator.json("usage")}[key_id]
+    expected = totals_from_lines(lines)[key_id]
+    for name in ("requests", "prompt_tokens", "completion_tokens", "saved_tokens", "errors"):
+        assert report[name] == expected[name], name
+    assert report["requests"] == 2 and report["errors"] == 0
+    assert report["cost_usd"] == pytest.approx(sum(line.get("cost_usd", 0) for line in lines), abs=1e-9)
+    assert report["saved_usd"] == pytest.approx(batch_line["saved_usd"], abs=1e-9)

@@ -84,5 +84,9 @@ def test_batch_items_keys_stay_on_their_own_lines(gateway, emulator, chat_body, 
     assert "tokens_from_cache" not in prompt_line and prompt_line.get("cache") != "HIT"  # nothing of item 0
     (line,) = served_lines(gateway)
     assert (line["cache"], line["batch_items"], line["batch_hits"]) == ("BATCH", 2, 1)
-    for item_key in ("model", "tokens_from_cache", "prompt_tokens", "completion_tokens"):
-        assert item_key not in line, item_key
+    # No item's own keys on the batch's line: its model is none of theirs, its tokens are their sums (spend.py)
+    assert "model" not in line
+    hit, miss = (item["body"]["usage"] for item in response.json["data"])
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (miss["prompt_tokens"], miss["completion_tokens"])
+    assert line["tokens_from_cache"] == hit["prompt_tokens"] + hit["completion_tokens"]
+    assert [item.get("cache") for item in line["batch_usage"]] == ["HIT", "MISS"]

@@ -86,3 +86,34 @@ def test_the_documented_cost_per_million_requests_is_one_write_unit_at_the_price
     figure = f"${AWS_PRICES['dynamodb_per_write_unit'] * 1e6:.3f} per million requests"
     readme = (ROOT / "README.md").read_text()
     assert figure in readme and re.search(r"one DynamoDB write unit per request", readme)
+
+
+def test_a_batch_adds_each_item_at_its_model_and_counts_one_request() -> None:
+    # Given a batch whose items were a miss at small, a hit at large and a refused item
+    items = [
+        {"status": 200, "model": SMALL, "cache": "MISS", "prompt_tokens": 1000, "completion_tokens": 2000},
+        {"status": 200, "model": "mistral-large-latest", "cache": "HIT", "tokens_from_cache": 30,
+         "prompt_tokens_from_cache": 10, "completion_tokens_from_cache": 20, "single_flight": "ignored"},
+        {"status": 422},
+    ]  # fmt: skip
+    line = {"caller": "k1", "status": 200, "cache": "BATCH", **spend.batch_fields(items)}
+    # Then its line carries the sums, and each item's spend fields only
+    assert line["prompt_tokens"] == 1000 and line["completion_tokens"] == 2000 and line["tokens_from_cache"] == 30
+    assert all("single_flight" not in item for item in line["batch_usage"])
+    # And it adds one request (no model), and each item's tokens, cost and savings at the item's model
+    table = RecordingTable()
+    spend.record(line, table="t", dynamodb=lambda: table, now=86_400 * 20_000)
+    added = {
+        call["Key"]["pk"]["S"].rsplit("#", 1)[1]: {
+            call["ExpressionAttributeNames"][name.replace(":", "#")]: int(value["N"])
+            for name, value in call["ExpressionAttributeValues"].items()
+            if name.startswith(":c")
+        }
+        for call in table.calls
+    }
+    assert added == {
+        "-": {"requests": 1},
+        SMALL: {"prompt_tokens": 1000, "completion_tokens": 2000, "cost_nusd": 700_000},
+        "mistral-large-latest": {"cache_hits": 1, "saved_tokens": 30, "saved_nusd": 35_000},
+    }
+    assert spend.line_fields(line) == {"cost_usd": 0.0007, "saved_usd": 3.5e-05}

@@ -329,8 +329,16 @@ def batch_chat(
 
     with ThreadPoolExecutor(max_workers=min(settings().batch_concurrency, len(items))) as pool:
         results = list(pool.map(lambda index, item: contexts[index].run(one, index, item), range(len(items)), items))
+    from mistral_gateway import spend
+
     hits = sum(1 for result in results if result["cache"] == "HIT")
-    observability.log_keys(cache="BATCH", batch_items=len(results), batch_hits=hits)
+    # Each item's keys (its model, cache status, tokens) as its own line would have them: the batch line carries
+    # their sums and each item's spend fields, which spend.py adds to the item's model.
+    items_logged = [
+        {**contexts[index].run(logger.thread_safe_get_current_keys), "status": result["status"]}
+        for index, result in enumerate(results)
+    ]
+    observability.log_keys(cache="BATCH", batch_items=len(results), batch_hits=hits, **spend.batch_fields(items_logged))
     summary = {"object": "batch.chat.completion", "data": results}
     return Answer(body=json.dumps(summary), cache_status="BATCH")
 

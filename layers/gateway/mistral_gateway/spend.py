@@ -8,12 +8,19 @@ headers: at the model that answered), fallbacks, errors (status >= 400) and 429s
 own fields, so `mistral-gateway keys usage` agrees with the lines to the token. Items expire after
 SPEND_RETENTION_DAYS (the table's TTL attribute).
 
-One write per request (1 write unit, under 1 KB): about $0.625 per million requests on demand (docs). It is
-not deferred in the buffered function: a Lambda environment is frozen once the handler returns, so a write
-left to a background thread could be lost, and exactness matters more than ~5 ms. A stream's write follows
-its last byte, off the caller's wait. A failed write is a warning and a metric (SpendNotRecorded), never a
-failed request. Requests without a caller key (public routes) and batch items (their tokens are on no line;
-the batch's own line counts one request) add nothing of their own.
+One write per request (1 write unit, under 1 KB; a batch: one more per model its items used): about $0.625 per
+million requests on demand (docs). It is not deferred in the buffered function: a Lambda environment is frozen
+once the handler returns, so a write left to a background thread could be lost, and exactness matters more than
+~5 ms. A stream's write follows its last byte, off the caller's wait. A failed write is a warning and a metric
+(SpendNotRecorded), never a failed request. Requests without a caller key (public routes) add nothing.
+
+A batch (POST /v1/batch/chat/completions) is one line and one request; its items are billed one by one, each
+at its own model: the batch's line carries its items' sums (`prompt_tokens`, `completion_tokens`,
+`tokens_from_cache`, `cost_usd`) and, in `batch_usage`, each item's spend fields (batch_fields), which are
+added to the item's model (its tokens, cost, cache hit and savings, fallback). The batch itself counts one
+request (and an error if it failed as a whole) under the line's model ("-": a batch names none); its items
+count no requests or errors of their own (an item's 4xx is in the batch's answer). So `keys usage` agrees
+with what Mistral billed per model, and with the lines.
 """
 
 from __future__ import annotations
@@ -75,9 +82,60 @@ def counters(fields: dict[str, Any]) -> dict[str, int]:
     return {name: value for name, value in counts.items() if value}
 
 
+# What a batch item's line would have said about its spend (counters() reads these).
+ITEM_FIELDS = (
+    "status",
+    "model",
+    "served_by",
+    "cache",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_tokens_from_cache",
+    "completion_tokens_from_cache",
+    "tokens_from_cache",
+    "fallback_from",
+)
+
+
+# Counted for the batch's request (its line), not for its items: an item's own 4xx is in the batch's answer.
+BATCH_OWN = ("requests", "errors", "rate_limited")
+
+
+def batch_fields(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch line's keys about its items (each item's log keys and status): their sums, and each item's
+    spend fields in `batch_usage` (at most the batch's item limit, a few keys each)."""
+    usage = [{name: item[name] for name in ITEM_FIELDS if item.get(name) not in (None, "", 0)} for item in items]
+    sums = {
+        name: sum(_int(item.get(name)) for item in usage)
+        for name in ("prompt_tokens", "completion_tokens", "tokens_from_cache")
+    }
+    return {**{name: value for name, value in sums.items() if value}, "batch_usage": usage}
+
+
+def rows(fields: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What one served line adds, by model: its own counters, or for a batch its own request plus each item's
+    counters at the item's model."""
+    model = str(fields.get("model") or "-")[:200]
+    items = fields.get("batch_usage")
+    if not isinstance(items, list):
+        return {model: counters(fields)}
+    added: dict[str, dict[str, int]] = {model: counters({"status": fields.get("status")})}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        own = added.setdefault(str(item.get("model") or "-")[:200], {})
+        for name, value in counters(item).items():
+            if name not in BATCH_OWN:
+                own[name] = own.get(name, 0) + value
+    return {name: counts for name, counts in added.items() if counts}
+
+
 def line_fields(fields: dict[str, Any]) -> dict[str, float]:
     """What the served line adds about money (the dashboard's per-key row sums these): cost and cost saved."""
-    counts = counters(fields)
+    counts: dict[str, int] = {}
+    for added in rows(fields).values():
+        for name, value in added.items():
+            counts[name] = counts.get(name, 0) + value
     extra = {}
     if counts.get("cost_nusd"):
         extra["cost_usd"] = counts["cost_nusd"] / NANO
@@ -93,19 +151,22 @@ def record(fields: dict[str, Any], *, table: str, dynamodb: Any, now: float | No
         return
     now = time.time() if now is None else now
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
-    model = str(fields.get("model") or "-")[:200]
-    counts = counters(fields)
+    for model, counts in rows(fields).items():
+        _add(str(caller), day, model, counts, table=table, dynamodb=dynamodb, now=now)
+
+
+def _add(caller: str, day: str, model: str, counts: dict[str, int], *, table: str, dynamodb: Any, now: float) -> None:
     names = {f"#c{n}": name for n, name in enumerate(counts)}
     values: dict[str, Any] = {f":c{n}": {"N": str(value)} for n, value in enumerate(counts.values())}
     values[":expires"] = {"N": str(int(now) + SPEND_RETENTION_DAYS * 86_400)}
-    values[":key"] = {"S": str(caller)}
+    values[":key"] = {"S": caller}
     values[":day"] = {"S": day}
     values[":model"] = {"S": model}
     adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
     try:
         dynamodb().update_item(
             TableName=table,
-            Key={"pk": {"S": item_key(str(caller), day, model)}},
+            Key={"pk": {"S": item_key(caller, day, model)}},
             UpdateExpression=f"ADD {adds} SET expires_at = :expires, key_id = :key, #day = :day, #model = :model",
             ExpressionAttributeNames={**names, "#day": "day", "#model": "model"},
             ExpressionAttributeValues=values,
