@@ -90,7 +90,7 @@ class ResponseCache:
     dynamodb: Any  # a boto3 DynamoDB client (the container's)
     stale_if_error_seconds: int  # how long an expired answer is kept for stale-if-error
     # Recent fresh answers kept in the container (recent.py); off when None or sized 0.
-    recent: RecentAnswers | None = None
+    recent: RecentAnswers[CachedAnswer] | None = None
 
     def remembered(self, key: str, max_age: int | None) -> CachedAnswer | None:
         """A fresh answer for `key` from the container's memory (no DynamoDB call), or None: ask the table."""

@@ -78,11 +78,11 @@ class Container:
         return self._once("store", "answers", self._new_answers)
 
     def _new_answers(self) -> ResponseCache:
-        from mistral_gateway.cache import ResponseCache
+        from mistral_gateway.cache import CachedAnswer, ResponseCache
         from mistral_gateway.recent import RecentAnswers
 
         dynamodb = self.aws_client("dynamodb")
-        recent = RecentAnswers(self.settings.answer_memory_bytes, self.settings.answer_memory_seconds)
+        recent = RecentAnswers[CachedAnswer](self.settings.answer_memory_bytes, self.settings.answer_memory_seconds)
         return ResponseCache(self.settings.table_name, dynamodb, self.settings.stale_if_error_seconds, recent)
 
     @property

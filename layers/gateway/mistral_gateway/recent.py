@@ -21,20 +21,35 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from mistral_gateway.cache import CachedAnswer
+
+class Kept(Protocol):
+    """What this cache needs of an answer (cache.CachedAnswer is one); the cache module builds this one, so
+    this module does not import it back."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def events(self) -> bytes | None: ...
+
+    def is_fresh(self, now: float) -> bool: ...
+
+    def usable(self, now: float, max_age: int | None) -> bool: ...
+
+
+CachedAnswer = TypeVar("CachedAnswer", bound=Kept)
 
 # What one kept entry costs beyond its bytes (the key, the objects and the dictionary slot), roughly.
 ENTRY_OVERHEAD_BYTES = 400
 
 
-def footprint(key: str, answer: CachedAnswer) -> int:
+def footprint(key: str, answer: Kept) -> int:
     return len(key) + len(answer.body) + len(answer.events or b"") + ENTRY_OVERHEAD_BYTES
 
 
-class RecentAnswers:
+class RecentAnswers(Generic[CachedAnswer]):
     """A byte-bounded LRU of fresh answers by cache key. Thread-safe (a batch's items run in threads)."""
 
     def __init__(self, max_bytes: int, max_seconds: float) -> None:
