@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway_dev import quota as quota_tool
+from gateway_dev import spend
+from gateway_dev.spend import format_table
 
 EXIT_USAGE, EXIT_NOT_FOUND, EXIT_ACCESS, EXIT_THROTTLED, EXIT_FAILED = 2, 3, 4, 5, 1
 DEFAULT_GRACE = "24h"
@@ -434,9 +436,14 @@ def run(gateway: Gateway, args: argparse.Namespace, out: TextIO) -> int:
         described = ", ".join(models) or "every model the operator allows"
         emit.record({"id": key_id, "models": models}, [f"{key_id}: {described}"])
     elif args.command == "usage":
-        from gateway_dev import spend
-
-        return spend.report(gateway, keys, args, out)
+        since = args.since or time.strftime("%Y-%m-%d", time.gmtime(gateway.clock() - 30 * 86_400))
+        if not spend.is_day(since):
+            raise KeysError(f"--since takes a day as YYYY-MM-DD (got {since!r})", 2)
+        if args.chart and not args.chart.endswith((".html", ".htm")):
+            raise KeysError("--chart writes an HTML page (FILE.html); PNG needs a plotting library", 2)
+        key_ids = {find(gateway, args.key, keys).id} if args.key else None
+        names = {key.id: key.name for key in keys}
+        return spend.report(gateway.dynamodb, gateway.quota_table, names, key_ids, since, args, out)
     return 0
 
 
@@ -465,19 +472,6 @@ class _Emitter:
             print(json.dumps(rows), file=self.out)
             return
         print(format_table(rows, columns), file=self.out)
-
-
-def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, list):
-            return ",".join(str(item) for item in value) or "-"
-        return "-" if value is None else str(value)
-
-    cells = [[cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max([len(column), *(len(line[n]) for line in cells)]) for n, column in enumerate(columns)]
-    lines = ["  ".join(column.ljust(widths[n]) for n, column in enumerate(columns))]
-    lines += ["  ".join(value.ljust(widths[n]) for n, value in enumerate(line)) for line in cells]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def describe(error: BaseException, gateway: Gateway | None) -> tuple[str, int]:

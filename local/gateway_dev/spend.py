@@ -94,8 +94,6 @@ def render(lines: list[dict[str, Any]], by: str, fmt: str) -> str:
             {**line, "cost_usd": f"{line['cost_usd']:.9f}", "saved_usd": f"{line['saved_usd']:.9f}"} for line in lines
         )
         return buffer.getvalue().rstrip("\n")
-    from gateway_dev.keys import format_table
-
     shown = [{**line, "cost_usd": f"{line['cost_usd']:.6f}", "saved_usd": f"{line['saved_usd']:.6f}"} for line in lines]
     return format_table(shown, columns) if lines else "no usage recorded in this period"
 
@@ -136,27 +134,40 @@ def chart_html(rows: list[dict[str, Any]], names: dict[str, str]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def report(gateway: Any, keys: list[Any], args: argparse.Namespace, out: TextIO) -> int:
-    from gateway_dev.keys import KeysError, find
-
-    since = args.since or time.strftime("%Y-%m-%d", time.gmtime(gateway.clock() - 30 * 86_400))
-    if not _is_day(since):
-        raise KeysError(f"--since takes a day as YYYY-MM-DD (got {since!r})", 2)
-    names = {key.id: key.name for key in keys}
-    key_ids = {find(gateway, args.key, keys).id} if args.key else None
-    rows = read_counters(gateway.dynamodb, gateway.quota_table, key_ids, since)
+def report(
+    dynamodb: Any,
+    table: str,
+    names: dict[str, str],
+    key_ids: set[str] | None,
+    since: str,
+    args: argparse.Namespace,
+    out: TextIO,
+) -> int:
+    """`keys usage` once keys.py has checked its arguments: the counters since `since`, of `key_ids` (None: all)."""
+    rows = read_counters(dynamodb, table, key_ids, since)
     if args.chart:
-        if not args.chart.endswith((".html", ".htm")):
-            raise KeysError("--chart writes an HTML page (FILE.html); PNG needs a plotting library", 2)
         with open(args.chart, "w", encoding="utf-8") as page:
             page.write(chart_html(rows, names))
     print(render(aggregate(rows, names, args.by), args.by, "json" if args.json else args.format), file=out)
     return 0
 
 
-def _is_day(text: str) -> bool:
+def is_day(text: str) -> bool:
     try:
         time.strptime(text, "%Y-%m-%d")
     except ValueError:
         return False
     return True
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(str(item) for item in value) or "-"
+        return "-" if value is None else str(value)
+
+    cells = [[cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max([len(column), *(len(line[n]) for line in cells)]) for n, column in enumerate(columns)]
+    lines = ["  ".join(column.ljust(widths[n]) for n, column in enumerate(columns))]
+    lines += ["  ".join(value.ljust(widths[n]) for n, value in enumerate(line)) for line in cells]
+    return "\n".join(line.rstrip() for line in lines)
