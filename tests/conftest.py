@@ -93,7 +93,7 @@ def reset_gateway_state(clock: Any = None) -> None:
     from aws_lambda_powertools.utilities import parameters
 
     from mistral_gateway import container
-    from mistral_gateway.observability import metrics
+    from mistral_gateway.platform.observability import metrics
 
     container.start(clock=clock or container.wall_clock)
     parameters.clear_caches()
@@ -178,7 +178,7 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
     """The API handler wired to moto and the emulator, with a fresh container state."""
     import time
 
-    from mistral_gateway.observability import logger
+    from mistral_gateway.platform.observability import logger
 
     monkeypatch.setenv("MISTRAL_SERVER_URL", emulator.url)
     # Budgets count per minute and per day: a test must not straddle a window's end (CI once saw a minute
@@ -202,7 +202,7 @@ def owns(gateway: Gateway) -> Any:
     """Given `caller` owns the resource `kind`/`rid` in the ownership ledger (for resources a test cannot make
     through the gateway first, e.g. a fine-tuned classifier)."""
     from mistral_gateway.container import current
-    from mistral_gateway.ledger import owner_of
+    from mistral_gateway.stores.ledger import owner_of
 
     def record(kind: str, rid: str, caller: str | None = None) -> None:
         current().ledger.record(owner_of(caller), kind, rid)

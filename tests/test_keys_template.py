@@ -53,7 +53,7 @@ def test_the_queries_read_both_functions_log_groups(template: Template, translat
 
 
 def test_the_queries_use_only_fields_the_served_line_carries(template: Template) -> None:
-    from mistral_gateway import spend
+    from mistral_gateway.policies import spend
 
     hit = {"caller": "k", "status": 200, "model": "mistral-small-latest", "cache": "HIT", "tokens_from_cache": 5,
            "prompt_tokens_from_cache": 2, "completion_tokens_from_cache": 3}  # fmt: skip
@@ -70,7 +70,7 @@ def test_no_metric_has_a_caller_dimension(template: Template) -> None:
     for widget in dashboard_widgets(template):
         for metric in widget["properties"].get("metrics", []):
             assert "caller" not in [part for part in metric if isinstance(part, str)]  # no such dimension
-    from mistral_gateway import observability
+    from mistral_gateway.platform import observability
 
     assert "caller" not in json.dumps(sorted(observability.EMITTED_METRICS))
 

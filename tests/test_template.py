@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway_dev.template import Template
-from mistral_gateway.config import Settings
+from mistral_gateway.platform.config import Settings
 
 # Environment variables the code reads (config.Settings.from_env) -> the template must set them.
 SETTINGS_VARIABLES = {
@@ -216,7 +216,7 @@ def _our_metric_names(template: Template) -> set[str]:
 
 
 def test_the_dashboard_and_alarms_use_only_metrics_the_code_emits(template: Template) -> None:
-    from mistral_gateway.observability import EMITTED_METRICS
+    from mistral_gateway.platform.observability import EMITTED_METRICS
 
     referenced = _our_metric_names(template)
     assert referenced <= EMITTED_METRICS, f"not emitted by the code: {sorted(referenced - EMITTED_METRICS)}"
@@ -257,7 +257,7 @@ def _paths(translated: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_path_answers_a_preflight_without_a_key(translated: dict[str, Any]) -> None:
-    from mistral_gateway.cors import allowed_request_headers
+    from mistral_gateway.edge.cors import allowed_request_headers
 
     paths = _paths(translated)
     assert "/v1/{proxy+}" in paths and "/v1/models/{model_id}" in paths

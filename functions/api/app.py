@@ -1,7 +1,7 @@
 """The gateway's HTTP API: routes and decorators only. The work happens in the layer's `mistral_gateway`.
 
 A request goes: lambda_handler -> middlewares.py (the "request served" line; the route's request parsing) -> route
--> mistral_gateway.service -> (cache, upstream).
+-> mistral_gateway.flow.service -> (cache, upstream).
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mistral_gateway import container, key_policy, observability, service
-from mistral_gateway.cors import cors_config
-from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
-from mistral_gateway.http import GatewayRequest, answer_response, error_response, json_response
-from mistral_gateway.middlewares import PUBLIC_CACHE, parsed, public_cache, request_served
-from mistral_gateway.observability import logger, metrics
-from mistral_gateway.openapi import DOCS_PATH, ERROR_RESPONSES, SETTINGS, openapi_json
-from mistral_gateway.resolver import GatewayResolver
+from mistral_gateway import container
+from mistral_gateway.edge.cors import cors_config
+from mistral_gateway.edge.middlewares import PUBLIC_CACHE, parsed, public_cache, request_served
+from mistral_gateway.edge.openapi import DOCS_PATH, ERROR_RESPONSES, SETTINGS, openapi_json
+from mistral_gateway.edge.resolver import GatewayResolver
+from mistral_gateway.flow import service
+from mistral_gateway.platform import observability
+from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
+from mistral_gateway.platform.observability import logger, metrics
+from mistral_gateway.policies import key_policy
+from mistral_gateway.requests.http import GatewayRequest, answer_response, error_response, json_response
 
 
 def current_request() -> GatewayRequest:
@@ -145,7 +148,7 @@ def conversations(**_path: str) -> Response[Any]:
     "request as one SSE body (sam local).",
 )
 def create_response() -> Response[str]:
-    from mistral_gateway import responses
+    from mistral_gateway.flow import responses
 
     request = current_request()
     return answer_response(responses.buffered(responses.create(request.body, **request.completion_context)))
@@ -158,7 +161,7 @@ def create_response() -> Response[str]:
     **MISTRAL_ROUTE,
 )
 def count_response_input_tokens() -> Response[str]:
-    from mistral_gateway import responses
+    from mistral_gateway.flow import responses
 
     request = current_request()
     return answer_response(responses.count_input_tokens(request.body, caller=request.caller, deadline=request.deadline))
@@ -171,7 +174,7 @@ def count_response_input_tokens() -> Response[str]:
     **MISTRAL_ROUTE,
 )
 def retrieve_response(response_id: str) -> Response[str]:
-    from mistral_gateway import responses
+    from mistral_gateway.flow import responses
 
     return answer_response(responses.retrieve(response_id, caller=current_request().caller))
 
@@ -183,7 +186,7 @@ def retrieve_response(response_id: str) -> Response[str]:
     **MISTRAL_ROUTE,
 )
 def delete_response(response_id: str) -> Response[str]:
-    from mistral_gateway import responses
+    from mistral_gateway.flow import responses
 
     return answer_response(responses.delete(response_id, caller=current_request().caller))
 
@@ -195,7 +198,7 @@ def delete_response(response_id: str) -> Response[str]:
     **MISTRAL_ROUTE,
 )
 def response_input_items(response_id: str) -> Response[str]:
-    from mistral_gateway import responses
+    from mistral_gateway.flow import responses
 
     query = app.current_event.get_query_string_value
     return answer_response(
@@ -222,7 +225,8 @@ def mistral_passthrough(**_path: str) -> Response[Any]:
 
 def _relay_current() -> Response[Any]:
     # Imported here: a cold chat or embeddings request never loads the pass-through.
-    from mistral_gateway import passthrough, relay_http
+    from mistral_gateway.edge import relay_http
+    from mistral_gateway.flow import passthrough
 
     forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
     key_policy.admit(forward.caller)
@@ -231,7 +235,7 @@ def _relay_current() -> Response[Any]:
 
 @app.get("/health", summary="Whether the secret and the cache table are reachable", tags=["Gateway"])
 def health() -> Response[str]:
-    from mistral_gateway.health import check_health
+    from mistral_gateway.flow.health import check_health
 
     status, report = check_health()
     return json_response(status, json.dumps(report))

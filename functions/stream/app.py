@@ -5,10 +5,10 @@ invocation into an HTTP request and hands over API Gateway's request context (`x
 the Lambda context (`x-amzn-lambda-context`) and the trace id (`x-amzn-trace-id`) as headers. `make serve`
 runs this same app for the routes template.yaml marks for streaming.
 
-A request goes: route -> mistral_gateway.streaming (streamed) or mistral_gateway.service (plain) -> (cache,
+A request goes: route -> mistral_gateway.flow.streaming (streamed) or mistral_gateway.flow.service (plain) -> (cache,
 upstream). Both forms get the streaming function's longer deadline. Conversations (start, append, restart) and
 agents completions with `"stream": true` go through the pass-through's policies and stream event by event
-(mistral_gateway.account_streams); without it they are relayed whole.
+(mistral_gateway.flow.account.streams); without it they are relayed whole.
 
 Long-running routes that are not streams live here too, for that deadline (issue 21): the gateway's batch of chat
 completions and the pass-through routes that generate (agents completions). On the buffered function they had
@@ -33,10 +33,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from mistral_gateway import container, cors, key_policy, observability, service, spend, streaming
-from mistral_gateway.errors import GatewayError, MethodNotAllowed, NotFound
-from mistral_gateway.http import GatewayRequest, caller_id
-from mistral_gateway.observability import logger, metrics
+from mistral_gateway import container
+from mistral_gateway.edge import cors
+from mistral_gateway.flow import service, streaming
+from mistral_gateway.platform import observability
+from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
+from mistral_gateway.platform.observability import logger, metrics
+from mistral_gateway.policies import key_policy, spend
+from mistral_gateway.requests.http import GatewayRequest, caller_id
 
 EVENT_STREAM = "text/event-stream"
 # Headers that keep proxies from buffering or transforming the stream.
@@ -157,7 +161,7 @@ def _serve(headers: Any, raw: bytes, event: dict[str, Any], context: AdapterCont
     if route == "batch":
         return service.batch_chat(request.body, **request.completion_context)
     if route == "responses":
-        from mistral_gateway import responses
+        from mistral_gateway.flow import responses
 
         return responses.create(request.body, **request.completion_context)
     if request.body.get("stream") is True:
@@ -170,9 +174,9 @@ def _relay(
     headers: Any, raw: bytes, event: dict[str, Any], context: AdapterContext, path: str, deadline_ms: int
 ) -> Any:
     """A pass-through route (routes_policy.py decides, as on the buffered function) under the long deadline."""
-    from mistral_gateway import passthrough as relaying
-    from mistral_gateway.deadline import Deadline
-    from mistral_gateway.http import CacheControl, parse_json_body
+    from mistral_gateway.flow import passthrough as relaying
+    from mistral_gateway.platform.deadline import Deadline
+    from mistral_gateway.requests.http import CacheControl, parse_json_body
 
     # The edge's limits (size, depth, Unicode) before any policy reads the body: a clear 4xx, never a 500.
     body = parse_json_body(raw, headers.get("content-type"), max_bytes=container.current().settings.max_body_bytes)
@@ -186,7 +190,7 @@ def _relay(
         control=CacheControl.from_headers(headers),
         deadline=Deadline.start(deadline_ms, context, attempt_ceiling_ms=deadline_ms),
     )
-    from mistral_gateway import account_streams
+    from mistral_gateway.flow.account import streams as account_streams
 
     if account_streams.streams(forward.subpath, body):  # conversations and agents completions, event by event
         return account_streams.serve(forward)

@@ -179,7 +179,7 @@ class _InvocationLocalKeys:
 
 
 def _shared_log_keys() -> dict[str, Any]:
-    from mistral_gateway.observability import logger
+    from mistral_gateway.platform.observability import logger
 
     return logger.registered_formatter.__dict__.get("_shared_log_format") or {}
 
@@ -190,7 +190,7 @@ def invocation_local_log_keys() -> None:
     and its `clear_state` or `append_keys` for one request would reach another's lines (its `request served`
     line, which spend.py adds up per key). Keys the request adds inside a batch item are Powertools'
     thread-safe ones already (observability.log_keys)."""
-    from mistral_gateway.observability import logger
+    from mistral_gateway.platform.observability import logger
 
     formatter = logger.registered_formatter
     if isinstance(formatter, _InvocationLocalKeys):

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from mistral_gateway.container import current
-from mistral_gateway.quota import (
+from mistral_gateway.policies.quota import (
     KEY_EXPIRES_FIELD,
     LIMIT_FIELDS,
     MODELS_FIELD,

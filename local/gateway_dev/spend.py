@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from typing import Any, TextIO
 
-from mistral_gateway.spend import COUNTERS, NANO, PREFIX
+from mistral_gateway.policies.spend import COUNTERS, NANO, PREFIX
 
 COLUMNS = (
     "requests",

@@ -204,7 +204,7 @@ def test_a_batch_validates_every_item_before_any_upstream_call(gateway, emulator
 def test_batch_items_the_sdk_or_the_dialect_refuses_are_refused_before_any_upstream_call(
     gateway, emulator, monkeypatch
 ) -> None:
-    from mistral_gateway import service
+    from mistral_gateway.flow import service
 
     answered: list[Any] = []
     chat_completion = service.chat_completion
@@ -223,7 +223,7 @@ def test_batch_items_the_sdk_or_the_dialect_refuses_are_refused_before_any_upstr
 
 
 def test_nesting_up_to_the_limit_is_accepted(gateway, emulator) -> None:
-    from mistral_gateway.limits import MAX_DEPTH
+    from mistral_gateway.requests.limits import MAX_DEPTH
 
     # body (1) > metadata (2) > "a" (3) > arrays ...: the deepest array stands at MAX_DEPTH
     response = gateway.chat(chat(metadata={"a": nested(MAX_DEPTH - 2, leaf=1)}))
@@ -341,7 +341,7 @@ def hostile_requests(draw: Any) -> tuple[str, str, str]:
 
 
 def circuit_is_untouched() -> bool:
-    from mistral_gateway import upstream
+    from mistral_gateway.upstream import calls as upstream
 
     breakers = [upstream.breaker(name) for name in (upstream.MISTRAL, upstream.SELF_HOSTED)]
     return all(breaker.state == "closed" and breaker.failures == 0 for breaker in breakers)

@@ -30,15 +30,17 @@ with mock_aws(), MistralEmulator(api_key="k") as emulator:
 """
 # Then the child prints [status, X-Cache, the watched modules it loaded].
 REPORT = """
-watched = ["mistralai.client", "pydantic", "httpx2", "mistral_gateway.passthrough", "mistral_gateway.upstream"]
+watched = [
+    "mistralai.client", "pydantic", "httpx2", "mistral_gateway.flow.passthrough", "mistral_gateway.upstream.calls"
+]
 headers = {**result.get("headers", {}), **{k: v[-1] for k, v in result.get("multiValueHeaders", {}).items()}}
 print(json.dumps([result["statusCode"], headers.get("X-Cache"), [m for m in watched if m in sys.modules]]))
 """
 
 STORED_THEN_ASKED = """
-    from mistral_gateway.canonical import cache_key, canonical_chat
+    from mistral_gateway.requests.canonical import cache_key, canonical_chat
     from mistral_gateway.container import current
-    from mistral_gateway.service import cache_scope
+    from mistral_gateway.flow.service import cache_scope
     request = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "stored before"}]}
     answer = {"id": "a", "object": "chat.completion", "model": "mistral-small-latest", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "yes"}, "finish_reason": "stop"}],

@@ -91,7 +91,7 @@ def test_the_chain_is_tried_in_order_down_to_the_self_hosted_server(gateway, emu
 
 
 def test_one_upstreams_open_circuit_does_not_block_the_other(gateway, emulator, self_hosted, chains) -> None:
-    from mistral_gateway import upstream
+    from mistral_gateway.upstream import calls as upstream
 
     chains({LARGE: [f"self-hosted:{SMALL}"]})
     emulator.script(*[Fault(status=503)] * 6)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway_dev import quota as quota_admin
-from mistral_gateway import routes_policy
+from mistral_gateway.requests import routes_policy
 
 KEY = "hostile-bodies-caller-key"
 CALLER = "key-id-hostile"

@@ -46,7 +46,7 @@ def circuit_openings(emitted: dict[str, float]) -> int:
 
 
 def test_one_callers_failing_model_does_not_pause_another_callers_models(gateway, emulator, emitted_metrics) -> None:
-    from mistral_gateway import upstream
+    from mistral_gateway.upstream import calls as upstream
 
     # Given Mistral failing every call for one model
     emulator.failing_models = {LARGE: 503}

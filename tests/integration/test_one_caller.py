@@ -13,7 +13,7 @@ TOOL_WITHOUT_PARAMETERS = [{"type": "function", "function": {"name": "lookup"}}]
 
 
 def circuit() -> Any:
-    from mistral_gateway import upstream
+    from mistral_gateway.upstream import calls as upstream
 
     return upstream.breaker(upstream.MISTRAL)  # the one `call` uses (the cache keys on the argument as given)
 
@@ -38,9 +38,9 @@ def test_requests_the_sdk_refuses_are_422s_that_never_reach_the_breaker(gateway,
 def test_a_refusal_inside_the_upstream_call_is_the_callers_and_garbage_is_mistrals(gateway) -> None:
     import httpx2
 
-    from mistral_gateway import upstream
-    from mistral_gateway.deadline import Deadline
-    from mistral_gateway.errors import RequestValidationFailed, UpstreamError
+    from mistral_gateway.platform.deadline import Deadline
+    from mistral_gateway.platform.errors import RequestValidationFailed, UpstreamError
+    from mistral_gateway.upstream import calls as upstream
 
     def refused(timeout_ms: int) -> None:
         raise ValueError("the SDK refused this request")  # nothing was sent: no response for this attempt
@@ -75,7 +75,7 @@ def test_embeddings_the_sdk_cannot_read_back_are_refused_before_mistral(gateway,
 def test_an_unreadable_answer_is_classified_by_what_mistral_sent(status: int, content: bytes, kind: str) -> None:
     import httpx2
 
-    from mistral_gateway import refusals
+    from mistral_gateway.upstream import refusals
 
     response = httpx2.Response(status, content=content)
     assert refusals.classify(ValueError("bad"), response).kind == kind
@@ -83,7 +83,7 @@ def test_an_unreadable_answer_is_classified_by_what_mistral_sent(status: int, co
 
 
 def test_an_answer_of_an_unexpected_shape_does_not_open_the_circuit() -> None:
-    from mistral_gateway.circuit import TRIPPING_KINDS
+    from mistral_gateway.policies.circuit import TRIPPING_KINDS
 
     assert "unexpected_shape" not in TRIPPING_KINDS and "garbage" in TRIPPING_KINDS
 
@@ -127,7 +127,7 @@ def test_max_age_can_shorten_the_operators_ttl_but_never_extend_it(operator_ttl,
 
 
 def test_the_ttl_policy_on_its_own() -> None:
-    from mistral_gateway.http import CacheControl
+    from mistral_gateway.requests.http import CacheControl
 
     assert CacheControl.parse("max-age=99999").ttl(60) == 60
     assert CacheControl.parse("max-age=5").ttl(60) == 5
@@ -157,7 +157,7 @@ def test_a_huge_model_name_or_path_writes_no_huge_log_line(
 
 
 def test_an_unexpected_error_logs_its_frames_not_its_message(gateway, chat_body, monkeypatch) -> None:
-    from mistral_gateway import service
+    from mistral_gateway.flow import service
 
     quoted = "quoting the request: " + "my secret prompt " * 50_000
 
@@ -174,7 +174,7 @@ def test_an_unexpected_error_logs_its_frames_not_its_message(gateway, chat_body,
 
 
 def test_bounded_marks_what_it_cut() -> None:
-    from mistral_gateway.observability import MAX_LOGGED_CHARS, bounded
+    from mistral_gateway.platform.observability import MAX_LOGGED_CHARS, bounded
 
     assert bounded("short") == "short" and bounded(None) is None and bounded(7) == 7
     cut = bounded("x" * 10_000)
@@ -253,7 +253,7 @@ def test_a_budget_is_never_overspent_by_a_prompt_that_costs_more_than_it_looks(g
 
 def test_what_is_settled_never_exceeds_what_was_reserved(gateway, emulator, chat_body, monkeypatch) -> None:
     from gateway_dev import quota as quota_admin
-    from mistral_gateway import quota
+    from mistral_gateway.policies import quota
 
     quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"tokens_per_day": 10_000_000})
     settled: list[tuple[int, int]] = []

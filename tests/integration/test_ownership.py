@@ -418,7 +418,7 @@ def test_a_batch_job_is_settled_once_at_half_price_against_its_owners_budget(gat
     prompt = sum(u["prompt_tokens"] for u in answers)
     # Then the first read of the finished job charges its tokens, once, and prices them at half
     assert int(first.header("X-Usage-Prompt-Tokens")) == prompt
-    from mistral_gateway import economics
+    from mistral_gateway.platform import economics
 
     full = economics.cost_usd("mistral-small-latest", {"prompt_tokens": prompt, "completion_tokens": tokens - prompt})
     assert full is not None and float(first.header("X-Estimated-Cost-USD")) == pytest.approx(full / 2)

@@ -114,7 +114,7 @@ def test_agents_completions_pass_through_byte_for_byte(gateway, emulator, owns) 
     direct = emulator.requests[-1]
     assert direct.headers["authorization"] == "Bearer test-mistral-key-0123456789"  # the gateway's key, injected
     # The body as sent, with the caller's own namespace for Mistral's prompt cache (prompt_cache.py)
-    from mistral_gateway import prompt_cache
+    from mistral_gateway.requests import prompt_cache
 
     assert direct.json == {**body, "prompt_cache_key": prompt_cache.namespaced_key(None, None)}
 

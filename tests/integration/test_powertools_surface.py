@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway_dev.apigw import proxy_event
-from mistral_gateway.openapi import TITLE
+from mistral_gateway.edge.openapi import TITLE
 
 BATCH = "/v1/batch/chat/completions"
 
@@ -53,7 +53,7 @@ def test_every_error_writes_the_one_served_line(gateway, method, path, body, sta
 
 
 def test_an_unexpected_error_is_a_json_500_with_its_served_line(gateway, chat_body, monkeypatch) -> None:
-    from mistral_gateway import service
+    from mistral_gateway.flow import service
 
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("boom")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway import prompt_cache
+from mistral_gateway.requests import prompt_cache
 
 ALICE, BOB = "key-id-alice", "key-id-bob"
 CHAT, FIM, AGENTS, RESPONSES = "/v1/chat/completions", "/v1/fim/completions", "/v1/agents/completions", "/v1/responses"

@@ -280,7 +280,7 @@ def test_a_stream_that_reaches_the_cap_ends_with_an_error_event(
 
 
 def test_a_repeat_sent_the_moment_done_arrives_is_a_hit(client, emulator, monkeypatch) -> None:
-    from mistral_gateway.cache import ResponseCache
+    from mistral_gateway.policies.cache import ResponseCache
 
     # Given a cache whose store is slow (a DynamoDB PutItem on a bad day)
     store = ResponseCache.put

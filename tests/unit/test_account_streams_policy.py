@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mistral_gateway.account_streams import _Followed, streams
+from mistral_gateway.flow.account.streams import _Followed, streams
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mistral_gateway import admission, models
-from mistral_gateway.canonical import canonical_chat
+from mistral_gateway.requests import admission, models
+from mistral_gateway.requests.canonical import canonical_chat
 
 edge_numbers = st.sampled_from([0, 1, 2, 3, 128, 129, -1, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, -2.0, -2.5, 10**6, 1e308])
 junk = st.booleans() | st.none() | st.sampled_from(["", "x", "0.5", "1", "float", "base64", "int8"]) | edge_numbers

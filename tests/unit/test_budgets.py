@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mistral_gateway.config import Settings
-from mistral_gateway.quota import Budgets, QuotaExceeded, Refused, StoreUnavailable, limits_key
+from mistral_gateway.platform.config import Settings
+from mistral_gateway.policies.quota import Budgets, QuotaExceeded, Refused, StoreUnavailable, limits_key
 
 CALLER = "key-id-alice"
 MINUTE_START = 1_800_000_000 // 86_400 * 86_400 + 600.0  # 00:10:00 UTC on some day
@@ -209,7 +209,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_a_request_without_max_tokens_is_capped_at_the_default_and_reserves_exactly_that(usage, clock) -> None:
-    from mistral_gateway import quota
+    from mistral_gateway.policies import quota
 
     limit(usage, tokens_per_minute=100_000)
     budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
@@ -219,7 +219,7 @@ def test_a_request_without_max_tokens_is_capped_at_the_default_and_reserves_exac
 
 
 def test_the_cap_shrinks_to_the_room_left_and_refuses_when_there_is_none(usage, clock) -> None:
-    from mistral_gateway import quota
+    from mistral_gateway.policies import quota
 
     prompt = quota.prompt_tokens(CHAT)
     limit(usage, tokens_per_minute=prompt * 2 + 700)
@@ -233,7 +233,7 @@ def test_the_cap_shrinks_to_the_room_left_and_refuses_when_there_is_none(usage, 
 
 
 def test_each_of_n_choices_gets_the_cap(usage, clock) -> None:
-    from mistral_gateway import quota
+    from mistral_gateway.policies import quota
 
     body = {**CHAT, "n": 3}
     limit(usage, tokens_per_minute=100_000)
@@ -276,7 +276,7 @@ def test_concurrent_uncapped_requests_never_spend_past_the_limit(usage, clock) -
 
 
 def test_a_timed_out_request_keeps_its_reservation(usage, clock) -> None:
-    from mistral_gateway.errors import UpstreamTimeout
+    from mistral_gateway.platform.errors import UpstreamTimeout
 
     limit(usage, tokens_per_minute=100_000)
     budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
@@ -286,7 +286,7 @@ def test_a_timed_out_request_keeps_its_reservation(usage, clock) -> None:
 
 
 def test_an_answer_cut_by_the_cap_is_not_the_uncapped_answer() -> None:
-    from mistral_gateway.quota import cut_at_cap
+    from mistral_gateway.policies.quota import cut_at_cap
 
     cut = {"choices": [{"finish_reason": "length"}]}
     whole = {"choices": [{"finish_reason": "stop"}]}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway.canonical import cache_key, canonical_chat
+from mistral_gateway.requests.canonical import cache_key, canonical_chat
 
 BASE: dict[str, Any] = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "Hi"}]}
 

@@ -6,8 +6,8 @@ import contextlib
 
 import pytest
 
-from mistral_gateway.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Circuits
-from mistral_gateway.errors import ServiceUnavailable
+from mistral_gateway.platform.errors import ServiceUnavailable
+from mistral_gateway.policies.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Circuits
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_a_model_refused_during_an_upstream_trial_frees_the_trial(clock: list[fl
 
 
 def test_a_caller_naming_endless_models_cannot_grow_the_circuits_without_bound(clock: list[float]) -> None:
-    from mistral_gateway.circuit import MAX_MODEL_CIRCUITS
+    from mistral_gateway.policies.circuit import MAX_MODEL_CIRCUITS
 
     circuits = new_circuits(clock, threshold=5, spread=10_000)
     for n in range(MAX_MODEL_CIRCUITS * 3):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mistral_gateway import container
-from mistral_gateway.config import Settings
+from mistral_gateway.platform.config import Settings
 
 
 @pytest.fixture(autouse=True)

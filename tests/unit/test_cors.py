@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mistral_gateway import cors
+from mistral_gateway.edge import cors
 
 PACKAGE = Path(cors.__file__).parent
 # Set on answers for proxies, not for scripts.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mistral_gateway.dialect import mistral_chat
+from mistral_gateway.requests.dialect import mistral_chat
 
 
 def test_openai_names_become_mistral_names() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from mistral_gateway import quota, routes_policy
-from mistral_gateway.errors import InvalidRequest
-from mistral_gateway.http import fallbacks_allowed
-from mistral_gateway.passthrough import references_remote_content
-from mistral_gateway.routes_policy import Policy
+from mistral_gateway.flow.passthrough import references_remote_content
+from mistral_gateway.platform.errors import InvalidRequest
+from mistral_gateway.policies import quota
+from mistral_gateway.requests import routes_policy
+from mistral_gateway.requests.http import fallbacks_allowed
+from mistral_gateway.requests.routes_policy import Policy
 
 
 @pytest.mark.parametrize("max_tokens", [10**4000, 10**40, 1e300, 2**63])

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway.errors import GatewayError
-from mistral_gateway.http import CacheControl, caller_id, parse_json_body, raw_body
+from mistral_gateway.platform.errors import GatewayError
+from mistral_gateway.requests.http import CacheControl, caller_id, parse_json_body, raw_body
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_base64_bodies_are_decoded_and_bad_base64_is_a_400() -> None:
 
 
 def test_an_sse_librarys_default_no_store_is_not_a_cache_instruction() -> None:
-    from mistral_gateway.http import CacheControl
+    from mistral_gateway.requests.http import CacheControl
 
     sse_defaults = {"accept": "text/event-stream", "cache-control": "no-store"}  # httpx-sse, LangChain
     assert CacheControl.from_headers(sse_defaults) == CacheControl()
@@ -105,7 +105,7 @@ def test_an_sse_librarys_default_no_store_is_not_a_cache_instruction() -> None:
 
 
 def test_the_gateways_own_header_wins() -> None:
-    from mistral_gateway.http import CacheControl
+    from mistral_gateway.requests.http import CacheControl
 
     headers = {"accept": "text/event-stream", "cache-control": "no-store", "x-gateway-cache-control": "no-cache"}
     assert CacheControl.from_headers(headers) == CacheControl(read=False, store=True)

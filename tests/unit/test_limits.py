@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mistral_gateway.errors import InvalidRequest
-from mistral_gateway.http import parse_json_body
-from mistral_gateway.limits import MAX_DEPTH, MAX_INTEGER, check
+from mistral_gateway.platform.errors import InvalidRequest
+from mistral_gateway.requests.http import parse_json_body
+from mistral_gateway.requests.limits import MAX_DEPTH, MAX_INTEGER, check
 
 
 def depth(levels: int) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from mistral_gateway.models import ChatCompletionRequest
+from mistral_gateway.requests.models import ChatCompletionRequest
 
 VALID: dict[str, Any] = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "Hi"}]}
 

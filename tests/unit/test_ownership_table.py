@@ -7,9 +7,9 @@ import re
 import pytest
 
 from gateway_dev.template import ROOT
-from mistral_gateway import references
-from mistral_gateway.errors import InvalidRequest
-from mistral_gateway.ownership import ROUTES, UNLISTED, Access, match
+from mistral_gateway.platform.errors import InvalidRequest
+from mistral_gateway.requests import references
+from mistral_gateway.requests.ownership import ROUTES, UNLISTED, Access, match
 
 EXPECTED = """
 POST files owned

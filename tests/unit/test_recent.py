@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway.cache import CachedAnswer, ResponseCache
-from mistral_gateway.recent import ENTRY_OVERHEAD_BYTES, RecentAnswers
+from mistral_gateway.policies.cache import CachedAnswer, ResponseCache
+from mistral_gateway.policies.recent import ENTRY_OVERHEAD_BYTES, RecentAnswers
 
 
 def answer(text: str = "{}", *, fresh_for: int = 60, age: int = 0) -> CachedAnswer:

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway import container, economics, prompt_cache, responses
-from mistral_gateway.errors import NotFound, ServiceUnavailable
-from mistral_gateway.responses_store import StoredResponse, StoreUnavailable
+from mistral_gateway import container
+from mistral_gateway.flow import responses
+from mistral_gateway.platform import economics
+from mistral_gateway.platform.errors import NotFound, ServiceUnavailable
+from mistral_gateway.requests import prompt_cache
+from mistral_gateway.stores.responses import StoredResponse, StoreUnavailable
 
 NOW = 1_800_000_000.0
 

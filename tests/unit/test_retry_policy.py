@@ -10,10 +10,10 @@ import httpx2
 import pytest
 from mistralai.client import errors as sdk_errors
 
-from mistral_gateway import upstream
-from mistral_gateway.circuit import CircuitBreaker
-from mistral_gateway.deadline import Deadline
-from mistral_gateway.errors import RateLimited, UpstreamError, UpstreamRejected, UpstreamTimeout
+from mistral_gateway.platform.deadline import Deadline
+from mistral_gateway.platform.errors import RateLimited, UpstreamError, UpstreamRejected, UpstreamTimeout
+from mistral_gateway.policies.circuit import CircuitBreaker
+from mistral_gateway.upstream import calls as upstream
 
 REQUEST = httpx2.Request("POST", "http://mistral.invalid/v1/chat/completions")
 
@@ -21,7 +21,7 @@ REQUEST = httpx2.Request("POST", "http://mistral.invalid/v1/chat/completions")
 @pytest.fixture
 def waits() -> Iterator[list[float]]:
     """The backoff pauses the policy asked for (recorded instead of slept)."""
-    from mistral_gateway.observability import metrics
+    from mistral_gateway.platform.observability import metrics
 
     yield []
     metrics.clear_metrics()

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gateway_dev.template import ROOT
-from mistral_gateway.routes_policy import ROUTES, UNLISTED, Policy, rule_for
+from mistral_gateway.requests.routes_policy import ROUTES, UNLISTED, Policy, rule_for
 
 EXPECTED = """
 POST ocr cached

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mistral_gateway.cache import CachedAnswer, Claim, Entry, Lease
-from mistral_gateway.deadline import Deadline
-from mistral_gateway.singleflight import Flight
+from mistral_gateway.platform.deadline import Deadline
+from mistral_gateway.policies.cache import CachedAnswer, Claim, Entry, Lease
+from mistral_gateway.policies.singleflight import Flight
 
 
 def answer(text: str = "{}") -> CachedAnswer:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway import spend
+from mistral_gateway.policies import spend
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = "mistral-small-latest"  # $0.10 / $0.30 per million tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mistral_gateway import sse
+from mistral_gateway.upstream import sse
 
 ANSWER: dict[str, Any] = {
     "id": "abc",
@@ -93,7 +93,7 @@ def test_a_stream_without_a_finish_reason_is_not_a_complete_answer() -> None:
 
 
 def test_the_splitter_yields_whole_events_byte_for_byte_whatever_the_chunking() -> None:
-    from mistral_gateway.sse import EventSplitter
+    from mistral_gateway.upstream.sse import EventSplitter
 
     stream = b'data: {"a": 1}\n\ndata: {"b": 2}\r\n\r\n: comment\n\ndata: [DONE]\n\n'
     for size in (1, 3, 7, len(stream)):
@@ -103,7 +103,7 @@ def test_the_splitter_yields_whole_events_byte_for_byte_whatever_the_chunking() 
 
 
 def test_a_cut_event_stays_pending() -> None:
-    from mistral_gateway.sse import EventSplitter
+    from mistral_gateway.upstream.sse import EventSplitter
 
     splitter = EventSplitter()
     assert list(splitter.feed(b'data: {"a": 1}\n\ndata: {"tru')) == [b'data: {"a": 1}\n\n']
@@ -111,7 +111,7 @@ def test_a_cut_event_stays_pending() -> None:
 
 
 def test_event_data_joins_data_lines_and_skips_comments() -> None:
-    from mistral_gateway.sse import event_data
+    from mistral_gateway.upstream.sse import event_data
 
     assert event_data(b"data: [DONE]\n\n") == "[DONE]"
     assert event_data(b'data:{"a":\ndata: 1}\n\n') == '{"a":\n1}'

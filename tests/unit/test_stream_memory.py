@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway import quota, streaming
 from mistral_gateway.container import current
-from mistral_gateway.deadline import Deadline
-from mistral_gateway.http import CacheControl
+from mistral_gateway.flow import streaming
+from mistral_gateway.platform.deadline import Deadline
+from mistral_gateway.policies import quota
+from mistral_gateway.requests.http import CacheControl
 
 
 def event(index: int, text: str = " word", finish: str | None = None, usage: bool = False) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway import quota
+from mistral_gateway.policies import quota
 
 
 def chat(*messages: Any, **fields: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mistral_gateway import observability
+from mistral_gateway.platform import observability
 
 
 @pytest.fixture(autouse=True)

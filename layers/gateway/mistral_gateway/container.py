@@ -21,14 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mistral_gateway.config import Settings
+from mistral_gateway.platform.config import Settings
 
 if TYPE_CHECKING:
-    from mistral_gateway.cache import ResponseCache
-    from mistral_gateway.circuit import CircuitBreaker, Circuits
-    from mistral_gateway.ledger import Ledger
-    from mistral_gateway.quota import Budgets
-    from mistral_gateway.responses_store import ResponsesStore
+    from mistral_gateway.policies.cache import ResponseCache
+    from mistral_gateway.policies.circuit import CircuitBreaker, Circuits
+    from mistral_gateway.policies.quota import Budgets
+    from mistral_gateway.stores.ledger import Ledger
+    from mistral_gateway.stores.responses import ResponsesStore
 
 T = TypeVar("T")
 
@@ -78,8 +78,8 @@ class Container:
         return self._once("store", "answers", self._new_answers)
 
     def _new_answers(self) -> ResponseCache:
-        from mistral_gateway.cache import CachedAnswer, ResponseCache
-        from mistral_gateway.recent import RecentAnswers
+        from mistral_gateway.policies.cache import CachedAnswer, ResponseCache
+        from mistral_gateway.policies.recent import RecentAnswers
 
         dynamodb = self.aws_client("dynamodb")
         recent = RecentAnswers[CachedAnswer](self.settings.answer_memory_bytes, self.settings.answer_memory_seconds)
@@ -91,7 +91,7 @@ class Container:
         return self._once("store", "budgets", self._new_budgets)
 
     def _new_budgets(self) -> Budgets:
-        from mistral_gateway.quota import Budgets, DynamoUsage
+        from mistral_gateway.policies.quota import Budgets, DynamoUsage
 
         usage = DynamoUsage(lambda: self.aws_client("dynamodb"), self.settings.quota_table_name)
         return Budgets(usage, self.settings, clock=self.clock)
@@ -102,7 +102,7 @@ class Container:
         return self._once("store", "ledger", self._new_ledger)
 
     def _new_ledger(self) -> Ledger:
-        from mistral_gateway.ledger import Ledger
+        from mistral_gateway.stores.ledger import Ledger
 
         return Ledger(self.settings.ledger_table_name, self.aws_client("dynamodb"))
 
@@ -112,7 +112,7 @@ class Container:
         return self._once("store", "responses", self._new_responses)
 
     def _new_responses(self) -> ResponsesStore:
-        from mistral_gateway.responses_store import ResponsesStore
+        from mistral_gateway.stores.responses import ResponsesStore
 
         return ResponsesStore(self.settings.responses_table_name, self.aws_client("dynamodb"))
 
@@ -128,14 +128,14 @@ class Container:
 
     def sdk(self, upstream: str) -> Any:
         """The mistralai SDK client of one upstream (mistral | self-hosted)."""
-        from mistral_gateway import upstream as upstreams
+        from mistral_gateway.upstream import calls as upstreams
 
         return self._once("sdk", upstream, lambda: upstreams.new_sdk(upstream, self.settings))
 
     def circuits(self, upstream: str) -> Circuits:
         """One upstream's circuits: upstream-wide, and one per model (circuit.py). Mistral being down never blocks
         the self-hosted server, nor the reverse; one model failing never blocks the others."""
-        from mistral_gateway.circuit import Circuits
+        from mistral_gateway.policies.circuit import Circuits
 
         config = self.settings
         return self._once(
@@ -160,7 +160,7 @@ class Container:
         return self._once("store", "prices", self._new_prices)
 
     def _new_prices(self) -> dict[str, tuple[float, float]]:
-        from mistral_gateway.economics import LIST_PRICES
+        from mistral_gateway.platform.economics import LIST_PRICES
 
         return {**LIST_PRICES, **self.settings.model_prices}
 

@@ -1,6 +1,6 @@
 """Figure 7 and the memory-size projection: what a million requests cost, from this run's times.
 
-AWS list prices live here (the one table of them); Mistral's come from `mistral_gateway.economics.LIST_PRICES`,
+AWS list prices live here (the one table of them); Mistral's come from `mistral_gateway.platform.economics.LIST_PRICES`,
 the table the gateway itself prices answers with."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Costs:
 def mistral_prices(model: str = MODEL) -> tuple[float, float]:
     """USD per input and per output token. (Imported here: importing the gateway's package before the stack has set
     the function's environment would build its Powertools objects without it.)"""
-    from mistral_gateway.economics import LIST_PRICES
+    from mistral_gateway.platform.economics import LIST_PRICES
 
     per_million_in, per_million_out = LIST_PRICES[model]
     return per_million_in / 1e6, per_million_out / 1e6

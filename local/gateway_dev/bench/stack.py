@@ -107,7 +107,7 @@ class CountingSink(io.TextIOBase):
 
 @contextlib.contextmanager
 def captured_output() -> Iterator[CountingSink]:
-    from mistral_gateway.observability import logger
+    from mistral_gateway.platform.observability import logger
 
     sink = CountingSink()
     handler = logger.registered_handler

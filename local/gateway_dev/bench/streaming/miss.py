@@ -46,7 +46,9 @@ class Marks:
 def phase_marks() -> Iterator[Marks]:
     """Wraps the steps of `streaming.completion_stream` (module attributes, looked up at each call) with
     perf_counter() stamps: a few microseconds per request. Everything is put back afterwards."""
-    from mistral_gateway import quota, service, streaming, upstream
+    from mistral_gateway.flow import service, streaming
+    from mistral_gateway.policies import quota
+    from mistral_gateway.upstream import calls as upstream
 
     marks = Marks()
     patched: list[tuple[Any, str, Any]] = []

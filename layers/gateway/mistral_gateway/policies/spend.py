@@ -1,0 +1,190 @@
+"""Spend per caller key, exact: what each "request served" line says, added up in the quota table.
+
+When a request's line is written (the API function's middleware; the streaming function once the stream has
+ended), the very fields of that line are added with one atomic UpdateItem ADD to the item
+`spend#<key id>#<YYYY-MM-DD>#<model>`: requests, cache hits (HIT and STALE), prompt and completion tokens
+Mistral billed, tokens served from the cache, cost and cost saved (integer nano-USD, priced like the cost
+headers: at the model that answered), fallbacks, errors (status >= 400) and 429s. Tokens come from the line's
+own fields, so `mistral-gateway keys usage` agrees with the lines to the token. Items expire after
+SPEND_RETENTION_DAYS (the table's TTL attribute).
+
+One write per request (1 write unit, under 1 KB; a batch: one more per model its items used): about $0.625 per
+million requests on demand (docs). It is not deferred in the buffered function: a Lambda environment is frozen
+once the handler returns, so a write left to a background thread could be lost, and exactness matters more than
+~5 ms. A stream's write follows its last byte, off the caller's wait. A failed write is a warning and a metric
+(SpendNotRecorded), never a failed request. Requests without a caller key (public routes) add nothing.
+
+A batch (POST /v1/batch/chat/completions) is one line and one request; its items are billed one by one, each
+at its own model: the batch's line carries its items' sums (`prompt_tokens`, `completion_tokens`,
+`tokens_from_cache`, `cost_usd`) and, in `batch_usage`, each item's spend fields (batch_fields), which are
+added to the item's model (its tokens, cost, cache hit and savings, fallback). The batch itself counts one
+request (and an error if it failed as a whole) under the line's model ("-": a batch names none); its items
+count no requests or errors of their own (an item's 4xx is in the batch's answer). So `keys usage` agrees
+with what Mistral billed per model, and with the lines.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mistral_gateway.platform import aws, observability
+from mistral_gateway.platform.observability import logger
+
+PREFIX = "spend#"
+SPEND_RETENTION_DAYS = 400
+NANO = 1_000_000_000
+COUNTERS = (
+    "requests",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "saved_tokens",
+    "cost_nusd",
+    "saved_nusd",
+    "fallbacks",
+    "errors",
+    "rate_limited",
+)
+SAVED_STATUSES = ("HIT", "STALE")
+
+
+def item_key(caller: str, day: str, model: str) -> str:
+    return f"{PREFIX}{caller}#{day}#{model}"
+
+
+def counters(fields: dict[str, Any]) -> dict[str, int]:
+    """What one served line adds: its tokens as written, its cost priced like the cost headers."""
+    from mistral_gateway.platform.economics import cost_usd
+
+    status = _int(fields.get("status"))
+    cache = fields.get("cache")
+    model = str(fields.get("model") or "")
+    served_by = str(fields.get("served_by") or "")
+    priced_at = served_by if served_by and ":" not in served_by else model  # a fallback: the model that answered
+    billed = {
+        "prompt_tokens": _int(fields.get("prompt_tokens")),
+        "completion_tokens": _int(fields.get("completion_tokens")),
+    }
+    counts = {"requests": 1, **billed}
+    if cache in SAVED_STATUSES:
+        saved = {
+            "prompt_tokens": _int(fields.get("prompt_tokens_from_cache")),
+            "completion_tokens": _int(fields.get("completion_tokens_from_cache")),
+        }
+        counts["cache_hits"] = 1
+        counts["saved_tokens"] = _int(fields.get("tokens_from_cache")) or sum(saved.values())
+        counts["saved_nusd"] = round((cost_usd(model, saved) or 0.0) * NANO)
+    counts["cost_nusd"] = round((cost_usd(priced_at, billed) or 0.0) * NANO) if any(billed.values()) else 0
+    counts["fallbacks"] = 1 if fields.get("fallback_from") else 0
+    counts["errors"] = 1 if status >= 400 else 0
+    counts["rate_limited"] = 1 if status == 429 else 0
+    return {name: value for name, value in counts.items() if value}
+
+
+# What a batch item's line would have said about its spend (counters() reads these).
+ITEM_FIELDS = (
+    "status",
+    "model",
+    "served_by",
+    "cache",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_tokens_from_cache",
+    "completion_tokens_from_cache",
+    "tokens_from_cache",
+    "fallback_from",
+)
+
+
+# Counted for the batch's request (its line), not for its items: an item's own 4xx is in the batch's answer.
+BATCH_OWN = ("requests", "errors", "rate_limited")
+
+
+def batch_fields(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch line's keys about its items (each item's log keys and status): their sums, and each item's
+    spend fields in `batch_usage` (at most the batch's item limit, a few keys each)."""
+    usage = [{name: item[name] for name in ITEM_FIELDS if item.get(name) not in (None, "", 0)} for item in items]
+    sums = {
+        name: sum(_int(item.get(name)) for item in usage)
+        for name in ("prompt_tokens", "completion_tokens", "tokens_from_cache")
+    }
+    return {**{name: value for name, value in sums.items() if value}, "batch_usage": usage}
+
+
+def rows(fields: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What one served line adds, by model: its own counters, or for a batch its own request plus each item's
+    counters at the item's model."""
+    model = str(fields.get("model") or "-")[:200]
+    items = fields.get("batch_usage")
+    if not isinstance(items, list):
+        return {model: counters(fields)}
+    added: dict[str, dict[str, int]] = {model: counters({"status": fields.get("status")})}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        own = added.setdefault(str(item.get("model") or "-")[:200], {})
+        for name, value in counters(item).items():
+            if name not in BATCH_OWN:
+                own[name] = own.get(name, 0) + value
+    return {name: counts for name, counts in added.items() if counts}
+
+
+def line_fields(fields: dict[str, Any]) -> dict[str, float]:
+    """What the served line adds about money (the dashboard's per-key row sums these): cost and cost saved."""
+    counts: dict[str, int] = {}
+    for added in rows(fields).values():
+        for name, value in added.items():
+            counts[name] = counts.get(name, 0) + value
+    extra = {}
+    if counts.get("cost_nusd"):
+        extra["cost_usd"] = counts["cost_nusd"] / NANO
+    if counts.get("saved_nusd"):
+        extra["saved_usd"] = counts["saved_nusd"] / NANO
+    return extra
+
+
+def record(fields: dict[str, Any], *, table: str, dynamodb: Any, now: float | None = None) -> None:
+    """Add one served line to its key's day and model (nothing for a line without a caller)."""
+    caller = fields.get("caller")
+    if not caller or not table:
+        return
+    now = time.time() if now is None else now
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    for model, counts in rows(fields).items():
+        _add(str(caller), day, model, counts, table=table, dynamodb=dynamodb, now=now)
+
+
+def _add(caller: str, day: str, model: str, counts: dict[str, int], *, table: str, dynamodb: Any, now: float) -> None:
+    names = {f"#c{n}": name for n, name in enumerate(counts)}
+    values: dict[str, Any] = {f":c{n}": {"N": str(value)} for n, value in enumerate(counts.values())}
+    values[":expires"] = {"N": str(int(now) + SPEND_RETENTION_DAYS * 86_400)}
+    values[":key"] = {"S": caller}
+    values[":day"] = {"S": day}
+    values[":model"] = {"S": model}
+    adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
+    try:
+        dynamodb().update_item(
+            TableName=table,
+            Key={"pk": {"S": item_key(caller, day, model)}},
+            UpdateExpression=f"ADD {adds} SET expires_at = :expires, key_id = :key, #day = :day, #model = :model",
+            ExpressionAttributeNames={**names, "#day": "day", "#model": "model"},
+            ExpressionAttributeValues=values,
+        )
+    except aws.errors() as error:
+        logger.warning("spend not recorded", extra={"error_code": aws.error_code(error)})
+        observability.count(observability.SPEND_NOT_RECORDED)
+
+
+def record_served(fields: dict[str, Any]) -> None:
+    """The gateway's own call: the quota table and client of this container (no-op without a table)."""
+    from mistral_gateway.container import current
+
+    container = current()
+    table = container.settings.quota_table_name
+    if table and fields.get("caller"):
+        record(fields, table=table, dynamodb=lambda: container.aws_client("dynamodb"), now=container.clock())
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
