@@ -53,13 +53,15 @@ def test_the_queries_read_both_functions_log_groups(template: Template, translat
 
 
 def test_the_queries_use_only_fields_the_served_line_carries(template: Template) -> None:
+    from mistral_gateway.platform.economics import LIST_PRICES, Prices
     from mistral_gateway.policies import spend
 
     hit = {"caller": "k", "status": 200, "model": "mistral-small-latest", "cache": "HIT", "tokens_from_cache": 5,
            "prompt_tokens_from_cache": 2, "completion_tokens_from_cache": 3}  # fmt: skip
     miss = {"caller": "k", "status": 200, "model": "mistral-small-latest", "prompt_tokens": 2, "completion_tokens": 3}
     written = {"caller", "status", "message", "prompt_tokens", "completion_tokens", "tokens_from_cache"}
-    written |= set(spend.line_fields(hit)) | set(spend.line_fields(miss))
+    prices = Prices(LIST_PRICES)
+    written |= set(spend.line_fields(hit, prices)) | set(spend.line_fields(miss, prices))
     for widget in per_key_row(template):
         query = widget["properties"]["query"]
         used = set(re.findall(r"(?:sum|ispresent)\((\w+)\)", query)) | set(re.findall(r"filter .*?(\w+) [<>=]", query))

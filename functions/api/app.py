@@ -31,7 +31,7 @@ def current_request() -> GatewayRequest:
     is a 401; the models it may use are kept for the request). Admitted once the route holds its request, so the
     read of the key's limits never sits between parsing and the route."""
     parsed_request: GatewayRequest = app.context["request"]
-    key_policy.admit(parsed_request.caller)
+    key_policy.admit(parsed_request.caller, container.current().budgets)
     return parsed_request
 
 
@@ -229,7 +229,7 @@ def _relay_current() -> Response[Any]:
     from mistral_gateway.flow import passthrough
 
     forward = relay_http.forward_from_event(app.current_event, app.lambda_context)
-    key_policy.admit(forward.caller)
+    key_policy.admit(forward.caller, container.current().budgets)
     return relay_http.relayed_response(passthrough.handle(forward))
 
 

@@ -34,12 +34,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from mistral_gateway import container
-from mistral_gateway.edge import cors
+from mistral_gateway.edge import cors, served
 from mistral_gateway.flow import service, streaming
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.platform.observability import logger, metrics
-from mistral_gateway.policies import key_policy, spend
+from mistral_gateway.policies import key_policy
 from mistral_gateway.requests.http import GatewayRequest, caller_id
 
 EVENT_STREAM = "text/event-stream"
@@ -151,13 +151,13 @@ def _serve(headers: Any, raw: bytes, event: dict[str, Any], context: AdapterCont
     """Everything before the first byte (blocking work, in a worker thread)."""
     config = container.current().settings
     if route == "passthrough":
-        key_policy.admit(caller_id(event))  # an expired key: 401; the models the key may use
+        key_policy.admit(caller_id(event), container.current().budgets)  # expired: 401; the key's models
         return _relay(headers, raw, event, context, path, config.stream_max_ms)
     item_list = "requests" if route == "batch" else None
     request = GatewayRequest.from_parts(
-        headers, raw, event, context, deadline_ms=config.stream_max_ms, item_list=item_list
+        headers, raw, event, context, config, deadline_ms=config.stream_max_ms, item_list=item_list
     )
-    key_policy.admit(request.caller)  # an expired key: 401; the models the key may use
+    key_policy.admit(request.caller, container.current().budgets)  # expired: 401; the key's models
     if route == "batch":
         return service.batch_chat(request.body, **request.completion_context)
     if route == "responses":
@@ -233,10 +233,7 @@ def _finish(response: Response, served: dict[str, Any], started: float) -> Respo
 
 def _log_served(fields: dict[str, Any], started: float) -> None:
     """The one "request served" line (written when a stream has ended: usage is known only then)."""
-    line = {**logger.get_current_keys(), **fields}
-    duration_ms = round((time.perf_counter() - started) * 1000, 2)
-    logger.info("request served", extra={**fields, **spend.line_fields(line), "duration_ms": duration_ms})
-    spend.record_served(line)  # after the last byte: off the caller's wait
+    served.request_served({**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
     metrics.flush_metrics()
 
 

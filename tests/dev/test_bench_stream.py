@@ -15,7 +15,7 @@ from gateway_dev.template import Template
 def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gateway: str, emulator: Any) -> None:
     from mistral_gateway.flow import service, streaming
     from mistral_gateway.policies import quota
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.upstream import mistral as upstream
 
     wrapped = [
         (streaming, "completion_stream"), (service, "look_up"), (service, "validate"), (quota.Budgets, "spending"),

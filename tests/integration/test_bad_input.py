@@ -341,9 +341,10 @@ def hostile_requests(draw: Any) -> tuple[str, str, str]:
 
 
 def circuit_is_untouched() -> bool:
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.container import current
+    from mistral_gateway.upstream import retry as upstream
 
-    breakers = [upstream.breaker(name) for name in (upstream.MISTRAL, upstream.SELF_HOSTED)]
+    breakers = [current().breaker(name) for name in (upstream.MISTRAL, upstream.SELF_HOSTED)]
     return all(breaker.state == "closed" and breaker.failures == 0 for breaker in breakers)
 
 

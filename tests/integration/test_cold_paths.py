@@ -31,7 +31,7 @@ with mock_aws(), MistralEmulator(api_key="k") as emulator:
 # Then the child prints [status, X-Cache, the watched modules it loaded].
 REPORT = """
 watched = [
-    "mistralai.client", "pydantic", "httpx2", "mistral_gateway.flow.passthrough", "mistral_gateway.upstream.calls"
+    "mistralai.client", "pydantic", "httpx2", "mistral_gateway.flow.passthrough", "mistral_gateway.upstream.mistral"
 ]
 headers = {**result.get("headers", {}), **{k: v[-1] for k, v in result.get("multiValueHeaders", {}).items()}}
 print(json.dumps([result["statusCode"], headers.get("X-Cache"), [m for m in watched if m in sys.modules]]))

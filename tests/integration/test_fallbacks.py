@@ -91,16 +91,17 @@ def test_the_chain_is_tried_in_order_down_to_the_self_hosted_server(gateway, emu
 
 
 def test_one_upstreams_open_circuit_does_not_block_the_other(gateway, emulator, self_hosted, chains) -> None:
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.container import current
+    from mistral_gateway.upstream import retry as upstream
 
     chains({LARGE: [f"self-hosted:{SMALL}"]})
     emulator.script(*[Fault(status=503)] * 6)
     for _ in range(2):  # 6 failed attempts: Mistral's circuit opens
         ask(gateway)
-    assert upstream.breaker(upstream.MISTRAL, LARGE).state == "open"  # the requested model's circuit (issue 21)
+    assert current().breaker(upstream.MISTRAL, LARGE).state == "open"  # the requested model's circuit (issue 21)
     answer = ask(gateway, text="while Mistral's circuit is open")
     assert answer.status == 200 and answer.header("X-Fallback-Reason") == "circuit_open"
-    assert upstream.breaker(upstream.SELF_HOSTED).state == "closed"
+    assert current().breaker(upstream.SELF_HOSTED).state == "closed"
 
 
 def test_a_fallback_answer_is_never_cached_as_the_requested_models(gateway, emulator, chains) -> None:

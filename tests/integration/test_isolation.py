@@ -46,7 +46,8 @@ def circuit_openings(emitted: dict[str, float]) -> int:
 
 
 def test_one_callers_failing_model_does_not_pause_another_callers_models(gateway, emulator, emitted_metrics) -> None:
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.container import current
+    from mistral_gateway.upstream import retry as upstream
 
     # Given Mistral failing every call for one model
     emulator.failing_models = {LARGE: 503}
@@ -71,7 +72,7 @@ def test_one_callers_failing_model_does_not_pause_another_callers_models(gateway
         emulator.failing_models = {}
     assert [answer.status for answer in answers] == [200] * 5
     assert emulator.calls() == before + 5
-    assert upstream.breaker(upstream.MISTRAL).state == "closed"
+    assert current().breaker(upstream.MISTRAL).state == "closed"
     assert circuit_openings(emitted_metrics()) == 1  # the one model's circuit, nothing else
 
 

@@ -13,9 +13,10 @@ TOOL_WITHOUT_PARAMETERS = [{"type": "function", "function": {"name": "lookup"}}]
 
 
 def circuit() -> Any:
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.container import current
+    from mistral_gateway.upstream.retry import MISTRAL
 
-    return upstream.breaker(upstream.MISTRAL)  # the one `call` uses (the cache keys on the argument as given)
+    return current().breaker(MISTRAL)  # the one `call` uses (the cache keys on the argument as given)
 
 
 # --- the breaker learns only from Mistral ---------------------------------------------------------------------
@@ -38,26 +39,29 @@ def test_requests_the_sdk_refuses_are_422s_that_never_reach_the_breaker(gateway,
 def test_a_refusal_inside_the_upstream_call_is_the_callers_and_garbage_is_mistrals(gateway) -> None:
     import httpx2
 
+    from mistral_gateway.container import current
     from mistral_gateway.platform.deadline import Deadline
     from mistral_gateway.platform.errors import RequestValidationFailed, UpstreamError
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.upstream import retry as upstream
+
+    via = current().upstream(upstream.MISTRAL)
 
     def refused(timeout_ms: int) -> None:
         raise ValueError("the SDK refused this request")  # nothing was sent: no response for this attempt
 
     def garbage(timeout_ms: int) -> None:
-        upstream._last.response = httpx2.Response(200, content=b"<html>oops")  # what the response hook records
+        upstream.remember(httpx2.Response(200, content=b"<html>oops"))  # what the response hook records
         raise ValueError("not JSON")
 
     for _ in range(circuit().threshold + 1):
         with pytest.raises(RequestValidationFailed):
-            upstream.call(refused, Deadline.start(5_000), operation="chat")
+            upstream.call(refused, Deadline.start(5_000), via=via, operation="chat")
     assert (circuit().state, circuit().failures) == ("closed", 0)
     with pytest.raises(UpstreamError):
-        upstream.call(garbage, Deadline.start(5_000), operation="chat")
+        upstream.call(garbage, Deadline.start(5_000), via=via, operation="chat")
     assert circuit().failures == 1
     with pytest.raises(RequestValidationFailed):  # a stale response of an earlier attempt does not count
-        upstream.call(refused, Deadline.start(5_000), operation="chat")
+        upstream.call(refused, Deadline.start(5_000), via=via, operation="chat")
 
 
 def test_embeddings_the_sdk_cannot_read_back_are_refused_before_mistral(gateway, emulator) -> None:

@@ -418,9 +418,11 @@ def test_a_batch_job_is_settled_once_at_half_price_against_its_owners_budget(gat
     prompt = sum(u["prompt_tokens"] for u in answers)
     # Then the first read of the finished job charges its tokens, once, and prices them at half
     assert int(first.header("X-Usage-Prompt-Tokens")) == prompt
-    from mistral_gateway.platform import economics
+    from mistral_gateway.container import current
 
-    full = economics.cost_usd("mistral-small-latest", {"prompt_tokens": prompt, "completion_tokens": tokens - prompt})
+    full = current().prices.cost_usd(
+        "mistral-small-latest", {"prompt_tokens": prompt, "completion_tokens": tokens - prompt}
+    )
     assert full is not None and float(first.header("X-Estimated-Cost-USD")) == pytest.approx(full / 2)
     assert again.header("X-Usage-Prompt-Tokens") is None
     after = quota_admin.show("mistral-gateway-QuotaTable", "alice")["usage"]["day"]["tokens"]

@@ -166,13 +166,13 @@ def test_cached_prompt_tokens_are_read_from_chat_and_responses_usage() -> None:
 
 
 def test_cached_prompt_tokens_cost_a_tenth_of_the_input_price() -> None:
-    container.start()
+    prices = container.start().prices
     model = "mistral-large-latest"  # 0.50 in, 1.50 out per million
-    full = economics.cost_usd(model, {"prompt_tokens": 1_000_000, "completion_tokens": 0})
-    cached = economics.cost_usd(model, {"prompt_tokens": 1_000_000, "completion_tokens": 0, "cached_tokens": 800_000})
+    full = prices.cost_usd(model, {"prompt_tokens": 1_000_000, "completion_tokens": 0})
+    cached = prices.cost_usd(model, {"prompt_tokens": 1_000_000, "completion_tokens": 0, "cached_tokens": 800_000})
     assert full == pytest.approx(0.50)
     assert cached == pytest.approx(0.50 * 0.2 + 0.50 * 0.8 * 0.10)
-    headers = economics.headers_and_metrics(
+    headers = prices.headers_and_metrics(
         model, "MISS", {"prompt_tokens": 10, "completion_tokens": 2, "cached_tokens": 8}
     )
     assert headers["X-Usage-Cached-Prompt-Tokens"] == "8"

@@ -12,8 +12,9 @@ from mistralai.client import errors as sdk_errors
 
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import RateLimited, UpstreamError, UpstreamRejected, UpstreamTimeout
-from mistral_gateway.policies.circuit import CircuitBreaker
-from mistral_gateway.upstream import calls as upstream
+from mistral_gateway.policies.circuit import CircuitBreaker, Circuits
+from mistral_gateway.upstream import mistral
+from mistral_gateway.upstream import retry as upstream
 
 REQUEST = httpx2.Request("POST", "http://mistral.invalid/v1/chat/completions")
 
@@ -40,8 +41,11 @@ def call(waits: list[float], circuit: CircuitBreaker) -> Call:
     """upstream.call with the template's policy (3 attempts), jitter at its upper bound, no real waiting."""
     policy = upstream.RetryPolicy(max_attempts=3, attempt_timeout_ms=20_000, sleep=waits.append, jitter=max)
 
+    via = upstream.Upstream(upstream.MISTRAL, Circuits(5, 30, 3), policy, lambda **_: "key")
+
     def run(attempt: Callable[[int], str], deadline_ms: int = 20_000) -> str:
-        return upstream.call(attempt, Deadline.start(deadline_ms), operation="test", policy=policy, circuit=circuit)
+        deadline = Deadline.start(deadline_ms)
+        return upstream.call(attempt, deadline, via=via, operation="test", policy=policy, circuit=circuit)
 
     return run
 
@@ -111,8 +115,8 @@ def test_the_callers_own_4xx_is_relayed_once_and_never_retried(
 def test_the_sdk_builds_each_marshalling_model_once_and_still_sends_the_same_body() -> None:
     from mistralai.client.utils import serializers
 
-    upstream._build_sdk_models_once()
-    upstream._build_sdk_models_once()  # idempotent: never wraps twice
+    mistral._build_sdk_models_once()
+    mistral._build_sdk_models_once()  # idempotent: never wraps twice
     from mistralai.client import models
 
     messages = [{"role": "user", "content": "same body"}]

@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mistral_gateway.platform.config import Settings
 
 if TYPE_CHECKING:
+    from mistral_gateway.platform.economics import Prices
     from mistral_gateway.policies.cache import ResponseCache
     from mistral_gateway.policies.circuit import CircuitBreaker, Circuits
     from mistral_gateway.policies.quota import Budgets
     from mistral_gateway.stores.ledger import Ledger
     from mistral_gateway.stores.responses import ResponsesStore
+    from mistral_gateway.upstream.retry import Upstream
+    from mistral_gateway.upstream.secret import Keys
 
 T = TypeVar("T")
 
@@ -126,11 +129,37 @@ class Container:
 
         return SecretsProvider(boto3_client=self.aws_client("secretsmanager"))
 
+    @property
+    def keys(self) -> Keys:
+        """The upstreams' keys from Secrets Manager (upstream/secret.py)."""
+        return self._once("store", "keys", self._new_keys)
+
+    def _new_keys(self) -> Keys:
+        from mistral_gateway.upstream.secret import Keys
+
+        config = self.settings
+        return Keys(lambda: self.secrets, config.secret_id, config.self_hosted_secret_id, config.secret_max_age_seconds)
+
+    def upstream(self, name: str) -> Upstream:
+        """One upstream (mistral | self-hosted) as a call needs it: circuits, retry policy, key (upstream/retry.py)."""
+        return self._once("upstream", name, lambda: self._new_upstream(name))
+
+    def _new_upstream(self, name: str) -> Upstream:
+        from mistral_gateway.upstream.retry import MISTRAL, RetryPolicy, Upstream
+
+        read_key = self.keys.mistral if name == MISTRAL else self.keys.self_hosted
+        return Upstream(name, self.circuits(name), RetryPolicy.from_settings(self.settings), read_key)
+
+    def upstream_and_sdk(self, name: str = "mistral") -> tuple[Upstream, Any]:
+        """What an SDK call takes (upstream/mistral.py): the upstream and its SDK client."""
+        return self.upstream(name), self.sdk(name)
+
     def sdk(self, upstream: str) -> Any:
         """The mistralai SDK client of one upstream (mistral | self-hosted)."""
-        from mistral_gateway.upstream import calls as upstreams
+        from mistral_gateway.upstream import mistral
 
-        return self._once("sdk", upstream, lambda: upstreams.new_sdk(upstream, self.settings))
+        read_key = self.upstream(upstream).read_key
+        return self._once("sdk", upstream, lambda: mistral.new_sdk(upstream, self.settings, read_key))
 
     def circuits(self, upstream: str) -> Circuits:
         """One upstream's circuits: upstream-wide, and one per model (circuit.py). Mistral being down never blocks
@@ -155,14 +184,14 @@ class Container:
         return self._once("http", name, build)
 
     @property
-    def prices(self) -> dict[str, tuple[float, float]]:
+    def prices(self) -> Prices:
         """USD per million tokens (input, output): list prices, overridden by the ModelPrices parameter."""
         return self._once("store", "prices", self._new_prices)
 
-    def _new_prices(self) -> dict[str, tuple[float, float]]:
-        from mistral_gateway.platform.economics import LIST_PRICES
+    def _new_prices(self) -> Prices:
+        from mistral_gateway.platform.economics import LIST_PRICES, Prices
 
-        return {**LIST_PRICES, **self.settings.model_prices}
+        return Prices({**LIST_PRICES, **self.settings.model_prices})
 
 
 @contextlib.contextmanager

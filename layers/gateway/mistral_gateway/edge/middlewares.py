@@ -9,10 +9,10 @@ from collections.abc import Callable
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
+from mistral_gateway.container import settings
+from mistral_gateway.edge import served
 from mistral_gateway.edge.resolver import GatewayResolver
 from mistral_gateway.platform import observability
-from mistral_gateway.platform.observability import logger
-from mistral_gateway.policies import spend
 from mistral_gateway.requests.http import GatewayRequest, caller_id
 
 # The public documents change only with a deploy: browsers (and any CDN in front) may reuse them for an hour.
@@ -43,9 +43,7 @@ def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Res
         "caller": caller_id(event.raw_event),  # the API key's id (or its hash), never the key
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
     }
-    line = {**logger.get_current_keys(), **fields}
-    logger.info("request served", extra={**fields, **spend.line_fields(line)})
-    spend.record_served(line)  # the line's own fields, added up per key, day and model (spend.py)
+    served.request_served(fields)
     return response
 
 
@@ -55,7 +53,7 @@ def parsed(*, with_body: bool = True, item_list: str | None = None) -> list[Midd
 
     def parse(app: GatewayResolver, next_middleware: NextMiddleware) -> Response:
         request = GatewayRequest.from_event(
-            app.current_event, app.lambda_context, with_body=with_body, item_list=item_list
+            app.current_event, app.lambda_context, settings(), with_body=with_body, item_list=item_list
         )
         app.append_context(request=request)
         return next_middleware(app)

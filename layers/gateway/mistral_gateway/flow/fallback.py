@@ -33,7 +33,7 @@ from mistral_gateway.platform.errors import (
 )
 from mistral_gateway.platform.observability import logger
 from mistral_gateway.policies import key_policy
-from mistral_gateway.upstream.calls import MIN_ATTEMPT_MS, MISTRAL, SELF_HOSTED
+from mistral_gateway.upstream.retry import MIN_ATTEMPT_MS, MISTRAL, SELF_HOSTED
 
 T = TypeVar("T")
 # What the caller sends to have exactly the model it named, or an error.

@@ -7,7 +7,6 @@ from typing import Any
 from mistral_gateway.container import current
 from mistral_gateway.platform import aws
 from mistral_gateway.platform.errors import GatewayError
-from mistral_gateway.upstream import secret
 
 
 def check_health() -> tuple[int, dict[str, Any]]:
@@ -20,7 +19,7 @@ def check_health() -> tuple[int, dict[str, Any]]:
 
 def _secret() -> str:
     try:
-        secret.mistral_api_key()
+        current().keys.mistral()
     except GatewayError:
         return "unavailable"
     return "ok"

@@ -28,7 +28,6 @@ from mistral_gateway.platform.observability import logger
 from mistral_gateway.requests import http, routes_policy
 from mistral_gateway.requests.http import CacheControl, parse_json_body
 from mistral_gateway.requests.routes_policy import Policy
-from mistral_gateway.upstream import secret
 
 # Caller headers Mistral needs to read the body and shape the answer; nothing else is forwarded (the caller's
 # key, cookies and proxies' headers stay here).
@@ -132,7 +131,7 @@ def budgeted_relay(request: Forward) -> Relayed:
         usage = _usage(answer)
         spending.settle(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
     # Usage and cost headers and metrics, as on chat (the answer names the model, e.g. an agent's).
-    priced = economics.headers_and_metrics(answer.get("model") or body.get("model"), "MISS", usage)
+    priced = current().prices.headers_and_metrics(answer.get("model") or body.get("model"), "MISS", usage)
     return replace(relayed, headers={**relayed.headers, **spending.headers, **priced})
 
 
@@ -177,7 +176,7 @@ def cached_inference(prefix: str, request: Forward) -> Relayed:
         f"v1/{prefix}", canonical, request.caller, control, prepare, request.deadline, charged=body
     )
     headers = {"X-Cache": answer.cache_status, **answer.headers}
-    headers.update(economics.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage))
+    headers.update(current().prices.headers_and_metrics(body.get("model"), answer.cache_status, answer.usage))
     return Relayed(200, "application/json", answer.body.encode(), headers)
 
 
@@ -206,14 +205,14 @@ class RelayedRejection(UpstreamRejected):
 
 def relay(request: Forward) -> Relayed:
     """Send the request to Mistral under the retry policy; Mistral's 2xx (readable) or 4xx, or a GatewayError."""
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.upstream import retry as upstream
 
     url = upstream_url(request.subpath, request.query)
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if request.headers.get(name)}
     client = _client()  # built before the clock starts, as for the SDK
 
     def attempt(timeout_ms: int) -> Relayed:
-        headers["authorization"] = f"Bearer {secret.mistral_api_key()}"
+        headers["authorization"] = f"Bearer {current().keys.mistral()}"
         response = client.request(request.method, url, content=request.body, headers=headers, timeout=timeout_ms / 1000)
         status = response.status_code
         if status in upstream.RETRYABLE_STATUSES or status == 401 or not (200 <= status < 300 or 400 <= status < 500):
@@ -233,6 +232,7 @@ def relay(request: Forward) -> Relayed:
     return upstream.call(
         attempt,
         request.deadline,
+        via=current().upstream(upstream.MISTRAL),
         operation="passthrough",
         model=circuit_target(request.body),
         generates=request.method != "GET",

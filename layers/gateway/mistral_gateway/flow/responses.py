@@ -47,8 +47,7 @@ from mistral_gateway.policies import quota
 from mistral_gateway.requests import limits, prompt_cache
 from mistral_gateway.requests.http import CacheControl
 from mistral_gateway.stores.responses import ResponsesStore, StoredResponse, StoreUnavailable
-from mistral_gateway.upstream import calls as upstream
-from mistral_gateway.upstream import sse
+from mistral_gateway.upstream import mistral, retry, sse
 
 ROUTE = "responses"
 # What a response id may look like (Mistral's and OpenAI's are short word characters); anything else is a 404
@@ -104,9 +103,10 @@ def create(
     spending = current().budgets.spending(caller, charged_form(arguments))  # 429 when the caller's budget is spent
     if body.get("stream") is True:
         try:
-            opened = upstream.call(
+            opened = retry.call(
                 lambda timeout_ms: _open(arguments, timeout_ms, settings().stream_idle_timeout_ms),
                 deadline,
+                via=current().upstream(retry.MISTRAL),
                 operation="responses.stream",
             )
         except BaseException:
@@ -115,7 +115,12 @@ def create(
         headers = {"X-Cache": "BYPASS", **spending.headers}
         return ResponseStream(plan, opened, spending, deadline, started, headers, control)
     with spending:
-        data = upstream.call(lambda timeout_ms: _ask(arguments, timeout_ms), deadline, operation="responses")
+        data = retry.call(
+            lambda timeout_ms: _ask(arguments, timeout_ms),
+            deadline,
+            via=current().upstream(retry.MISTRAL),
+            operation="responses",
+        )
         usage = economics.token_usage(data.get("usage"))
         spending.settle(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
     answer_body = json.dumps(plan.finished(data), ensure_ascii=False)
@@ -247,10 +252,9 @@ def charged_form(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def _request_parts(arguments: dict[str, Any], accept: str) -> tuple[str, dict[str, str], bytes]:
-    from mistral_gateway.upstream import secret
 
     headers = {
-        "authorization": f"Bearer {secret.mistral_api_key()}",
+        "authorization": f"Bearer {current().keys.mistral()}",
         "content-type": "application/json",
         "accept": accept,
     }
@@ -267,7 +271,7 @@ def _ask(arguments: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
     url, headers, content = _request_parts(arguments, "application/json")
     response = _client().post(url, content=content, headers=headers, timeout=timeout_ms / 1000)
     if not 200 <= response.status_code < 300:
-        raise upstream.StatusFailure(response.status_code, response.headers, response.content)
+        raise retry.StatusFailure(response.status_code, response.headers, response.content)
     try:
         data = json.loads(response.content)
     except ValueError:
@@ -277,7 +281,7 @@ def _ask(arguments: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
     return data
 
 
-def _open(arguments: dict[str, Any], timeout_ms: int, idle_ms: int) -> upstream.UpstreamStream:
+def _open(arguments: dict[str, Any], timeout_ms: int, idle_ms: int) -> mistral.UpstreamStream:
     """Mistral's stream, opened (status 200 seen); the read timeout is the stream's idle timeout."""
     url, headers, content = _request_parts(arguments, "text/event-stream")
     client = _client()
@@ -288,11 +292,11 @@ def _open(arguments: dict[str, Any], timeout_ms: int, idle_ms: int) -> upstream.
     if not 200 <= response.status_code < 300:
         body = response.read()
         response.close()
-        raise upstream.StatusFailure(response.status_code, response.headers, body)
+        raise retry.StatusFailure(response.status_code, response.headers, body)
     if "text/event-stream" not in response.headers.get("content-type", ""):
         response.close()
         raise UpstreamError("Mistral answered a streamed request without an event stream.")
-    return upstream.UpstreamStream(response)
+    return mistral.UpstreamStream(response)
 
 
 # --- streamed --------------------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ class ResponseStream(streaming.LiveStream):
     def __init__(
         self,
         plan: Plan,
-        opened: upstream.UpstreamStream,
+        opened: mistral.UpstreamStream,
         spending: quota.Spending,
         deadline: Deadline,
         started: float,
@@ -363,10 +367,12 @@ class ResponseStream(streaming.LiveStream):
         elif ended != "complete":
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
-                upstream.stream_failed("timeout" if ended == "idle_timeout" else "connection")
+                mistral.stream_failed(
+                    current().upstream(retry.MISTRAL), "timeout" if ended == "idle_timeout" else "connection"
+                )
         if usage:
             service.account(b"", usage)
-            economics.headers_and_metrics(response.get("model") or self._plan.model, "MISS", usage)
+            current().prices.headers_and_metrics(response.get("model") or self._plan.model, "MISS", usage)
         if outcome.first_token_ms is not None:
             observability.milliseconds(observability.TIME_TO_FIRST_TOKEN, outcome.first_token_ms)
         observability.milliseconds(observability.STREAM_DURATION, outcome.duration_ms)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mistral_gateway.container import current, settings
-from mistral_gateway.platform import economics, observability
+from mistral_gateway.platform import observability
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import (
     GatewayError,
@@ -127,7 +127,7 @@ def admitted_completion(route: str, body: dict[str, Any]) -> tuple[dict[str, Any
 def upstream_arguments(route: str, body: dict[str, Any], validated: Any) -> dict[str, Any]:
     """For a chat or FIM miss: validation finished (where admission.py vouched for the body), the request
     checked against the SDK before anything is written, the prompt logged when asked; the SDK's arguments."""
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.upstream import mistral as upstream
 
     model_name, prompt_field = COMPLETIONS[route]
     arguments: dict[str, Any] = (validated or validate(model_name, body)).sdk_arguments()
@@ -151,7 +151,7 @@ def _completion(
     def prepare() -> Fetch:
         from mistral_gateway.flow import fallback
         from mistral_gateway.requests import prompt_cache
-        from mistral_gateway.upstream import calls as upstream
+        from mistral_gateway.upstream import mistral as upstream
 
         arguments = prompt_cache.namespaced(upstream_arguments(route, body, validated), caller)
         ask = upstream.chat if route == "chat" else upstream.fim
@@ -163,7 +163,9 @@ def _completion(
             capped = arguments if cap is None else {**arguments, "max_tokens": cap}
             fetched, served = fallback.first_answer(
                 capped["model"],
-                lambda target: ask({**capped, "model": target.model}, deadline, target.upstream),
+                lambda target: ask(
+                    *current().upstream_and_sdk(target.upstream), {**capped, "model": target.model}, deadline
+                ),
                 deadline,
                 enabled=fallbacks,
             )
@@ -194,12 +196,12 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
 
     def prepare() -> Fetch:
         request = validated or validate("EmbeddingRequest", body)
-        from mistral_gateway.upstream import calls as upstream
+        from mistral_gateway.upstream import mistral as upstream
 
         upstream.preflight("embeddings", request.sdk_arguments())
 
         def fetch() -> Fetched:
-            fetched = upstream.embeddings(request.sdk_arguments(), deadline)
+            fetched = upstream.embeddings(*current().upstream_and_sdk(), request.sdk_arguments(), deadline)
             return Fetched(fetched.body, fetched.usage, complete=bool(fetched.data.get("data")))
 
         return fetch
@@ -216,10 +218,10 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
     counted = _ModelsBudget(caller)
 
     def fetch() -> Fetched:
-        from mistral_gateway.upstream import calls as upstream
+        from mistral_gateway.upstream import mistral as upstream
 
         counted.spend()  # a call that reaches Mistral is a request of the caller's (429 when spent)
-        fetched = upstream.models(deadline)
+        fetched = upstream.models(*current().upstream_and_sdk(), deadline)
         return Fetched(fetched.body, {}, complete=isinstance(fetched.data.get("data"), list))
 
     shared = _briefly(control)
@@ -359,7 +361,7 @@ def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
         body = in_mistral_dialect(item)
         _, validated = admitted_completion("chat", body)
         if validated is not None:  # what admission.py vouches for is also what the SDK accepts
-            from mistral_gateway.upstream import calls as upstream
+            from mistral_gateway.upstream import mistral as upstream
 
             upstream.preflight("chat", validated.sdk_arguments())
     except GatewayError as error:
@@ -590,7 +592,7 @@ def _replace_body(answer: Answer, body: str) -> Answer:
 
 def priced(answer: Answer, body: dict[str, Any]) -> Answer:
     """Usage, cost or saving headers, priced at the model that answered."""
-    extra = economics.headers_and_metrics(answer.model or body.get("model"), answer.cache_status, answer.usage)
+    extra = current().prices.headers_and_metrics(answer.model or body.get("model"), answer.cache_status, answer.usage)
     return replace(answer, headers={**answer.headers, **extra})
 
 

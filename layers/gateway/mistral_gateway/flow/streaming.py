@@ -33,7 +33,7 @@ from mistral_gateway.policies.cache import MAX_STORED_BYTES, Compressed
 from mistral_gateway.requests import prompt_cache
 from mistral_gateway.requests.canonical import canonical_chat
 from mistral_gateway.requests.http import CacheControl
-from mistral_gateway.upstream import calls as upstream
+from mistral_gateway.upstream import mistral as upstream
 from mistral_gateway.upstream import sse
 
 _END = object()  # the reader's last item on the queue
@@ -100,7 +100,11 @@ def completion_stream(
         opened, served = fallback.first_answer(
             arguments["model"],
             lambda target: upstream.open_stream(
-                route, {**arguments, "model": target.model}, deadline, idle_ms, target.upstream
+                *current().upstream_and_sdk(target.upstream),
+                route,
+                {**arguments, "model": target.model},
+                deadline,
+                idle_ms,
             ),
             deadline,
             enabled=fallbacks,
@@ -310,7 +314,7 @@ class LiveStream:
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
                 kind = "idle_timeout" if ended == "idle_timeout" else "connection"
-                upstream.stream_failed(kind, self._upstream_name, self._model)
+                upstream.stream_failed(current().upstream(self._upstream_name), kind, self._model)
             if usage:
                 service.account(b"", usage)
         if outcome.first_token_ms is not None:

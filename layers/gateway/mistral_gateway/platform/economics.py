@@ -17,7 +17,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mistral_gateway.container import current
 from mistral_gateway.platform import observability
 
 # USD per million tokens (input, output): Mistral's public list prices as of 2026-11; override by parameter.
@@ -43,11 +42,6 @@ CACHED_PROMPT_RATE = 0.10
 DOLLARS = MetricUnit.NoUnit  # CloudWatch has no currency unit; the metric names say USD
 
 
-def prices() -> dict[str, tuple[float, float]]:
-    """List prices with the operator's ModelPrices over them (the container keeps the merged table)."""
-    return current().prices
-
-
 def token_usage(usage: Any) -> dict[str, int]:
     """Mistral's `usage` object as the gateway counts it: prompt and completion tokens, plus `cached_tokens`
     (prompt tokens served from Mistral's prompt cache) when there were any. Chat-shaped (`prompt_tokens`) and
@@ -69,39 +63,46 @@ def _whole(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def cost_usd(model: str | None, usage: dict[str, int]) -> float | None:
-    price = prices().get(model or "")
-    if price is None:
-        return None
-    cached = min(usage.get("cached_tokens", 0), usage.get("prompt_tokens", 0))
-    prompt = (usage.get("prompt_tokens", 0) - cached + cached * CACHED_PROMPT_RATE) * price[0]
-    return (prompt + usage.get("completion_tokens", 0) * price[1]) / 1_000_000
+class Prices(dict[str, tuple[float, float]]):
+    """USD per million tokens (input, output) by model: LIST_PRICES with the operator's ModelPrices over them.
+    The container builds one (container.py) and hands it to whoever prices an answer."""
 
+    def cost_usd(self, model: str | None, usage: dict[str, int]) -> float | None:
+        price = self.get(model or "")
+        if price is None:
+            return None
+        cached = min(usage.get("cached_tokens", 0), usage.get("prompt_tokens", 0))
+        prompt = (usage.get("prompt_tokens", 0) - cached + cached * CACHED_PROMPT_RATE) * price[0]
+        return (prompt + usage.get("completion_tokens", 0) * price[1]) / 1_000_000
 
-def headers_and_metrics(model: Any, cache_status: str, usage: dict[str, int]) -> dict[str, str]:
-    """Headers for one answer (and its cost metrics). Batches and errors carry none."""
-    if not usage:
-        return {}
-    model_name = model if isinstance(model, str) else None
-    tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-    headers = {
-        "X-Usage-Prompt-Tokens": str(usage.get("prompt_tokens", 0)),
-        "X-Usage-Completion-Tokens": str(usage.get("completion_tokens", 0)),
-    }
-    if usage.get("cached_tokens"):
-        headers["X-Usage-Cached-Prompt-Tokens"] = str(usage["cached_tokens"])
-    cost = cost_usd(model_name, usage)
-    dimension = model_name if model_name in prices() else "other"
-    if cache_status in SAVED_STATUSES:
-        headers["X-Cache-Saved-Tokens"] = str(tokens)
-        if cost is not None:
-            headers["X-Cache-Saved-Cost-USD"] = f"{cost:.8f}"
-            observability.count_by(observability.ESTIMATED_COST_SAVED, "model", dimension, round(cost, 8), DOLLARS)
-        observability.count_by(observability.TOKENS_SAVED_BY_MODEL, "model", dimension, tokens)
-    else:
+    def dimension(self, model: str | None) -> str:
+        """The metric dimension of a model: its name when it is priced, else "other" (bounded cardinality)."""
+        return model if model and model in self else "other"
+
+    def headers_and_metrics(self, model: Any, cache_status: str, usage: dict[str, int]) -> dict[str, str]:
+        """Headers for one answer (and its cost metrics). Batches and errors carry none."""
+        if not usage:
+            return {}
+        model_name = model if isinstance(model, str) else None
+        tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        headers = {
+            "X-Usage-Prompt-Tokens": str(usage.get("prompt_tokens", 0)),
+            "X-Usage-Completion-Tokens": str(usage.get("completion_tokens", 0)),
+        }
         if usage.get("cached_tokens"):
-            observability.count(observability.CACHED_PROMPT_TOKENS, usage["cached_tokens"])
-        if cost is not None:
-            headers["X-Estimated-Cost-USD"] = f"{cost:.8f}"
-            observability.count_by(observability.ESTIMATED_COST, "model", dimension, round(cost, 8), DOLLARS)
-    return headers
+            headers["X-Usage-Cached-Prompt-Tokens"] = str(usage["cached_tokens"])
+        cost = self.cost_usd(model_name, usage)
+        dimension = self.dimension(model_name)
+        if cache_status in SAVED_STATUSES:
+            headers["X-Cache-Saved-Tokens"] = str(tokens)
+            if cost is not None:
+                headers["X-Cache-Saved-Cost-USD"] = f"{cost:.8f}"
+                observability.count_by(observability.ESTIMATED_COST_SAVED, "model", dimension, round(cost, 8), DOLLARS)
+            observability.count_by(observability.TOKENS_SAVED_BY_MODEL, "model", dimension, tokens)
+        else:
+            if usage.get("cached_tokens"):
+                observability.count(observability.CACHED_PROMPT_TOKENS, usage["cached_tokens"])
+            if cost is not None:
+                headers["X-Estimated-Cost-USD"] = f"{cost:.8f}"
+                observability.count_by(observability.ESTIMATED_COST, "model", dimension, round(cost, 8), DOLLARS)
+        return headers

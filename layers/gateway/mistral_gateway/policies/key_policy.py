@@ -14,21 +14,24 @@ upstream call. An empty list means every model the operator allows (AllowedModel
 from __future__ import annotations
 
 import contextvars
+from typing import TYPE_CHECKING
 
-from mistral_gateway.container import current
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from mistral_gateway.policies.quota import Budgets
 
 # None: no per-key list for this request (all the operator allows).
 _MODELS: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("mistral_gateway_key_models")
 
 
-def admit(caller: str | None) -> None:
-    """At the start of a request: refuse an expired key; remember which models it may use."""
+def admit(caller: str | None, budgets: Budgets) -> None:
+    """At the start of a request: refuse an expired key; remember which models it may use (from the key's
+    item in the quota table, which `budgets` reads)."""
     _MODELS.set(None)
     if not caller:
         return
-    budgets = current().budgets
     if not budgets.enabled:
         return
     limits = budgets.limits_for(caller)

@@ -26,10 +26,13 @@ with what Mistral billed per model, and with the lines.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mistral_gateway.platform import aws, observability
 from mistral_gateway.platform.observability import logger
+
+if TYPE_CHECKING:
+    from mistral_gateway.platform.economics import Prices
 
 PREFIX = "spend#"
 SPEND_RETENTION_DAYS = 400
@@ -53,9 +56,8 @@ def item_key(caller: str, day: str, model: str) -> str:
     return f"{PREFIX}{caller}#{day}#{model}"
 
 
-def counters(fields: dict[str, Any]) -> dict[str, int]:
-    """What one served line adds: its tokens as written, its cost priced like the cost headers."""
-    from mistral_gateway.platform.economics import cost_usd
+def counters(fields: dict[str, Any], prices: Prices) -> dict[str, int]:
+    """What one served line adds: its tokens as written, its cost priced like the cost headers (`prices`)."""
 
     status = _int(fields.get("status"))
     cache = fields.get("cache")
@@ -74,8 +76,8 @@ def counters(fields: dict[str, Any]) -> dict[str, int]:
         }
         counts["cache_hits"] = 1
         counts["saved_tokens"] = _int(fields.get("tokens_from_cache")) or sum(saved.values())
-        counts["saved_nusd"] = round((cost_usd(model, saved) or 0.0) * NANO)
-    counts["cost_nusd"] = round((cost_usd(priced_at, billed) or 0.0) * NANO) if any(billed.values()) else 0
+        counts["saved_nusd"] = round((prices.cost_usd(model, saved) or 0.0) * NANO)
+    counts["cost_nusd"] = round((prices.cost_usd(priced_at, billed) or 0.0) * NANO) if any(billed.values()) else 0
     counts["fallbacks"] = 1 if fields.get("fallback_from") else 0
     counts["errors"] = 1 if status >= 400 else 0
     counts["rate_limited"] = 1 if status == 429 else 0
@@ -112,28 +114,28 @@ def batch_fields(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {**{name: value for name, value in sums.items() if value}, "batch_usage": usage}
 
 
-def rows(fields: dict[str, Any]) -> dict[str, dict[str, int]]:
+def rows(fields: dict[str, Any], prices: Prices) -> dict[str, dict[str, int]]:
     """What one served line adds, by model: its own counters, or for a batch its own request plus each item's
     counters at the item's model."""
     model = str(fields.get("model") or "-")[:200]
     items = fields.get("batch_usage")
     if not isinstance(items, list):
-        return {model: counters(fields)}
-    added: dict[str, dict[str, int]] = {model: counters({"status": fields.get("status")})}
+        return {model: counters(fields, prices)}
+    added: dict[str, dict[str, int]] = {model: counters({"status": fields.get("status")}, prices)}
     for item in items:
         if not isinstance(item, dict):
             continue
         own = added.setdefault(str(item.get("model") or "-")[:200], {})
-        for name, value in counters(item).items():
+        for name, value in counters(item, prices).items():
             if name not in BATCH_OWN:
                 own[name] = own.get(name, 0) + value
     return {name: counts for name, counts in added.items() if counts}
 
 
-def line_fields(fields: dict[str, Any]) -> dict[str, float]:
+def line_fields(fields: dict[str, Any], prices: Prices) -> dict[str, float]:
     """What the served line adds about money (the dashboard's per-key row sums these): cost and cost saved."""
     counts: dict[str, int] = {}
-    for added in rows(fields).values():
+    for added in rows(fields, prices).values():
         for name, value in added.items():
             counts[name] = counts.get(name, 0) + value
     extra = {}
@@ -144,14 +146,14 @@ def line_fields(fields: dict[str, Any]) -> dict[str, float]:
     return extra
 
 
-def record(fields: dict[str, Any], *, table: str, dynamodb: Any, now: float | None = None) -> None:
+def record(fields: dict[str, Any], prices: Prices, *, table: str, dynamodb: Any, now: float | None = None) -> None:
     """Add one served line to its key's day and model (nothing for a line without a caller)."""
     caller = fields.get("caller")
     if not caller or not table:
         return
     now = time.time() if now is None else now
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
-    for model, counts in rows(fields).items():
+    for model, counts in rows(fields, prices).items():
         _add(str(caller), day, model, counts, table=table, dynamodb=dynamodb, now=now)
 
 
@@ -174,16 +176,6 @@ def _add(caller: str, day: str, model: str, counts: dict[str, int], *, table: st
     except aws.errors() as error:
         logger.warning("spend not recorded", extra={"error_code": aws.error_code(error)})
         observability.count(observability.SPEND_NOT_RECORDED)
-
-
-def record_served(fields: dict[str, Any]) -> None:
-    """The gateway's own call: the quota table and client of this container (no-op without a table)."""
-    from mistral_gateway.container import current
-
-    container = current()
-    table = container.settings.quota_table_name
-    if table and fields.get("caller"):
-        record(fields, table=table, dynamodb=lambda: container.aws_client("dynamodb"), now=container.clock())
 
 
 def _int(value: Any) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from mistral_gateway.container import settings
+from mistral_gateway.platform.config import Settings
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from mistral_gateway.requests import limits
@@ -174,12 +174,18 @@ class GatewayRequest:
 
     @classmethod
     def from_event(
-        cls, event: Any, lambda_context: Any, *, with_body: bool = True, item_list: str | None = None
+        cls,
+        event: Any,
+        lambda_context: Any,
+        config: Settings,
+        *,
+        with_body: bool = True,
+        item_list: str | None = None,
     ) -> GatewayRequest:
         """`event` is Powertools' APIGatewayProxyEvent (headers are case-insensitive)."""
         body = raw_body(event.raw_event) if with_body else None
         return cls.from_parts(
-            event.headers, body, event.raw_event, lambda_context, with_body=with_body, item_list=item_list
+            event.headers, body, event.raw_event, lambda_context, config, with_body=with_body, item_list=item_list
         )
 
     @classmethod
@@ -189,14 +195,15 @@ class GatewayRequest:
         body: bytes | None,
         event: dict[str, Any],
         lambda_context: Any,
+        config: Settings,
         *,
         with_body: bool = True,
         deadline_ms: int | None = None,
         item_list: str | None = None,
     ) -> GatewayRequest:
         """Any transport's request: case-insensitive `headers`, the raw body, and an event-shaped dict whose
-        `requestContext` says who the caller is (API Gateway's, handed over by the Lambda Web Adapter)."""
-        config = settings()
+        `requestContext` says who the caller is (API Gateway's, handed over by the Lambda Web Adapter). `config`
+        gives the body limit and the request's deadline."""
         deadline = Deadline.start(
             deadline_ms or config.request_deadline_ms, lambda_context, attempt_ceiling_ms=deadline_ms
         )

@@ -8,9 +8,9 @@ a JSON object with an `api_key` (or `MISTRAL_API_KEY`) field.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from mistral_gateway.container import current
 from mistral_gateway.platform import aws, observability
 from mistral_gateway.platform.errors import ServiceUnavailable
 from mistral_gateway.platform.observability import logger
@@ -25,25 +25,37 @@ HINTS = {
 }
 
 
-def mistral_api_key(*, refresh: bool = False) -> str:
-    return _read_key(current().settings.secret_id, refresh=refresh)
-
-
 # Sent to a self-hosted server that takes no key: HTTP cannot carry an empty bearer token, and such a server
 # ignores the header. Never Mistral's key: that one goes to Mistral only.
 NO_KEY = "none"
 
 
-def self_hosted_api_key(*, refresh: bool = False) -> str:
-    """The second upstream's key, from its own secret (SelfHostedSecretArn), or NO_KEY."""
-    secret_id = current().settings.self_hosted_secret_id
-    return _read_key(secret_id, refresh=refresh) if secret_id else NO_KEY
+class Keys:
+    """The upstreams' keys, read through Powertools' SecretsProvider (`provider` builds it on first need:
+    a cache hit never reads a secret). The container keeps one."""
+
+    def __init__(self, provider: Callable[[], Any], secret_id: str, self_hosted_secret_id: str, max_age: int) -> None:
+        self._provider = provider
+        self._secret_id = secret_id
+        self._self_hosted_secret_id = self_hosted_secret_id
+        self._max_age = max_age
+
+    def mistral(self, *, refresh: bool = False) -> str:
+        return self._read(self._secret_id, refresh=refresh)
+
+    def self_hosted(self, *, refresh: bool = False) -> str:
+        """The second upstream's key, from its own secret (SelfHostedSecretArn), or NO_KEY."""
+        secret_id = self._self_hosted_secret_id
+        return self._read(secret_id, refresh=refresh) if secret_id else NO_KEY
+
+    def _read(self, secret_id: str, *, refresh: bool) -> str:
+        return read_key(self._provider(), secret_id, max_age=self._max_age, refresh=refresh)
 
 
-def _read_key(secret_id: str, *, refresh: bool) -> str:
-    container = current()
+def read_key(provider: Any, secret_id: str, *, max_age: int, refresh: bool) -> str:
+    """One key from Secrets Manager (cached by the provider for `max_age` seconds; `refresh` re-reads it)."""
     try:
-        raw = container.secrets.get(secret_id, max_age=container.settings.secret_max_age_seconds, force_fetch=refresh)
+        raw = provider.get(secret_id, max_age=max_age, force_fetch=refresh)
     except _read_failures() as error:
         code = aws.error_code(error.__cause__ or error.__context__ or error)  # Powertools wraps boto's error
         # Operator-facing detail in the log; the caller gets a generic 503.

@@ -48,7 +48,7 @@ def phase_marks() -> Iterator[Marks]:
     perf_counter() stamps: a few microseconds per request. Everything is put back afterwards."""
     from mistral_gateway.flow import service, streaming
     from mistral_gateway.policies import quota
-    from mistral_gateway.upstream import calls as upstream
+    from mistral_gateway.upstream import mistral as upstream
 
     marks = Marks()
     patched: list[tuple[Any, str, Any]] = []

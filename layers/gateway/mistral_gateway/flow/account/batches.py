@@ -48,11 +48,12 @@ def charge(caller: str | None, model: Any, usage: dict[str, int]) -> dict[str, s
         "X-Usage-Prompt-Tokens": str(usage["prompt_tokens"]),
         "X-Usage-Completion-Tokens": str(usage["completion_tokens"]),
     }
-    cost = economics.cost_usd(model_name, usage)
+    prices = current().prices
+    cost = prices.cost_usd(model_name, usage)
     if cost is not None:
         cost *= BATCH_PRICE_FACTOR
         headers["X-Estimated-Cost-USD"] = f"{cost:.8f}"
-        dimension = model_name if model_name in economics.prices() else "other"
+        dimension = prices.dimension(model_name)
         observability.count_by(observability.ESTIMATED_COST, "model", dimension, round(cost, 8), economics.DOLLARS)
     observability.log_keys(batch_settled_tokens=tokens)
     logger.info("batch job settled", extra={"tokens": tokens})

@@ -34,8 +34,7 @@ from mistral_gateway.platform.errors import UpstreamError
 from mistral_gateway.platform.observability import logger
 from mistral_gateway.requests import prompt_cache
 from mistral_gateway.requests.http import CacheControl
-from mistral_gateway.upstream import calls as upstream
-from mistral_gateway.upstream import sse
+from mistral_gateway.upstream import mistral, retry, sse
 
 # The routes Mistral streams (POST with `"stream": true`); any other body or path is relayed as before.
 STREAMED_PATHS = re.compile(r"^(agents/completions|conversations(/[^/]+(/restart)?)?)$")
@@ -54,7 +53,7 @@ class LiveRelayed(Relayed):
     """Mistral's stream, opened and read up to its first event (`body`, what the route's policies read)."""
 
     head: tuple[bytes, ...] = ()
-    opened: Any = None  # upstream.UpstreamStream
+    opened: Any = None  # mistral.UpstreamStream
     chunks: Any = None  # its byte iterator, already started
     splitter: Any = None  # sse.EventSplitter, holding what came after the first event
     spending: Any = None  # quota.Spending, settled when the stream ends
@@ -102,9 +101,10 @@ def streamed_relay(request: Forward) -> Relayed:
         if spending.cap is not None:
             request = replace(request, body=json.dumps({**body, "max_tokens": spending.cap}).encode())
         circuit = passthrough.circuit_target(request.body)
-        opened = upstream.call(
+        opened = retry.call(
             lambda timeout_ms: _open(request, timeout_ms),
             request.deadline,
+            via=current().upstream(retry.MISTRAL),
             operation="passthrough.stream",
             model=circuit,
             generates=True,
@@ -135,14 +135,13 @@ def streamed_relay(request: Forward) -> Relayed:
     )
 
 
-def _open(request: Forward, timeout_ms: int) -> upstream.UpstreamStream | Relayed:
+def _open(request: Forward, timeout_ms: int) -> mistral.UpstreamStream | Relayed:
     """Mistral's stream (status 200, an event stream), or its 4xx / JSON answer read whole."""
     url = passthrough.upstream_url(request.subpath, request.query)
     headers = {name: request.headers[name] for name in passthrough.FORWARDED_HEADERS if request.headers.get(name)}
     headers["accept"] = "text/event-stream"
-    from mistral_gateway.upstream import secret
 
-    headers["authorization"] = f"Bearer {secret.mistral_api_key()}"
+    headers["authorization"] = f"Bearer {current().keys.mistral()}"
     client = passthrough._client()
     idle_ms = settings().stream_idle_timeout_ms
     built = client.build_request(
@@ -150,10 +149,10 @@ def _open(request: Forward, timeout_ms: int) -> upstream.UpstreamStream | Relaye
     )
     response = client.send(built, stream=True)
     status = response.status_code
-    if status in upstream.RETRYABLE_STATUSES or status == 401 or not (200 <= status < 300 or 400 <= status < 500):
+    if status in retry.RETRYABLE_STATUSES or status == 401 or not (200 <= status < 300 or 400 <= status < 500):
         content = response.read()
         response.close()
-        raise upstream.StatusFailure(status, response.headers, content)
+        raise retry.StatusFailure(status, response.headers, content)
     content_type = response.headers.get("content-type", "application/octet-stream")
     if status >= 400 or "text/event-stream" not in content_type.lower():
         content = response.read()
@@ -162,10 +161,10 @@ def _open(request: Forward, timeout_ms: int) -> upstream.UpstreamStream | Relaye
         if status < 300:
             passthrough._readable(relayed)
         return relayed
-    return upstream.UpstreamStream(response)
+    return mistral.UpstreamStream(response)
 
 
-def _first_event(opened: upstream.UpstreamStream) -> tuple[Iterator[bytes], sse.EventSplitter, list[bytes]]:
+def _first_event(opened: mistral.UpstreamStream) -> tuple[Iterator[bytes], sse.EventSplitter, list[bytes]]:
     """Read until Mistral's first event with data (comments before it are kept and forwarded too)."""
     chunks = iter(opened.chunks())
     splitter = sse.EventSplitter()
@@ -247,10 +246,10 @@ class RelayedStream(streaming.LiveStream):
             observability.count(observability.STREAMS_ENDED_EARLY)
             if ended in ("cut", "idle_timeout"):
                 kind = "idle_timeout" if ended == "idle_timeout" else "connection"
-                upstream.stream_failed(kind, model=self._live.circuit)
+                mistral.stream_failed(current().upstream(retry.MISTRAL), kind, self._live.circuit)
         if usage:
             service.account(b"", usage)
-            economics.headers_and_metrics(state.model, "MISS", usage)
+            current().prices.headers_and_metrics(state.model, "MISS", usage)
         if outcome.first_token_ms is not None:
             observability.milliseconds(observability.TIME_TO_FIRST_TOKEN, outcome.first_token_ms)
         observability.milliseconds(observability.STREAM_DURATION, outcome.duration_ms)

@@ -1,26 +1,22 @@
-"""Calls to Mistral through the official SDK, with the gateway's one retry policy.
+"""The gateway's one retry policy around every call to an upstream (Mistral, or a self-hosted server).
 
-The SDK client is built once per container and imported on first need (a cache hit never loads it). The
-SDK's own retries are off: they honour Retry-After without a cap, and a Lambda has a deadline. Instead every
-attempt gets a timeout that fits the time left, 429/5xx and connection errors are retried with jittered
+Every attempt gets a timeout that fits the time left, 429/5xx and connection errors are retried with jittered
 exponential backoff while the deadline allows, and a 401 triggers exactly one re-read of the secret (key
 rotation) and one more attempt. What cannot succeed in time becomes a GatewayError with a documented status.
+Each upstream is an `Upstream` (its name, circuits, policy and key), built once per container by the container.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mistral_gateway.container import current
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.config import Settings
 from mistral_gateway.platform.deadline import Deadline
@@ -32,8 +28,8 @@ from mistral_gateway.platform.errors import (
     UpstreamTimeout,
 )
 from mistral_gateway.platform.observability import logger
-from mistral_gateway.policies.circuit import CircuitBreaker, Guard
-from mistral_gateway.upstream import refusals, secret
+from mistral_gateway.policies.circuit import CircuitBreaker, Circuits, Guard
+from mistral_gateway.upstream import refusals
 
 T = TypeVar("T")
 
@@ -49,18 +45,6 @@ MAX_BACKOFF_MS = 4_000
 MIN_ATTEMPT_MS = 250
 
 
-@dataclass(frozen=True)
-class UpstreamAnswer:
-    body: bytes  # Mistral's JSON exactly as received
-    data: dict[str, Any]
-
-    @property
-    def usage(self) -> dict[str, int]:
-        from mistral_gateway.platform.economics import token_usage
-
-        return token_usage(self.data.get("usage")) or {"prompt_tokens": 0, "completion_tokens": 0}
-
-
 class _LastResponse(threading.local):
     """The raw httpx response of this thread's latest SDK call, so answers pass through byte for byte."""
 
@@ -70,73 +54,13 @@ class _LastResponse(threading.local):
 _last = _LastResponse()
 
 
-def _remember(response: Any) -> None:
+def remember(response: Any) -> None:
+    """The SDK client's response hook (mistral.py): this thread's latest raw response."""
     _last.response = response
 
 
-def _sdk(upstream: str = MISTRAL) -> Any:
-    return current().sdk(upstream)
-
-
-def new_sdk(upstream: str, settings: Settings) -> Any:
-    """An SDK client for one upstream (the container keeps it): its key is read on every request (from the
-    Parameters cache), every raw response is remembered for the pass-through of Mistral's bytes."""
-    import httpx2
-    from mistralai.client import Mistral
-
-    _build_sdk_models_once()
-    http = httpx2.Client(event_hooks={"response": [_remember]}, follow_redirects=False)
-    return Mistral(
-        api_key=_key_reader(upstream),
-        server_url=settings.server_url if upstream == MISTRAL else settings.self_hosted_url,
-        client=http,
-    )
-
-
-def _build_sdk_models_once() -> None:
-    """mistralai 3.x builds a new pydantic model class (`create_model`) every time it marshals a request body
-    or unmarshals an argument: ~1.5 ms each, several per call, ~8 ms of every upstream call measured by the
-    streaming benchmark. The class depends only on the type it wraps, so each is built once per container.
-    (docs/decisions.md; the SDK is pinned, and every SDK test exercises this.)"""
-    from mistralai.client.utils import serializers
-
-    build = serializers.create_model
-    if getattr(build, "memoized_by_gateway", False):
-        return
-    built: dict[tuple[str, Any], Any] = {}
-
-    def create_model(name: str, /, **fields: Any) -> Any:
-        wrapped = fields.get("body")
-        key = (name, wrapped[0] if isinstance(wrapped, tuple) else None)
-        try:
-            model = built.get(key)
-        except TypeError:  # a type that cannot be hashed: build it every time, as the SDK does
-            return build(name, **fields)
-        if model is None:
-            model = built[key] = build(name, **fields)
-        return model
-
-    create_model.memoized_by_gateway = True  # type: ignore[attr-defined]
-    serializers.create_model = create_model
-
-
-def _key_reader(upstream: str) -> Callable[..., str]:
-    return secret.mistral_api_key if upstream == MISTRAL else secret.self_hosted_api_key
-
-
-def breaker(upstream: str = MISTRAL, model: str | None = None) -> CircuitBreaker:
-    """The circuit of `model` on `upstream`, or (no model) the upstream-wide one (circuit.Circuits)."""
-    return current().breaker(upstream, model)
-
-
-def guard(upstream: str = MISTRAL, model: str | None = None) -> Guard:
-    """What one call consults and tells: the upstream-wide circuit, then the model's."""
-    return current().circuits(upstream).guard(model)
-
-
-def _model_of(arguments: dict[str, Any]) -> str | None:
-    model = arguments.get("model")
-    return model if isinstance(model, str) and model else None
+def last_response() -> Any:
+    return _last.response
 
 
 @dataclass(frozen=True)
@@ -169,6 +93,11 @@ class StatusFailure(Exception):
         self.body = body
 
 
+def model_of(arguments: dict[str, Any]) -> str | None:
+    model = arguments.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 def _error_types() -> tuple[tuple[type[Exception], ...], ...]:
     """(unreadable answer, refused or failed status, no answer at all) exception types. The SDK's own are added
     only when the SDK is already loaded: the pass-through never imports it (~200 ms of cold start)."""
@@ -186,135 +115,33 @@ def _error_types() -> tuple[tuple[type[Exception], ...], ...]:
     return unreadable, statuses, unanswered
 
 
-def chat(arguments: dict[str, Any], deadline: Deadline, upstream: str = MISTRAL) -> UpstreamAnswer:
-    return _passthrough("chat", lambda client: client.chat.complete, arguments, deadline, upstream)
-
-
-def fim(arguments: dict[str, Any], deadline: Deadline, upstream: str = MISTRAL) -> UpstreamAnswer:
-    return _passthrough("fim", lambda client: client.fim.complete, arguments, deadline, upstream)
-
-
-def embeddings(arguments: dict[str, Any], deadline: Deadline) -> UpstreamAnswer:
-    return _passthrough("embeddings", lambda client: client.embeddings.create, arguments, deadline)
-
-
-def models(deadline: Deadline) -> UpstreamAnswer:
-    return _passthrough("models", lambda client: client.models.list, {}, deadline, generates=False)
-
-
 @dataclass(frozen=True)
-class UpstreamStream:
-    """Mistral's answer to a streamed request, opened (status 200 seen) but not yet read."""
+class Upstream:
+    """One upstream as a call needs it: its circuits (upstream-wide and per model), the retry policy, and the
+    reader of its key (`refresh=True` re-reads it once after a 401). The container builds one per upstream."""
 
-    response: Any  # the httpx2 response behind the SDK's EventStream
+    name: str
+    circuits: Circuits
+    policy: RetryPolicy
+    read_key: Callable[..., str]
 
-    def chunks(self) -> Iterator[bytes]:
-        """The body as it arrives. A silence longer than the idle timeout raises httpx2.ReadTimeout."""
-        return self.response.iter_bytes()  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        """Stop reading (the caller hung up, or the stream ran too long), from any thread: the connection is
-        shut down, which wakes a read blocked in the reader thread (closing alone would not) and tells
-        Mistral to stop writing."""
-        network = self.response.extensions.get("network_stream")
-        connection = network.get_extra_info("socket") if network is not None else None
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            self.response.close()
-
-
-def open_stream(
-    operation: str, arguments: dict[str, Any], deadline: Deadline, idle_timeout_ms: int, upstream: str = MISTRAL
-) -> UpstreamStream:
-    """Open a streamed chat or FIM answer under the retry policy: everything before Mistral's 200 is retried
-    and mapped like a plain call; once this returns, the caller forwards the body and failures are in-band.
-    The SDK builds, authenticates and checks the request; its parsed events are not used, so Mistral's bytes
-    pass through untouched."""
-    client = _sdk(upstream)
-    method = client.chat.stream if operation == "chat" else client.fim.stream
-
-    def attempt(timeout_ms: int) -> UpstreamStream:
-        # httpx's read timeout applies to every read of the body: it is the stream's idle timeout.
-        events = method(**arguments, timeout_ms=min(timeout_ms, idle_timeout_ms))
-        return UpstreamStream(events.response)
-
-    return call(
-        attempt,
-        deadline,
-        operation=f"{operation}.stream",
-        upstream=upstream,
-        model=_model_of(arguments),
-        generates=True,
-    )
-
-
-def stream_failed(kind: str, upstream: str = MISTRAL, model: str | None = None) -> None:
-    """A stream that broke after Mistral's 200 (cut, idle too long): counted like a failed attempt of its model."""
-    _attempt_failed(kind, guard(upstream, model))
-
-
-# The SDK's own request models: what it refuses client-side, before sending.
-_SDK_REQUESTS = {"chat": "ChatCompletionRequest", "fim": "FIMCompletionRequest", "embeddings": "EmbeddingRequest"}
-
-
-def preflight(operation: str, arguments: dict[str, Any]) -> None:
-    """Raise the caller's 422 for a request the SDK would refuse, before the gateway stores or spends anything
-    (a budget reservation; the single-flight lease the lookup took is given back). `call` still tells refusals
-    from garbage as a backstop."""
-    from mistralai.client import models as sdk_models
-    from pydantic import ValidationError
-
-    try:
-        getattr(sdk_models, _SDK_REQUESTS[operation]).model_validate(arguments)
-    except ValidationError as error:
-        raise refusals.classify(error, None).error from None
-
-
-def _passthrough(
-    operation: str,
-    method_of: Callable[[Any], Callable[..., Any]],
-    arguments: dict[str, Any],
-    deadline: Deadline,
-    upstream: str = MISTRAL,
-    *,
-    generates: bool = True,
-) -> UpstreamAnswer:
-    """One SDK method under the retry policy, answering with Mistral's raw bytes (the SDK still parses them)."""
-    # Built (and imported) before the clock starts: UpstreamLatency is the upstream's time only.
-    method = method_of(_sdk(upstream))
-
-    def attempt(timeout_ms: int) -> UpstreamAnswer:
-        method(**arguments, timeout_ms=timeout_ms)
-        return _raw_answer()
-
-    return call(
-        attempt, deadline, operation=operation, upstream=upstream, model=_model_of(arguments), generates=generates
-    )
-
-
-def _raw_answer() -> UpstreamAnswer:
-    response = _last.response
-    body = response.content
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise UpstreamError("Mistral returned an unexpected answer.")
-    return UpstreamAnswer(body=body, data=data)
+    def guard(self, model: str | None = None) -> Guard:
+        """What one call consults and tells: the upstream-wide circuit, then the model's."""
+        return self.circuits.guard(model)
 
 
 def call(
     attempt: Callable[[int], T],
     deadline: Deadline,
     *,
+    via: Upstream,
     operation: str,
-    upstream: str = MISTRAL,
     model: str | None = None,
     generates: bool = False,
     policy: RetryPolicy | None = None,
     circuit: CircuitBreaker | Guard | None = None,
 ) -> T:
-    """Run `attempt(timeout_ms)` under the retry policy (the container's unless given) and the circuits of the
+    """Run `attempt(timeout_ms)` under the retry policy (the upstream's unless given) and the circuits of the
     upstream and `model` (None: the upstream-wide one only); raise a GatewayError when it cannot succeed.
 
     A call that `generates` (Mistral writes, and bills, an answer) is not retried after a read timeout: Mistral
@@ -323,8 +150,8 @@ def call(
     import httpx2
 
     unreadable_errors, status_errors, unanswered_errors = _error_types()
-    policy = policy or RetryPolicy.from_settings(current().settings)
-    circuit = circuit or guard(upstream, model)
+    policy = policy or via.policy
+    circuit = circuit or via.guard(model)
     attempts = 0
     refreshed_key = False
     while True:
@@ -357,7 +184,7 @@ def call(
             if unreadable.kind is None:
                 circuit.settle()
             else:
-                _attempt_failed(unreadable.kind, circuit)
+                attempt_failed(unreadable.kind, circuit)
             raise unreadable.error from None
         except status_errors as error:
             status = error.status_code  # type: ignore[attr-defined]
@@ -367,7 +194,7 @@ def call(
                 refreshed_key = True
                 attempts -= 1
                 logger.warning("Mistral rejected the API key; re-reading the secret once")
-                _key_reader(upstream)(refresh=True)
+                via.read_key(refresh=True)
                 continue
             if status not in RETRYABLE_STATUSES:
                 raise _rejected(error, status, circuit) from None
@@ -382,7 +209,7 @@ def call(
             kind = "timeout"
             failure = UpstreamTimeout("Mistral did not answer in time.")
             if generates:
-                _attempt_failed(kind, circuit)
+                attempt_failed(kind, circuit)
                 raise failure from None
         except unanswered_errors:
             kind = "connection"
@@ -391,7 +218,7 @@ def call(
             circuit.settle()  # never leave a half-open trial slot taken
             raise
 
-        _attempt_failed(kind, circuit)
+        attempt_failed(kind, circuit)
         wait_ms = policy.backoff_ms(attempts, retry_after_ms)
         if attempts >= policy.max_attempts or wait_ms + MIN_ATTEMPT_MS > deadline.remaining_ms():
             raise failure
@@ -422,9 +249,9 @@ def _rejected(error: Any, status: int, circuit: CircuitBreaker | Guard) -> Gatew
     """Mistral refused the request itself: relay its status and body (never cached). Only a 4xx is a refusal: any
     other status left here (a 2xx the SDK could not read, e.g. an HTML page; a 3xx; a 501) is Mistral failing."""
     if not 400 <= status < 500:
-        _attempt_failed("garbage", circuit)
+        attempt_failed("garbage", circuit)
         return UpstreamError(f"Mistral answered with status {status} and a body the gateway could not read.")
-    _attempt_failed("auth" if status in (401, 403) else "rejected", circuit)
+    attempt_failed("auth" if status in (401, 403) else "rejected", circuit)
     if status in (401, 403):
         logger.error("Mistral rejects the gateway's API key; update the secret", extra={"status": status})
         return UpstreamError("The gateway's Mistral credentials were rejected.")
@@ -435,7 +262,7 @@ def _rejected(error: Any, status: int, circuit: CircuitBreaker | Guard) -> Gatew
     return UpstreamRejected(status, body, "Mistral rejected the request.")
 
 
-def _attempt_failed(kind: str, circuit: CircuitBreaker | Guard) -> None:
+def attempt_failed(kind: str, circuit: CircuitBreaker | Guard) -> None:
     """Count a failed attempt and tell the upstream's circuit breaker (which decides which kinds mean the
     upstream is down)."""
     _error_metric(kind)
