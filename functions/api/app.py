@@ -1,12 +1,14 @@
 """The gateway's HTTP API: routes and decorators only. The work happens in the layer's `mistral_gateway`.
 
-A request goes: lambda_handler -> middlewares.py (the "request served" line; the route's request parsing) -> route
--> mistral_gateway.flow.service -> (cache, upstream).
+A request goes: lambda_handler -> edge/middlewares.py (the route's request parsing; the "request served" line)
+-> route -> its use case in mistral_gateway/flow/ (completions, embeddings, catalog, responses, passthrough)
+-> flow/answers.py (memory, table, single-flight) -> upstream/.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -18,7 +20,7 @@ from mistral_gateway.edge.cors import cors_config
 from mistral_gateway.edge.middlewares import PUBLIC_CACHE, parsed, public_cache, request_served
 from mistral_gateway.edge.openapi import DOCS_PATH, ERROR_RESPONSES, SETTINGS, openapi_json
 from mistral_gateway.edge.resolver import GatewayResolver
-from mistral_gateway.flow import service
+from mistral_gateway.flow import catalog, completions, embeddings
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.platform.observability import logger, metrics
@@ -33,6 +35,14 @@ def current_request() -> GatewayRequest:
     parsed_request: GatewayRequest = app.context["request"]
     key_policy.admit(parsed_request.caller, container.current().budgets)
     return parsed_request
+
+
+def answered(use_case: Callable[..., Any], *path: str, body: bool = True, completion: bool = False) -> Response[str]:
+    """The route's use case on the current request: its body (when it takes one), then the path's values, then
+    the caller, Cache-Control and deadline (and, for completions, whether fallbacks may answer)."""
+    request = current_request()
+    context = request.completion_context if completion else request.context
+    return answer_response(use_case(*((request.body,) if body else ()), *path, **context))
 
 
 # This Lambda container's state (settings, clients, stores, circuits), built once on this cold start; the
@@ -56,14 +66,12 @@ app.enable_swagger_on_first_use(path=DOCS_PATH, middlewares=[public_cache])
     "function serves this route in the API; this buffered handler answers it as one SSE body for sam local).",
 )
 def chat_completions() -> Response[str]:
-    request = current_request()
-    return answer_response(service.chat_completion(request.body, **request.completion_context))
+    return answered(completions.chat_completion, completion=True)
 
 
 @app.post("/v1/fim/completions", summary="Fill-in-the-middle completion", middlewares=parsed(), **MISTRAL_ROUTE)
 def fim_completions() -> Response[str]:
-    request = current_request()
-    return answer_response(service.fim_completion(request.body, **request.completion_context))
+    return answered(completions.fim_completion, completion=True)
 
 
 @app.post(
@@ -74,20 +82,17 @@ def fim_completions() -> Response[str]:
     description="`encoding_format: base64` gives little-endian float32 vectors, as the OpenAI SDK expects.",
 )
 def create_embeddings() -> Response[str]:
-    request = current_request()
-    return answer_response(service.embeddings(request.body, **request.context))
+    return answered(embeddings.embeddings)
 
 
 @app.get("/v1/models", summary="List models", middlewares=parsed(with_body=False), **MISTRAL_ROUTE)
 def models() -> Response[str]:
-    request = current_request()
-    return answer_response(service.list_models(**request.context))
+    return answered(catalog.list_models, body=False)
 
 
 @app.get("/v1/models/<model_id>", summary="Retrieve a model", middlewares=parsed(with_body=False), **MISTRAL_ROUTE)
 def model(model_id: str) -> Response[str]:
-    request = current_request()
-    return answer_response(service.retrieve_model(model_id, **request.context))
+    return answered(catalog.retrieve_model, model_id, body=False)
 
 
 @app.post(
@@ -99,8 +104,7 @@ def model(model_id: str) -> Response[str]:
     description='`{"requests": [chat requests]}` answered in order, each with its own status and cache.',
 )
 def batch_chat_completions() -> Response[str]:
-    request = current_request()
-    return answer_response(service.batch_chat(request.body, **request.completion_context))
+    return answered(completions.batch_chat, completion=True)
 
 
 @app.post(
@@ -148,10 +152,10 @@ def conversations(**_path: str) -> Response[Any]:
     "request as one SSE body (sam local).",
 )
 def create_response() -> Response[str]:
-    from mistral_gateway.flow import responses
+    from mistral_gateway.flow import responses, responses_stream  # off the cold path of every other route
 
     request = current_request()
-    return answer_response(responses.buffered(responses.create(request.body, **request.completion_context)))
+    return answer_response(responses_stream.buffered(responses.create(request.body, **request.completion_context)))
 
 
 @app.post(
@@ -167,49 +171,34 @@ def count_response_input_tokens() -> Response[str]:
     return answer_response(responses.count_input_tokens(request.body, caller=request.caller, deadline=request.deadline))
 
 
-@app.get(
-    "/v1/responses/<response_id>",
-    summary="Retrieve a stored response (the caller's own)",
-    middlewares=parsed(with_body=False),
-    **MISTRAL_ROUTE,
-)
+# The caller's own stored responses, served from the responses table (flow/responses_stored.py).
+STORED_RESPONSE: dict[str, Any] = {"middlewares": parsed(with_body=False), **MISTRAL_ROUTE}
+
+
+@app.get("/v1/responses/<response_id>", summary="Retrieve a stored response (the caller's own)", **STORED_RESPONSE)
 def retrieve_response(response_id: str) -> Response[str]:
-    from mistral_gateway.flow import responses
+    from mistral_gateway.flow import responses_stored
 
-    return answer_response(responses.retrieve(response_id, caller=current_request().caller))
+    return answer_response(responses_stored.retrieve(response_id, caller=current_request().caller))
 
 
-@app.delete(
-    "/v1/responses/<response_id>",
-    summary="Delete a stored response (the caller's own)",
-    middlewares=parsed(with_body=False),
-    **MISTRAL_ROUTE,
-)
+@app.delete("/v1/responses/<response_id>", summary="Delete a stored response (the caller's own)", **STORED_RESPONSE)
 def delete_response(response_id: str) -> Response[str]:
-    from mistral_gateway.flow import responses
+    from mistral_gateway.flow import responses_stored
 
-    return answer_response(responses.delete(response_id, caller=current_request().caller))
+    return answer_response(responses_stored.delete(response_id, caller=current_request().caller))
 
 
-@app.get(
-    "/v1/responses/<response_id>/input_items",
-    summary="List a stored response's input items",
-    middlewares=parsed(with_body=False),
-    **MISTRAL_ROUTE,
-)
+@app.get("/v1/responses/<response_id>/input_items", summary="List a stored response's input items", **STORED_RESPONSE)
 def response_input_items(response_id: str) -> Response[str]:
-    from mistral_gateway.flow import responses
+    from mistral_gateway.flow import responses_stored
 
     query = app.current_event.get_query_string_value
-    return answer_response(
-        responses.list_input_items(
-            response_id,
-            caller=current_request().caller,
-            order=query("order"),
-            limit=query("limit"),
-            after=query("after"),
-        )
+    caller = current_request().caller
+    items = responses_stored.list_input_items(
+        response_id, caller=caller, order=query("order"), limit=query("limit"), after=query("after")
     )
+    return answer_response(items)
 
 
 # Every other Mistral route. A regex group makes it a "dynamic" route for Powertools, tried after the exact

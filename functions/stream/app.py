@@ -5,9 +5,9 @@ invocation into an HTTP request and hands over API Gateway's request context (`x
 the Lambda context (`x-amzn-lambda-context`) and the trace id (`x-amzn-trace-id`) as headers. `make serve`
 runs this same app for the routes template.yaml marks for streaming.
 
-A request goes: route -> mistral_gateway.flow.streaming (streamed) or mistral_gateway.flow.service (plain) -> (cache,
-upstream). Both forms get the streaming function's longer deadline. Conversations (start, append, restart) and
-agents completions with `"stream": true` go through the pass-through's policies and stream event by event
+A request goes: route -> mistral_gateway.flow.streaming (streamed) or flow.completions (plain) -> flow/answers.py
+(cache) -> upstream/. Both forms get the streaming function's longer deadline. Conversations (start, append,
+restart) and agents completions with `"stream": true` go through the pass-through's policies and stream event by event
 (mistral_gateway.flow.account.streams); without it they are relayed whole.
 
 Long-running routes that are not streams live here too, for that deadline (issue 21): the gateway's batch of chat
@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from mistral_gateway import container
 from mistral_gateway.edge import cors, served
-from mistral_gateway.flow import service, streaming
+from mistral_gateway.flow import completions, live_stream, streaming
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.platform.observability import logger, metrics
@@ -126,7 +126,7 @@ async def _completion(request: Request, route: str) -> Response:
         observability.log_unexpected("unexpected error", unexpected)
         failure = GatewayError("The gateway failed unexpectedly; the request can be retried.")
         return _finish(_error_response(failure), served, started)
-    if isinstance(outcome, streaming.LiveStream):  # chat, FIM, responses, and streamed pass-through routes
+    if isinstance(outcome, live_stream.LiveStream):  # chat, FIM, responses, and streamed pass-through routes
         return StreamingResponse(
             _forward(outcome, served, started),
             status_code=200,
@@ -159,14 +159,14 @@ def _serve(headers: Any, raw: bytes, event: dict[str, Any], context: AdapterCont
     )
     key_policy.admit(request.caller, container.current().budgets)  # expired: 401; the key's models
     if route == "batch":
-        return service.batch_chat(request.body, **request.completion_context)
+        return completions.batch_chat(request.body, **request.completion_context)
     if route == "responses":
         from mistral_gateway.flow import responses
 
         return responses.create(request.body, **request.completion_context)
     if request.body.get("stream") is True:
         return streaming.completion_stream(route, request.body, **request.completion_context)
-    complete = service.chat_completion if route == "chat" else service.fim_completion
+    complete = completions.chat_completion if route == "chat" else completions.fim_completion
     return complete(request.body, **request.completion_context)
 
 
@@ -197,7 +197,7 @@ def _relay(
     return relaying.handle(forward)
 
 
-async def _forward(stream: streaming.LiveStream, served: dict[str, Any], started: float) -> AsyncIterator[bytes]:
+async def _forward(stream: live_stream.LiveStream, served: dict[str, Any], started: float) -> AsyncIterator[bytes]:
     """Mistral's events to the caller as they come. A caller who hangs up ends the upstream stream."""
     events = stream.events()
     sent_all = False

@@ -20,16 +20,8 @@ import sys
 from typing import Any
 
 from mistral_gateway.container import current
-from mistral_gateway.policies.quota import (
-    KEY_EXPIRES_FIELD,
-    LIMIT_FIELDS,
-    MODELS_FIELD,
-    UNITS,
-    WINDOWS,
-    DynamoUsage,
-    limits_key,
-    usage_key,
-)
+from mistral_gateway.policies.key_limits import WINDOWS, limits_key, usage_key
+from mistral_gateway.policies.usage_store import KEY_EXPIRES_FIELD, LIMIT_FIELDS, MODELS_FIELD, UNITS, DynamoUsage
 
 __all__ = ["KEY_EXPIRES_FIELD", "LIMIT_FIELDS", "MODELS_FIELD"]
 

@@ -10,16 +10,17 @@ from typing import Any
 
 from gateway_dev.bench.streaming import cold, miss, replay
 from gateway_dev.template import Template
+from mistral_gateway.flow import answers
 
 
 def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gateway: str, emulator: Any) -> None:
-    from mistral_gateway.flow import service, streaming
+    from mistral_gateway.flow import checks, live_stream, streaming
     from mistral_gateway.policies import quota
     from mistral_gateway.upstream import mistral as upstream
 
     wrapped = [
-        (streaming, "completion_stream"), (service, "look_up"), (service, "validate"), (quota.Budgets, "spending"),
-        (upstream, "open_stream"), (streaming.LiveStream, "_forward"),
+        (streaming, "completion_stream"), (answers, "look_up"), (checks, "validate"), (quota.Budgets, "spending"),
+        (upstream, "open_stream"), (live_stream.LiveStream, "_forward"),
     ]  # fmt: skip
     originals = [getattr(owner, name) for owner, name in wrapped]
     # When the benchmark measures two paced streamed misses through the local HTTP gateway
@@ -35,7 +36,7 @@ def test_a_streamed_miss_is_measured_step_by_step_against_the_emulator(http_gate
         assert math.isclose(sum(measured.phases[name].samples[i] for name in measured.phases), first, abs_tol=1e-6)
     # And the gateway's functions are no longer wrapped afterwards: every one of them is the original again
     assert [getattr(owner, name) for owner, name in wrapped] == originals
-    assert not hasattr(service.look_up, "__wrapped__") and not hasattr(streaming.completion_stream, "__wrapped__")
+    assert not hasattr(answers.look_up, "__wrapped__") and not hasattr(streaming.completion_stream, "__wrapped__")
     assert emulator.stream_delay == 0.0 and emulator.answer_words == 0
 
 

@@ -187,7 +187,7 @@ def test_a_refused_request_gives_back_the_lease_it_took_on_lookup(gateway, emula
 def test_a_refused_request_leaves_an_expired_answer_in_place(gateway, emulator, chat_body, monkeypatch, table_calls):
     # Given an expired answer kept for stale-if-error, under the key of a request the SDK refuses
     from mistral_gateway.container import current
-    from mistral_gateway.flow.service import cache_scope
+    from mistral_gateway.flow.answers import cache_scope
     from mistral_gateway.requests.canonical import cache_key, canonical_chat
 
     tool = [{"type": "function", "function": {"name": "lookup"}}]
@@ -206,7 +206,7 @@ def test_a_refused_request_leaves_an_expired_answer_in_place(gateway, emulator, 
 
 
 def _validated_form(body: dict[str, Any]) -> dict[str, Any]:
-    from mistral_gateway.flow.service import admitted_completion
+    from mistral_gateway.flow.checks import admitted_completion
 
     form, _ = admitted_completion("chat", body)
     return form

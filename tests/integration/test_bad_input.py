@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mistral_gateway.flow import completions
+
 CHAT, FIM, EMBED, BATCH = "/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/batch/chat/completions"
 USER = [{"role": "user", "content": "hi"}]
 
@@ -204,12 +206,11 @@ def test_a_batch_validates_every_item_before_any_upstream_call(gateway, emulator
 def test_batch_items_the_sdk_or_the_dialect_refuses_are_refused_before_any_upstream_call(
     gateway, emulator, monkeypatch
 ) -> None:
-    from mistral_gateway.flow import service
 
     answered: list[Any] = []
-    chat_completion = service.chat_completion
+    chat_completion = completions.chat_completion
     monkeypatch.setattr(
-        service, "chat_completion", lambda item, **kw: answered.append(item) or chat_completion(item, **kw)
+        completions, "chat_completion", lambda item, **kw: answered.append(item) or chat_completion(item, **kw)
     )
     items = [
         chat(tools=[{"type": "function", "function": {"name": "f"}}]),

@@ -40,7 +40,7 @@ print(json.dumps([result["statusCode"], headers.get("X-Cache"), [m for m in watc
 STORED_THEN_ASKED = """
     from mistral_gateway.requests.canonical import cache_key, canonical_chat
     from mistral_gateway.container import current
-    from mistral_gateway.flow.service import cache_scope
+    from mistral_gateway.flow.answers import cache_scope
     request = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "stored before"}]}
     answer = {"id": "a", "object": "chat.completion", "model": "mistral-small-latest", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "yes"}, "finish_reason": "stop"}],

@@ -161,14 +161,14 @@ def test_a_huge_model_name_or_path_writes_no_huge_log_line(
 
 
 def test_an_unexpected_error_logs_its_frames_not_its_message(gateway, chat_body, monkeypatch) -> None:
-    from mistral_gateway.flow import service
+    from mistral_gateway.flow import completions
 
     quoted = "quoting the request: " + "my secret prompt " * 50_000
 
     def explode(*_: Any, **__: Any) -> None:
         raise RuntimeError(quoted)
 
-    monkeypatch.setattr(service, "chat_completion", explode)
+    monkeypatch.setattr(completions, "chat_completion", explode)
     response = gateway.chat(chat_body("anything"))
     assert response.status == 500 and "secret" not in response.text
     (record,) = [r for r in gateway.log_records() if r["message"] == "unexpected error"]

@@ -53,12 +53,12 @@ def test_every_error_writes_the_one_served_line(gateway, method, path, body, sta
 
 
 def test_an_unexpected_error_is_a_json_500_with_its_served_line(gateway, chat_body, monkeypatch) -> None:
-    from mistral_gateway.flow import service
+    from mistral_gateway.flow import completions
 
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(service, "chat_completion", broken)
+    monkeypatch.setattr(completions, "chat_completion", broken)
     response = gateway.chat(chat_body("anything"))
     assert response.status == 500 and response.json["object"] == "error"
     (line,) = served_lines(gateway)

@@ -288,7 +288,7 @@ def test_when_the_first_caller_fails_the_others_ask_mistral_themselves(warm, emu
 
 def test_a_dead_leaders_lease_does_not_hang_anyone(gateway, emulator, chat_body, emitted_metrics) -> None:
     from mistral_gateway.container import current
-    from mistral_gateway.flow.service import cache_scope
+    from mistral_gateway.flow.answers import cache_scope
     from mistral_gateway.requests.canonical import cache_key, canonical_chat
 
     body = chat_body("the leader died")

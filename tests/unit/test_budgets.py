@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from mistral_gateway.platform.config import Settings
-from mistral_gateway.policies.quota import Budgets, QuotaExceeded, Refused, StoreUnavailable, limits_key
+from mistral_gateway.policies import token_bound
+from mistral_gateway.policies.key_limits import limits_key
+from mistral_gateway.policies.quota import Budgets, QuotaExceeded
+from mistral_gateway.policies.usage_store import Refused, StoreUnavailable
 
 CALLER = "key-id-alice"
 MINUTE_START = 1_800_000_000 // 86_400 * 86_400 + 600.0  # 00:10:00 UTC on some day
@@ -215,13 +218,12 @@ def test_a_request_without_max_tokens_is_capped_at_the_default_and_reserves_exac
     budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
     spending = budgets.spending(CALLER, CHAT, cappable=True)
     assert spending.cap == 500 and spending.headers[quota.CAPPED_HEADER] == "500"
-    assert spending.reserved_tokens == quota.prompt_tokens(CHAT) + 500  # a true upper bound: Mistral stops at 500
+    assert spending.reserved_tokens == token_bound.prompt_tokens(CHAT) + 500  # a true upper bound: Mistral stops at 500
 
 
 def test_the_cap_shrinks_to_the_room_left_and_refuses_when_there_is_none(usage, clock) -> None:
-    from mistral_gateway.policies import quota
 
-    prompt = quota.prompt_tokens(CHAT)
+    prompt = token_bound.prompt_tokens(CHAT)
     limit(usage, tokens_per_minute=prompt * 2 + 700)
     budgets = budgets_over(usage, clock, quota_default_completion_tokens=500)
     first = budgets.spending(CALLER, CHAT, cappable=True)
@@ -233,13 +235,12 @@ def test_the_cap_shrinks_to_the_room_left_and_refuses_when_there_is_none(usage, 
 
 
 def test_each_of_n_choices_gets_the_cap(usage, clock) -> None:
-    from mistral_gateway.policies import quota
 
     body = {**CHAT, "n": 3}
     limit(usage, tokens_per_minute=100_000)
     budgets = budgets_over(usage, clock, quota_default_completion_tokens=300)
     spending = budgets.spending(CALLER, body, cappable=True)
-    assert spending.cap == 300 and usage.used("minute")["tokens"] == quota.prompt_tokens(body) + 3 * 300
+    assert spending.cap == 300 and usage.used("minute")["tokens"] == token_bound.prompt_tokens(body) + 3 * 300
 
 
 @pytest.mark.parametrize(

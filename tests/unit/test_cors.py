@@ -19,7 +19,11 @@ def test_every_header_the_gateway_sets_is_exposed() -> None:
 
 
 def test_every_request_header_the_gateway_reads_is_allowed() -> None:
-    callers_side = ("requests/http.py", "edge/relay_http.py", "flow/passthrough.py")  # upstream/ reads Mistral's headers
+    callers_side = (
+        "requests/http.py",
+        "edge/relay_http.py",
+        "flow/passthrough.py",
+    )  # upstream/ reads Mistral's headers
     source = "\n".join((PACKAGE / name).read_text() for name in callers_side)
     read = {name.lower() for name in re.findall(r'headers\.get\("([a-z-]+)"', source)}
     read |= set(re.findall(r'"(x-[a-z-]+)"', source))  # header names kept in constants too

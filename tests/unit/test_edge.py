@@ -7,7 +7,7 @@ import pytest
 
 from mistral_gateway.flow.passthrough import references_remote_content
 from mistral_gateway.platform.errors import InvalidRequest
-from mistral_gateway.policies import quota
+from mistral_gateway.policies import token_bound
 from mistral_gateway.requests import routes_policy
 from mistral_gateway.requests.http import fallbacks_allowed
 from mistral_gateway.requests.routes_policy import Policy
@@ -19,14 +19,14 @@ def test_a_huge_max_tokens_is_a_capped_count_not_an_overflow(max_tokens: float) 
     body = {"model": "m", "input": "x", "messages": [], "max_tokens": max_tokens, "n": max_tokens}
     body.pop("input")
     # When the budget estimates the request
-    estimate = quota.estimate_tokens(body, 1_024)
+    estimate = token_bound.estimate_tokens(body, 1_024)
     # Then it is a whole number DynamoDB can hold (38 digits), not an OverflowError
-    assert estimate >= quota.MAX_WHOLE and len(str(estimate)) <= 38
+    assert estimate >= token_bound.MAX_WHOLE and len(str(estimate)) <= 38
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, "7", True, None])
 def test_counts_that_are_not_whole_numbers_are_ignored(value: object) -> None:
-    assert quota._whole(value) is None
+    assert token_bound._whole(value) is None
 
 
 @pytest.mark.parametrize(

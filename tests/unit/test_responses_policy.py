@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mistral_gateway import container
-from mistral_gateway.flow import responses
+from mistral_gateway.flow import responses, responses_stored
 from mistral_gateway.platform import economics
 from mistral_gateway.platform.errors import NotFound, ServiceUnavailable
 from mistral_gateway.requests import prompt_cache
@@ -60,13 +60,13 @@ def remember(store: MemoryStore, caller: str, response_id: str, context: list[An
 
 def test_a_chain_is_the_stored_context_then_its_output(store: MemoryStore) -> None:
     remember(store, "alice", "resp_1", [message("user", "hi")], "hello")
-    history = responses.expanded_history("alice", "resp_1")
+    history = responses_stored.expanded_history("alice", "resp_1")
     assert history == [message("user", "hi"), *output("hello")]
 
 
 def test_a_long_chain_is_one_read_of_the_last_turn(store: MemoryStore) -> None:
     remember(store, "alice", "resp_2", [message("user", "a"), *output("b"), message("user", "c")], "d")
-    assert len(responses.expanded_history("alice", "resp_2")) == 4 and store.reads == 1
+    assert len(responses_stored.expanded_history("alice", "resp_2")) == 4 and store.reads == 1
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_a_long_chain_is_one_read_of_the_last_turn(store: MemoryStore) -> None:
 def test_anything_not_the_callers_own_is_the_same_not_found(store: MemoryStore, caller: Any, response_id: str) -> None:
     remember(store, "alice", "resp_1", [message("user", "hi")], "hello")
     with pytest.raises(NotFound) as refused:
-        responses.expanded_history(caller, response_id)
+        responses_stored.expanded_history(caller, response_id)
     assert refused.value.status == 404 and refused.value.code == "response_not_found"
     assert refused.value.param == "previous_response_id"
     assert refused.value.message == f"Response with id '{response_id}' not found."
@@ -85,13 +85,13 @@ def test_anything_not_the_callers_own_is_the_same_not_found(store: MemoryStore, 
 def test_an_expired_response_cannot_be_chained(store: MemoryStore) -> None:
     remember(store, "alice", "resp_1", [message("user", "hi")], "hello", expires_at=int(NOW))
     with pytest.raises(NotFound):
-        responses.expanded_history("alice", "resp_1")
+        responses_stored.expanded_history("alice", "resp_1")
 
 
 def test_a_failing_store_is_a_503_never_a_partial_history(store: MemoryStore) -> None:
     store.failing = True
     with pytest.raises(ServiceUnavailable) as failed:
-        responses.expanded_history("alice", "resp_1")
+        responses_stored.expanded_history("alice", "resp_1")
     assert failed.value.code == "response_store_unavailable"
 
 
@@ -104,9 +104,9 @@ def test_mistral_is_sent_the_expanded_input_store_false_and_no_previous_id() -> 
 
 
 def test_a_string_input_is_one_user_message() -> None:
-    assert responses.input_items("hi") == [{"role": "user", "content": "hi"}]
+    assert responses_stored.input_items("hi") == [{"role": "user", "content": "hi"}]
     items = [{"type": "message", "role": "user", "content": "a"}]
-    assert responses.input_items(items) == items
+    assert responses_stored.input_items(items) == items
 
 
 def test_the_budget_reads_the_input_as_the_prompt_and_max_output_tokens_as_the_completion() -> None:

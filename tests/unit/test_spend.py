@@ -1,4 +1,5 @@
-"""Spend per key (mistral_gateway/spend.py): what one served line adds, and a failing table never fails a request."""
+"""Spend per key (mistral_gateway/policies/spend.py): what one served line adds, and a failing table never fails a
+request."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mistral_gateway.container import current
-from mistral_gateway.flow import streaming
+from mistral_gateway.flow import live_stream, streaming
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.policies import quota
 from mistral_gateway.requests.http import CacheControl
@@ -53,9 +53,9 @@ class FakeOpened:
         self.closed.set()
 
 
-def live(opened: FakeOpened) -> streaming.LiveStream:
+def live(opened: FakeOpened) -> streaming.ChatStream:
     spending = quota.Spending(current().budgets, None)
-    return streaming.LiveStream(
+    return streaming.ChatStream(
         opened,  # type: ignore[arg-type]
         "key",
         CacheControl(read=False, store=False),  # nothing reaches DynamoDB
@@ -88,7 +88,7 @@ def test_a_caller_who_stops_reading_holds_the_reader_to_a_bounded_queue() -> Non
     pulled = settled(lambda: opened.pulled)
     # Then the reader stops pulling from Mistral once the caller's queue is full: no more than the queue holds
     assert first[0].startswith(b"data: ")
-    assert pulled <= 3 + streaming.QUEUE_EVENTS + 2, pulled
+    assert pulled <= 3 + live_stream.QUEUE_EVENTS + 2, pulled
     # And when the caller hangs up, the reader lets go and ends without pulling the rest
     stream.stop()
     outcome = stream.wait(10)

@@ -1,4 +1,4 @@
-"""quota.estimate_tokens on its own: an upper bound of what Mistral can bill, whatever costs tokens."""
+"""token_bound.estimate_tokens on its own: an upper bound of what Mistral can bill, whatever costs tokens."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mistral_gateway.policies import quota
+from mistral_gateway.policies import token_bound
 
 
 def chat(*messages: Any, **fields: Any) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def chat(*messages: Any, **fields: Any) -> dict[str, Any]:
 
 
 def estimate(body: dict[str, Any]) -> int:
-    return quota.estimate_tokens(body, default_completion_tokens=1_024)
+    return token_bound.estimate_tokens(body, default_completion_tokens=1_024)
 
 
 def user(content: Any) -> dict[str, Any]:
@@ -51,9 +51,9 @@ def test_n_multiplies_the_completion() -> None:
 def test_images_cost_a_fixed_generous_amount_not_their_base64_size() -> None:
     image = {"type": "image_url", "image_url": "data:image/png;base64," + "A" * 900_000}
     reserved = estimate(chat(user([{"type": "text", "text": "what is it?"}, image, image]), max_tokens=0))
-    assert 2 * quota.MEDIA_TOKENS["image_url"] <= reserved < 20_000
+    assert 2 * token_bound.MEDIA_TOKENS["image_url"] <= reserved < 20_000
 
 
 def test_embeddings_reserve_their_inputs_and_no_completion() -> None:
     body = {"model": "mistral-embed", "input": ["x" * 1_000, "y" * 1_000]}
-    assert 2_000 <= estimate(body) <= len(json.dumps(body)) + quota.TEMPLATE_TOKENS
+    assert 2_000 <= estimate(body) <= len(json.dumps(body)) + token_bound.TEMPLATE_TOKENS

@@ -5,8 +5,9 @@ callers' budgets, the upstreams' keys, SDK clients and circuit breakers, the pri
 built on first use (a cache hit never builds an SDK client), once, even when a batch's threads ask at the
 same moment.
 
-A handler module calls `start()` when it is imported (a cold start); the handlers and the shared package
-reach that object through `current()` rather than through a parameter on every function
+The composition root: it sits above the pieces it assembles (policies/, upstream/, stores/, platform/) and
+hands each what it needs as arguments; none of them imports it. A handler module calls `start()` when it is
+imported (a cold start); the handlers, edge/ and the use cases in flow/ reach the object through `current()`
 (docs/decisions.md says why). A test starts a new one to get a new container: fresh settings from the
 environment, no clients, no cached key, closed circuits, and, if it wants, a clock of its own.
 """
@@ -94,7 +95,8 @@ class Container:
         return self._once("store", "budgets", self._new_budgets)
 
     def _new_budgets(self) -> Budgets:
-        from mistral_gateway.policies.quota import Budgets, DynamoUsage
+        from mistral_gateway.policies.quota import Budgets
+        from mistral_gateway.policies.usage_store import DynamoUsage
 
         usage = DynamoUsage(lambda: self.aws_client("dynamodb"), self.settings.quota_table_name)
         return Budgets(usage, self.settings, clock=self.clock)
@@ -111,7 +113,7 @@ class Container:
 
     @property
     def responses(self) -> ResponsesStore:
-        """The stored /v1/responses of every caller (responses_store.py)."""
+        """The stored /v1/responses of every caller (stores/responses.py)."""
         return self._once("store", "responses", self._new_responses)
 
     def _new_responses(self) -> ResponsesStore:

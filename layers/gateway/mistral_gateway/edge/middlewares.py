@@ -24,7 +24,7 @@ PUBLIC_CACHE = "public, max-age=3600"
 
 
 def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Response:
-    """One line per request says what happened, errors, 404 and 405 included; the service adds model, cache
+    """One line per request says what happened, errors, 404 and 405 included; the use case adds model, cache
     status and tokens."""
     started = time.perf_counter()
     try:

@@ -34,7 +34,7 @@ ERROR_RESPONSES: dict[int, Any] = {
     504: {"description": "Mistral did not answer within the deadline"},
 }
 
-# Route -> the model its JSON body must satisfy (the same models the service validates with).
+# Route -> the model its JSON body must satisfy (the same models flow/checks.py validates with).
 REQUEST_MODELS = {
     "/v1/chat/completions": "ChatCompletionRequest",
     "/v1/fim/completions": "FIMCompletionRequest",

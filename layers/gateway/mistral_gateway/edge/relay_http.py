@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from aws_lambda_powertools.event_handler import Response
 
 from mistral_gateway.container import settings
-from mistral_gateway.flow.passthrough import Forward, Relayed
+from mistral_gateway.flow.relay import Forward, Relayed
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.requests.http import CacheControl, caller_id, raw_body
 

@@ -10,8 +10,18 @@ from typing import Any
 
 
 class GatewayError(Exception):
+    """An answer the gateway gives instead of Mistral's. Each kind names its HTTP status and Mistral's error
+    `type` where it is declared: `class NotFound(InvalidRequest, status=404)`."""
+
     status = 500
     error_type = "internal_error"
+
+    def __init_subclass__(cls, *, status: int | None = None, error_type: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if error_type is not None:
+            cls.error_type = error_type
 
     def __init__(
         self,
@@ -42,75 +52,60 @@ class GatewayError(Exception):
         return payload
 
 
-class InvalidRequest(GatewayError):
-    status = 400
-    error_type = "invalid_request_error"
+class InvalidRequest(GatewayError, status=400, error_type="invalid_request_error"):
+    """The request itself is wrong (bad JSON, a field out of range, a route that does not exist): a 4xx."""
 
 
-class RequestValidationFailed(InvalidRequest):
+class RequestValidationFailed(InvalidRequest, status=422):
     """The body is JSON but not a valid request: 422, like Mistral, with a `detail` list the SDK parses."""
 
-    status = 422
+
+class PayloadTooLarge(InvalidRequest, status=413):
+    """The body is larger than the gateway accepts (MaxBodyBytes, or the cloud's own payload limits)."""
 
 
-class PayloadTooLarge(InvalidRequest):
-    status = 413
+class UnsupportedMediaType(InvalidRequest, status=415):
+    """A body that should be JSON came with another content type."""
 
 
-class UnsupportedMediaType(InvalidRequest):
-    status = 415
+class NotFound(InvalidRequest, status=404):
+    """No such route, model or resource; also what another caller's resource looks like."""
 
 
-class NotFound(InvalidRequest):
-    status = 404
+class MethodNotAllowed(InvalidRequest, status=405):
+    """The route exists, the method does not."""
 
 
-class MethodNotAllowed(InvalidRequest):
-    status = 405
+class Unauthorized(GatewayError, status=401, error_type="authentication_error"):
+    """The caller's key is missing, unknown or expired."""
 
 
-class Unauthorized(GatewayError):
-    status = 401
-    error_type = "authentication_error"
+class Forbidden(GatewayError, status=403, error_type="permission_error"):
+    """The key is valid but may not do this (a model outside its list, a route the operator turned off)."""
 
 
-class Forbidden(GatewayError):
-    status = 403
-    error_type = "permission_error"
-
-
-class RateLimited(GatewayError):
-    status = 429
-    error_type = "rate_limited"
+class RateLimited(GatewayError, status=429, error_type="rate_limited"):
+    """A budget is spent, or Mistral is rate-limiting the gateway: 429 with Retry-After."""
 
     def __init__(self, message: str, *, retry_after_seconds: int, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.headers.setdefault("Retry-After", str(max(1, retry_after_seconds)))
 
 
-class UpstreamError(GatewayError):
+class UpstreamError(GatewayError, status=502, error_type="upstream_error"):
     """Mistral failed, answered garbage, or could not be reached: 502."""
 
-    status = 502
-    error_type = "upstream_error"
+
+class UpstreamTimeout(GatewayError, status=504, error_type="upstream_timeout"):
+    """Mistral did not answer within the request's deadline: 504."""
 
 
-class UpstreamTimeout(GatewayError):
-    status = 504
-    error_type = "upstream_timeout"
-
-
-class ServiceUnavailable(GatewayError):
+class ServiceUnavailable(GatewayError, status=503, error_type="service_unavailable"):
     """The gateway itself cannot serve (secret unreadable, circuit open): 503."""
 
-    status = 503
-    error_type = "service_unavailable"
 
-
-class UpstreamRejected(GatewayError):
+class UpstreamRejected(GatewayError, error_type="invalid_request_error"):
     """Mistral refused the request itself (400/404/422...): relayed with Mistral's own status and body."""
-
-    error_type = "invalid_request_error"
 
     def __init__(self, status: int, upstream_body: Any, message: str) -> None:
         super().__init__(message)

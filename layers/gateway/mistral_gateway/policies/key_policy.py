@@ -7,7 +7,7 @@ holds its request (the API function's `current_request` and pass-through, the st
 `_serve`): an expired key (a rotated key after its grace period, a revoked
 key) is a 401 even while API Gateway still holds a cached authorization; the models it may use are kept for
 the request (a context variable, copied into batch items) and checked wherever a model is named
-(service.check_model, the model list and card, the fallback chain): a 403 in Mistral's shape before any
+(checks.check_model, the model list and card, the fallback chain): a 403 in Mistral's shape before any
 upstream call. An empty list means every model the operator allows (AllowedModels).
 """
 

@@ -10,7 +10,7 @@ hot key stops being a hot partition. It only ever holds what the table held a mo
   caller's `max-age` may have shortened when it was stored) and, at most, `ANSWER_MEMORY_SECONDS` after it
   was taken from the table: an answer the table has since lost (deleted by hand, replaced by another
   container's `no-cache` refresh) is served from here for that long at most, never past its own freshness;
-- the caller's Cache-Control is applied by the service exactly as on a table hit: `no-cache` and `no-store`
+- the caller's Cache-Control is applied by flow/answers.py exactly as on a table hit: `no-cache` and `no-store`
   skip the lookup (and so this cache), an answer older than `max-age` is looked up in the table instead;
 - expired answers are never kept (stale-if-error reads the table, as before);
 - it is bounded in bytes (`ANSWER_MEMORY_BYTES`, 0 turns it off), least recently used first out.

@@ -4,7 +4,7 @@ Two requests that must get the same answer must get the same key: key order, exp
 to Mistral's defaults, `1` vs `1.0`, a lone text part vs a plain string, and `stream` (one entry serves the
 streamed and the plain form) do not split entries. Fields that only label a request (`metadata`,
 `prompt_cache_key`, `service_tier`) are not part of the key. The input is the request's validated form
-(service.admitted), so no invalid body ever reaches a key; nothing is coerced across types here either.
+(checks.admitted), so no invalid body ever reaches a key; nothing is coerced across types here either.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def parse_json_body(
     raw: str | bytes | None, content_type: str | None, *, max_bytes: int, item_list: str | None = None
 ) -> dict[str, Any]:
     """The request body as a JSON object within the limits of limits.py, or a 4xx GatewayError that says what
-    is wrong with it. `item_list`: a top-level field whose items the service checks one by one (a batch)."""
+    is wrong with it. `item_list`: a top-level field whose items the use case checks one by one (a batch)."""
     if content_type and not is_json_media(content_type):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type.split(';')[0]!r}.")
     if raw is None or raw == "" or raw == b"":
@@ -164,7 +164,7 @@ def fallbacks_allowed(header: str | None) -> bool:
 
 @dataclass(frozen=True)
 class GatewayRequest:
-    """Everything the service needs from one API Gateway event, parsed and checked."""
+    """Everything a use case needs from one API Gateway event, parsed and checked."""
 
     body: dict[str, Any]
     caller: str | None

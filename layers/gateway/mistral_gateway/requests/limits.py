@@ -9,7 +9,7 @@
   (`1e999` parses to infinity, which no JSON encoder writes back). NaN and Infinity literals are refused by
   the parser itself (http.parse_json_body).
 
-A violation is a 400 naming where it is. In a batch, the items are checked one by one by the service, so a
+A violation is a 400 naming where it is. In a batch, the items are checked one by one (flow/completions.py), so a
 bad item is that item's 400 and the others are still answered.
 """
 

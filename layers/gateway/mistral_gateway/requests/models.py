@@ -156,6 +156,19 @@ Stop = StrictStr | list[StrictStr]
 
 
 class _Completion(_Strict):
+    """What chat and FIM share: the model, sampling, length, stop, seed, labels and the prompt cache key."""
+
+    model: ModelName
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+    max_tokens: TokenCount | None = None
+    min_tokens: TokenCount | None = None
+    stream: StrictBool = False
+    stop: Stop | None = None
+    random_seed: NonNegativeInt | None = None
+    metadata: dict[str, Any] | None = None
+    prompt_cache_key: StrictStr | None = None
+
     def sdk_arguments(self) -> dict[str, Any]:
         """Keyword arguments for the SDK's complete(): only what the caller set, as plain data (the gateway
         always asks for the whole answer; `stream` is how it is served, not how it is fetched)."""
@@ -178,21 +191,12 @@ class OpenAIDialectFields(BaseModel):
 
 
 class ChatCompletionRequest(_Completion):
-    model: ModelName
     messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
-    temperature: Temperature | None = None
-    top_p: Probability | None = None
-    max_tokens: TokenCount | None = None
-    stream: StrictBool = False
-    stop: Stop | None = None
-    random_seed: NonNegativeInt | None = None
-    metadata: dict[str, Any] | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["auto", "none", "any", "required"] | NamedToolChoice | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    min_tokens: TokenCount | None = None
     repetition_penalty: Annotated[Real, Field(ge=0.0)] | None = None
     top_k: NonNegativeInt | None = None
     logprobs: StrictBool | None = None
@@ -205,7 +209,6 @@ class ChatCompletionRequest(_Completion):
     reasoning_effort: StrictStr | None = None
     prompt_mode: StrictStr | None = None
     guardrails: list[dict[str, Any]] | None = None
-    prompt_cache_key: StrictStr | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     safe_prompt: StrictBool | None = None
 
@@ -213,18 +216,8 @@ class ChatCompletionRequest(_Completion):
 class FIMCompletionRequest(_Completion):
     """Fill-in-the-middle (codestral): the SDK's FIMCompletionRequest with Mistral's ranges."""
 
-    model: ModelName
     prompt: Text
     suffix: Text | None = None
-    temperature: Temperature | None = None
-    top_p: Probability | None = None
-    max_tokens: TokenCount | None = None
-    min_tokens: TokenCount | None = None
-    stream: StrictBool = False
-    stop: Stop | None = None
-    random_seed: NonNegativeInt | None = None
-    metadata: dict[str, Any] | None = None
-    prompt_cache_key: StrictStr | None = None
 
 
 class EmbeddingRequest(_Strict):

@@ -18,8 +18,8 @@ from gateway_dev.bench.streaming.client import caller_headers, http_client, pace
 # The steps of a streamed miss, in order; their medians add up to the first-event time through the gateway.
 PHASES = (
     ("http_in", "HTTP in: uvicorn, LocalGateway (key check, adapter headers), Starlette, body, worker thread"),
-    ("lookup", "cache lookup (`service.look_up`: key + GetItem)"),
-    ("validate", "validation (`service.validate`, pydantic)"),
+    ("lookup", "cache lookup (`answers.look_up`: key + GetItem)"),
+    ("validate", "validation (`checks.validate`, pydantic)"),
     ("budget", "budget reservation (`Budgets.spending`)"),
     ("other", "the rest of `completion_stream` before Mistral (dialect, model check, canonical form, metrics)"),
     ("open", "Mistral's stream opened (`upstream.open_stream`: SDK request to the 200)"),
@@ -46,7 +46,7 @@ class Marks:
 def phase_marks() -> Iterator[Marks]:
     """Wraps the steps of `streaming.completion_stream` (module attributes, looked up at each call) with
     perf_counter() stamps: a few microseconds per request. Everything is put back afterwards."""
-    from mistral_gateway.flow import service, streaming
+    from mistral_gateway.flow import answers, checks, live_stream, streaming
     from mistral_gateway.policies import quota
     from mistral_gateway.upstream import mistral as upstream
 
@@ -68,18 +68,18 @@ def phase_marks() -> Iterator[Marks]:
         setattr(owner, name, timed)
 
     wrap(streaming, "completion_stream", "stream")
-    wrap(service, "look_up", "lookup")
-    wrap(service, "validate", "validate")
+    wrap(answers, "look_up", "lookup")
+    wrap(checks, "validate", "validate")
     wrap(quota.Budgets, "spending", "budget")
     wrap(upstream, "open_stream", "open")
-    original_forward = streaming.LiveStream._forward
+    original_forward = live_stream.LiveStream._forward
 
     def forward(self: Any, event: bytes, payload: str | None) -> None:
         marks.first("first_forward")
         original_forward(self, event, payload)
 
-    patched.append((streaming.LiveStream, "_forward", original_forward))
-    streaming.LiveStream._forward = forward  # type: ignore[method-assign]
+    patched.append((live_stream.LiveStream, "_forward", original_forward))
+    live_stream.LiveStream._forward = forward  # type: ignore[method-assign]
     try:
         yield marks
     finally:

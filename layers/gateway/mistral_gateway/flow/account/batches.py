@@ -15,7 +15,8 @@ import json
 from typing import Any
 
 from mistral_gateway.container import current
-from mistral_gateway.flow.passthrough import Forward
+from mistral_gateway.flow import relay
+from mistral_gateway.flow.relay import Forward
 from mistral_gateway.platform import economics, observability
 from mistral_gateway.platform.observability import logger
 
@@ -28,10 +29,7 @@ def settle_finished(request: Forward, owner: str, job: dict[str, Any]) -> dict[s
     job_id, output = job.get("id"), job.get("output_file")
     if job.get("status") not in FINISHED or not isinstance(job_id, str) or not isinstance(output, str):
         return {}
-    from mistral_gateway.flow import passthrough
-    from mistral_gateway.flow.account.owned import internal
-
-    content = passthrough.relay(internal(request, "GET", f"files/{output}/content"))
+    content = relay.relay(relay.internal(request, "GET", f"files/{output}/content"))
     if content.status != 200:
         return {}
     usage = usage_of(content.body)

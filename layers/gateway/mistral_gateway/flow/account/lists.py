@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from mistral_gateway.container import current, settings
-from mistral_gateway.flow.passthrough import Forward, Relayed, json_object
+from mistral_gateway.flow import relay
+from mistral_gateway.flow.relay import Forward, Relayed, json_object
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.errors import InvalidRequest, UpstreamError
 
@@ -89,11 +90,8 @@ def shape(kind: str, items: list[dict[str, Any]], total: int, page: int, page_si
 
 
 def _fetch(request: Forward, kind: str, parent: str | None, ids: list[str]) -> list[dict[str, Any]]:
-    from mistral_gateway.flow import passthrough
-    from mistral_gateway.flow.account.owned import internal
-
     def get(rid: str) -> dict[str, Any] | None:
-        relayed = passthrough.relay(internal(request, "GET", ITEM_PATHS[kind].format(id=rid, parent=parent)))
+        relayed = relay.relay(relay.internal(request, "GET", ITEM_PATHS[kind].format(id=rid, parent=parent)))
         if relayed.status == 404:
             return None  # gone from the account: left out
         if relayed.status >= 400:

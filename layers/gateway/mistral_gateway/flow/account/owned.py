@@ -19,7 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from mistral_gateway.container import current
-from mistral_gateway.flow.passthrough import Forward, Relayed
+from mistral_gateway.flow import relay
+from mistral_gateway.flow.relay import Forward, Relayed
 from mistral_gateway.platform.errors import Forbidden, GatewayError, InvalidRequest, NotFound, UpstreamError
 from mistral_gateway.platform.observability import logger
 from mistral_gateway.requests import ownership
@@ -150,7 +151,6 @@ def record_derived(ledger: Ledger, owner: str, kind: str, answer: dict[str, Any]
 
 def delete_upstream(kind: str, rid: str, parent: str | None, relayed: Relayed) -> None:
     """Undo a create the ledger could not record; if that fails too, the operator is told which id is orphaned."""
-    from mistral_gateway.flow import passthrough
     from mistral_gateway.platform.deadline import Deadline
 
     template = ownership.DELETE_PATHS.get(kind)
@@ -160,7 +160,7 @@ def delete_upstream(kind: str, rid: str, parent: str | None, relayed: Relayed) -
     method = "POST" if path.endswith("/cancel") else "DELETE"
     undo = Forward(method, path, "", {}, None, None, _no_cache(), Deadline.start(5_000, None))
     try:
-        passthrough.relay(undo)
+        relay.relay(undo)
         logger.warning("ledger unavailable; deleted the new resource upstream", extra={"kind": kind})
     except GatewayError:
         logger.error("ledger unavailable and the new resource could not be deleted", extra={"kind": kind, "id": rid})
@@ -188,10 +188,3 @@ def answer_fields(relayed: Relayed) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def internal(request: Forward, method: str, subpath: str, query: str = "") -> Forward:
-    """A gateway-made call to Mistral on behalf of `request` (same deadline), without the caller's body."""
-    return replace(
-        request, method=method, subpath=subpath, query=query, body=None, headers={"accept": "application/json"}
-    )

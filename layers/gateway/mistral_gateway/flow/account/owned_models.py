@@ -1,7 +1,7 @@
 """AccountRoutes=owned on the models routes: a caller sees only the fine-tuned models its own jobs made.
 
 Mistral's `GET /v1/models` lists every model of the account, the fine-tuned ones (`ft:...`) of every caller's
-jobs included. The list stays cached once per container and table (service.list_models, MODELS_TTL_SECONDS,
+jobs included. The list stays cached once per container and table (catalog.list_models, MODELS_TTL_SECONDS,
 scope "shared"): it is Mistral's answer, the same for everyone. What each caller is shown is filtered after the
 cache, on every request, so a list filtered for one caller is never stored and never served to another. Base
 models stay visible to every caller (the key's allow-lists still apply). A fine-tuned model's card

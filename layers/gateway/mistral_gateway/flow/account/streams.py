@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mistral_gateway.container import current, settings
-from mistral_gateway.flow import passthrough, service, streaming
-from mistral_gateway.flow.passthrough import Forward, Relayed
-from mistral_gateway.platform import economics, observability
+from mistral_gateway.flow import answers, checks, passthrough, relay
+from mistral_gateway.flow.live_stream import LiveStream, is_timeout
+from mistral_gateway.flow.relay import Forward, Relayed
+from mistral_gateway.platform import economics
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import UpstreamError
-from mistral_gateway.platform.observability import logger
 from mistral_gateway.requests import prompt_cache
 from mistral_gateway.requests.http import CacheControl
 from mistral_gateway.upstream import mistral, retry, sse
@@ -57,7 +57,7 @@ class LiveRelayed(Relayed):
     chunks: Any = None  # its byte iterator, already started
     splitter: Any = None  # sse.EventSplitter, holding what came after the first event
     spending: Any = None  # quota.Spending, settled when the stream ends
-    circuit: str | None = None  # whose circuit a broken stream counts on (passthrough.circuit_target)
+    circuit: str | None = None  # whose circuit a broken stream counts on (relay.circuit_target)
 
     def abandon(self) -> None:
         """The policies refused the answer after it was opened (the ledger failed): stop Mistral's stream; the
@@ -91,16 +91,16 @@ def serve(request: Forward, started: float | None = None) -> Relayed | RelayedSt
 
 def streamed_relay(request: Forward) -> Relayed:
     """passthrough.budgeted_relay for a stream: the same body policies and budget, Mistral's stream opened."""
-    body = passthrough.edge_json(request)
+    body = relay.edge_json(request)
     request = replace(request, body=prompt_cache.namespaced_body(request.subpath, request.body, request.caller))
     if "model" in body:
-        service.check_model(body)
-    cappable = request.subpath.strip("/") in passthrough.CAPPABLE_ROUTES and bool(body)
+        checks.check_model(body)
+    cappable = request.subpath.strip("/") in relay.CAPPABLE_ROUTES and bool(body)
     spending = current().budgets.spending(request.caller, body, cappable=cappable)
     try:
         if spending.cap is not None:
             request = replace(request, body=json.dumps({**body, "max_tokens": spending.cap}).encode())
-        circuit = passthrough.circuit_target(request.body)
+        circuit = relay.circuit_target(request.body)
         opened = retry.call(
             lambda timeout_ms: _open(request, timeout_ms),
             request.deadline,
@@ -137,12 +137,12 @@ def streamed_relay(request: Forward) -> Relayed:
 
 def _open(request: Forward, timeout_ms: int) -> mistral.UpstreamStream | Relayed:
     """Mistral's stream (status 200, an event stream), or its 4xx / JSON answer read whole."""
-    url = passthrough.upstream_url(request.subpath, request.query)
-    headers = {name: request.headers[name] for name in passthrough.FORWARDED_HEADERS if request.headers.get(name)}
+    url = relay.upstream_url(request.subpath, request.query)
+    headers = {name: request.headers[name] for name in relay.FORWARDED_HEADERS if request.headers.get(name)}
     headers["accept"] = "text/event-stream"
 
     headers["authorization"] = f"Bearer {current().keys.mistral()}"
-    client = passthrough._client()
+    client = relay.shared_client()
     idle_ms = settings().stream_idle_timeout_ms
     built = client.build_request(
         "POST", url, content=request.body, headers=headers, timeout=min(timeout_ms, idle_ms) / 1000
@@ -159,7 +159,7 @@ def _open(request: Forward, timeout_ms: int) -> mistral.UpstreamStream | Relayed
         response.close()
         relayed = Relayed(status, content_type, content)
         if status < 300:
-            passthrough._readable(relayed)
+            relay.readable(relayed)
         return relayed
     return mistral.UpstreamStream(response)
 
@@ -176,13 +176,13 @@ def _first_event(opened: mistral.UpstreamStream) -> tuple[Iterator[bytes], sse.E
             if any(sse.event_data(event) is not None for event in events):
                 return chunks, splitter, head
     except Exception as error:
-        if streaming._is_timeout(error):
+        if is_timeout(error):
             raise UpstreamError("Mistral's stream sent nothing before its idle timeout.") from None
         raise UpstreamError("Mistral's stream was cut off before its first event.") from None
     raise UpstreamError("Mistral's stream ended before its first event.")
 
 
-class RelayedStream(streaming.LiveStream):
+class RelayedStream(LiveStream):
     """A streamed pass-through answer in flight: the first event (already read and checked), then Mistral's
     events one by one; the budget settled and the turn metered from the last event's usage."""
 
@@ -192,39 +192,18 @@ class RelayedStream(streaming.LiveStream):
         no_store = CacheControl(read=False, store=False)
         super().__init__(live.opened, "", no_store, live.spending, deadline, started, dict(live.headers))
 
-    def _read(self) -> None:
-        state = _Followed()
-        ended = "cut"
-        try:
-            for event in self._live.head:
-                self._pass(event, state)
-            splitter = self._live.splitter
-            for data in self._live.chunks:
-                for event in splitter.feed(data):
-                    self._pass(event, state)
-                if self._deadline.remaining_ms() <= 0:
-                    self._stop_reason = self._stop_reason or "too_long"
-                    self._upstream.close()
-                    break
-            if self._stop_reason is None:
-                if state.failed:
-                    ended = "incomplete"  # Mistral's own error event, forwarded as it sent it
-                else:
-                    ended = "complete" if state.done and not splitter.pending.strip() else "cut"
-        except Exception as error:  # a timeout, a cut connection, or our own stop()
-            ended = "idle_timeout" if streaming._is_timeout(error) else "cut"
-        if self._stop_reason is not None:
-            ended = self._stop_reason
-        failure = streaming._failure(ended)
-        if failure is not None and ended != "hung_up":
-            self._put(sse.error_event(failure.body()))
-        try:
-            self._settle(ended, state)
-        except Exception as error:  # bookkeeping must never keep the caller's stream open
-            observability.log_unexpected("stream bookkeeping failed", error)
-        finally:
-            self._finished.set()
-            self._put(streaming._END)
+    def _pump(self) -> str:
+        self._state = state = _Followed()
+        for event in self._live.head:
+            self._pass(event, state)
+        splitter = self._live.splitter
+        ended = self._follow(self._live.chunks, splitter, lambda event: self._pass(event, state))
+        if ended is None:
+            if state.failed:
+                ended = "incomplete"  # Mistral's own error event, forwarded as it sent it
+            else:
+                ended = "complete" if state.done and not splitter.pending.strip() else "cut"
+        return ended
 
     def _pass(self, event: bytes, state: _Followed) -> None:
         payload = sse.event_data(event)
@@ -232,28 +211,15 @@ class RelayedStream(streaming.LiveStream):
             state.follow(payload)
         self._forward(event, payload)
 
-    def _settle(self, ended: str, state: _Followed) -> None:
-        outcome = self.outcome
-        outcome.ended = ended
-        outcome.duration_ms = (time.perf_counter() - self._started) * 1000
+    def _settle(self, ended: str) -> None:
+        state = self._state
         usage = economics.token_usage(state.usage)
-        outcome.usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
+        self._close_books(ended, usage, early=ended not in ("complete", "incomplete"), circuit=self._live.circuit)
+        self.outcome.usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
         if usage:
-            self._spending.settle(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
-        else:  # what Mistral billed is unknown: the budget keeps the whole reservation (see streaming.py)
-            self._spending.settle(self._spending.reserved_tokens)
-        if ended not in ("complete", "incomplete"):
-            observability.count(observability.STREAMS_ENDED_EARLY)
-            if ended in ("cut", "idle_timeout"):
-                kind = "idle_timeout" if ended == "idle_timeout" else "connection"
-                mistral.stream_failed(current().upstream(retry.MISTRAL), kind, self._live.circuit)
-        if usage:
-            service.account(b"", usage)
+            answers.account(b"", usage)
             current().prices.headers_and_metrics(state.model, "MISS", usage)
-        if outcome.first_token_ms is not None:
-            observability.milliseconds(observability.TIME_TO_FIRST_TOKEN, outcome.first_token_ms)
-        observability.milliseconds(observability.STREAM_DURATION, outcome.duration_ms)
-        logger.append_keys(**outcome.log_fields())
+        self._report()
 
 
 class _Followed:
