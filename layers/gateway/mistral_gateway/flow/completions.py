@@ -9,31 +9,24 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mistral_gateway.container import current, settings
 from mistral_gateway.flow import answers, checks
 from mistral_gateway.flow.answers import Answer, Fetch, Fetched
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.deadline import Deadline
-from mistral_gateway.platform.errors import (
-    GatewayError,
-    InvalidRequest,
-)
+from mistral_gateway.platform.errors import GatewayError, InvalidRequest
 from mistral_gateway.platform.observability import logger
 from mistral_gateway.requests import limits
 from mistral_gateway.requests.canonical import canonical_chat
 from mistral_gateway.requests.http import CacheControl
 
-if TYPE_CHECKING:
-    pass  # loaded on a miss only
-
 
 def chat_completion(
     body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline, fallbacks: bool = True
 ) -> Answer:
-    body = checks.in_mistral_dialect(body)
-    return _completion("chat", body, caller, control, deadline, fallbacks)
+    return _completion("chat", checks.in_mistral_dialect(body), caller, control, deadline, fallbacks)
 
 
 def fim_completion(
@@ -50,8 +43,11 @@ def _completion(
     deadline: Deadline,
     fallbacks: bool,
 ) -> Answer:
-    """Chat and FIM: one cache entry per request, served plain or as an SSE replay."""
-    form, validated = checks.admitted_completion(route, body)
+    """Chat and FIM: one cache entry per request, served plain or as an SSE replay. The request goes by one name
+    per form: `body` (as sent, in Mistral's dialect), `validated` (pydantic's, None where admission vouched for
+    the body), `canonical` (what the cache key is computed over), `arguments` (the SDK's, sent upstream)."""
+    key_form, validated = checks.admitted_completion(route, body)
+    canonical = canonical_chat(key_form)
     checks.check_fine_tuned(body, caller)
 
     def prepare() -> Fetch:
@@ -66,11 +62,11 @@ def _completion(
             from mistral_gateway.policies import quota
 
             cap = quota.completion_cap()  # the key's token budget caps what Mistral may write (quota.py)
-            capped = arguments if cap is None else {**arguments, "max_tokens": cap}
+            sent = arguments if cap is None else {**arguments, "max_tokens": cap}
             fetched, served = fallback.first_answer(
-                capped["model"],
+                sent["model"],
                 lambda target: ask(
-                    *current().upstream_and_sdk(target.upstream), {**capped, "model": target.model}, deadline
+                    *current().upstream_and_sdk(target.upstream), {**sent, "model": target.model}, deadline
                 ),
                 deadline,
                 enabled=fallbacks,
@@ -84,9 +80,7 @@ def _completion(
 
         return fetch
 
-    answer = answers.through_cache(
-        route, canonical_chat(form), caller, control, prepare, deadline, charged=body, cappable=True
-    )
+    answer = answers.through_cache(route, canonical, caller, control, prepare, deadline, charged=body, cappable=True)
     answer = answers.priced(answer, body)
     return answers.as_stream(answer) if body.get("stream") is True else answer
 

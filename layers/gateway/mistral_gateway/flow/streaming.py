@@ -47,9 +47,9 @@ def completion_stream(
     started = time.perf_counter()
     if route == "chat":
         body = checks.in_mistral_dialect(body)
-    form, validated = checks.admitted_completion(route, body)  # a hit only for what validation accepts
+    key_form, validated = checks.admitted_completion(route, body)  # a hit only for what validation accepts
     checks.check_fine_tuned(body, caller)
-    found = answers.look_up(route, canonical_chat(form), answers.cache_scope(caller), control)
+    found = answers.look_up(route, canonical_chat(key_form), answers.cache_scope(caller), control)
     if found.hit is not None:
         return answers.as_stream(answers.priced(answers.budgeted_hit(found.hit, caller, body), body))
 
