@@ -19,7 +19,7 @@ MAX_LINES = 400
 
 # Package folder -> its subpackages, top to bottom.
 LAYOUTS: dict[str, list[str]] = {
-    "local/gateway_dev": ["ops | bench | build", "runner", "cloud | emulator"],
+    "local/gateway_dev": ["ops | bench", "runner", "cloud | emulator"],
 }
 
 

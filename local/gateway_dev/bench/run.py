@@ -63,7 +63,7 @@ def measure(sizes: Sizes, paths: Paths, peers: tuple[str, ...] = ()) -> Run:
     progress("starting moto and the Mistral emulator")
     stack = start_stack(paths)
     try:
-        from gateway_dev.bridge import load_function
+        from gateway_dev.runner.bridge import load_function
 
         function = load_function(stack.template, "ApiFunction")
         cold = cold_starts(stack, function, sizes, layer.measured)
@@ -113,13 +113,13 @@ PEERS = ("litellm",)
 def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigures:
     """A peer proxy installed in its own venv, pointed at this run's emulator, measured beside the gateway under
     the local runner (the gateway's cold start and memory are filled in from figures 1 and 5)."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bench.peers import litellm
     from gateway_dev.bench.peers.side_by_side import Side, compare
     from gateway_dev.bench.settings import MODEL
     from gateway_dev.bench.stack import chat_body
     from gateway_dev.bench.streaming.client import caller_headers, http_client
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}: known are {', '.join(PEERS)}")
@@ -164,8 +164,8 @@ def with_gateway(figures: PeerFigures, cold: ColdStarts, mixed: dict[str, Any]) 
 
 def measure_prompt_sizes(stack: Any, sizes: Sizes) -> list[SizedOverhead]:
     """Figure 13 through the local HTTP gateway (`make serve`'s), against the emulator straight."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
     try:

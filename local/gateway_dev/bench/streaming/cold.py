@@ -21,7 +21,7 @@ from gateway_dev.bench.settings import CALLER_ID, CHAT_PATH, LAUNCHER, READY_POL
 from gateway_dev.bench.stack import cache_keys, progress
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.streaming.client import http_client, read_stream, stream_body
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 # The floor app: a real module, copied where run.sh starts it as `app:app` (importing it would run it).
 FLOOR_APP = Path(__file__).parent.parent / "children" / "stream_floor_app.py"
@@ -145,7 +145,7 @@ def stream_cold_starts(
     """Fresh processes, alternating floor, cache hit and miss (all streamed requests). A first process stores
     the answer the hits replay; with `warmup`, one uncounted round then writes the bytecode (as the buffered cold
     starts do)."""
-    from gateway_dev.asgi import adapter_headers
+    from gateway_dev.runner.asgi import adapter_headers
 
     env = stream_function_env(template, env)
     endpoint = env.get("AWS_ENDPOINT_URL")

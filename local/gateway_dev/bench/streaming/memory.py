@@ -22,7 +22,7 @@ from typing import Any
 from gateway_dev.bench.settings import CALLER_ID, CHAT_PATH, LAUNCHER, MB, STREAM_APP_DIR
 from gateway_dev.bench.streaming.client import http_client, read_stream, stream_body
 from gateway_dev.bench.streaming.cold import free_port, stream_function_env, wait_ready
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 SETTLE_S = 1.0  # a stalled process counts as settled when its RSS has not grown for this long
 STALL_MAX_S = 60.0
@@ -92,7 +92,7 @@ class StreamServer:
 def stream_memory(
     template: Template, env: dict[str, str], emulator: Any, nonce: str, *, tokens: int, readers: int
 ) -> StreamMemory:
-    from gateway_dev.asgi import adapter_headers
+    from gateway_dev.runner.asgi import adapter_headers
 
     env = stream_function_env(template, env)
     headers = {"content-type": "application/json", **adapter_headers("POST", CHAT_PATH, CALLER_ID)}

@@ -25,7 +25,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev.emulator_routes import json_response
+from gateway_dev.emulator.routes import json_response
 
 FILLER = ["and", "the", "emulator", "keeps", "writing", "one", "word", "at", "a", "time"]
 

@@ -174,7 +174,7 @@ class Account:
 
 
 def _fault(request: Request) -> Any:
-    from gateway_dev.emulator import FAULT_KEY
+    from gateway_dev.emulator.server import FAULT_KEY
 
     return request.environ.get(FAULT_KEY)
 

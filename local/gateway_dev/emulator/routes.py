@@ -14,7 +14,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev.schema_instance import instance
+from gateway_dev.emulator.schema_instance import instance
 
 MODERATION_CATEGORIES = (
     "sexual",
@@ -101,7 +101,7 @@ def dispatch(emulator: Any, request: Request, payload: Any, raw: bytes) -> Respo
         return _model_card(emulator, path.removeprefix("/v1/models/"))
     if path == "/v1/audio/transcriptions" and method == "POST":
         return _transcription(request)
-    from gateway_dev import emulator_account
+    from gateway_dev.emulator import account as emulator_account
 
     account = emulator_account.dispatch(emulator, request, payload)
     if account is not None:

@@ -44,10 +44,11 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev import caller_keys, cloud_limits
-from gateway_dev.apigw import proxy_event, proxy_result
-from gateway_dev.locking import serialize_methods
-from gateway_dev.template import ApiRoute, Template
+from gateway_dev.cloud import cloud_limits
+from gateway_dev.cloud.apigw import proxy_event, proxy_result
+from gateway_dev.cloud.locking import serialize_methods
+from gateway_dev.cloud.template import ApiRoute, Template
+from gateway_dev.runner import caller_keys
 
 
 @dataclass

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway_dev import quota as quota_tool
-from gateway_dev import spend
-from gateway_dev.spend import format_table
+from gateway_dev.ops import quota as quota_tool
+from gateway_dev.ops import spend
+from gateway_dev.ops.spend import format_table
 
 EXIT_USAGE, EXIT_NOT_FOUND, EXIT_ACCESS, EXIT_THROTTLED, EXIT_FAILED = 2, 3, 4, 5, 1
 DEFAULT_GRACE = "24h"
@@ -112,7 +112,7 @@ def connect_local(path: Path | None = None) -> Gateway:
     """`make serve`'s usage plan and quota table in its moto, from the state file it writes."""
     import boto3
 
-    from gateway_dev.usage_plan import LocalApi, state_path
+    from gateway_dev.cloud.usage_plan import LocalApi, state_path
 
     path = path or state_path()
     try:

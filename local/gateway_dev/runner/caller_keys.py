@@ -9,7 +9,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Protocol
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 AUTHORIZER = "CallerKeyAuthorizer"
 MISSING = "Missing API key: send 'Authorization: Bearer <key>'."
@@ -28,7 +28,7 @@ def identity_headers(template: Template) -> tuple[str, ...]:
 
 @cache
 def authorizer() -> ModuleType:
-    from gateway_dev.bridge import handler_module, load_function
+    from gateway_dev.runner.bridge import handler_module, load_function
 
     template = Template()
     load_function(template, "AuthorizerFunction")

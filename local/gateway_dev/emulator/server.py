@@ -27,7 +27,8 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev import emulator_responses, emulator_routes
+from gateway_dev.emulator import responses as emulator_responses
+from gateway_dev.emulator import routes as emulator_routes
 
 EMBEDDING_DIMENSIONS = 1024
 FAULT_KEY = "gateway_dev.emulator.fault"  # the request's scripted Fault, in its WSGI environ
