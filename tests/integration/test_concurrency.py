@@ -11,7 +11,7 @@ import boto3
 import httpx
 import pytest
 
-from gateway_dev.emulator.server import embedding
+from gateway_dev.emulator.embeddings import embedding
 from gateway_dev.ops import spend as spend_admin
 
 QUOTA_TABLE = "mistral-gateway-QuotaTable"
