@@ -126,7 +126,7 @@ class Gateway:
     """The API function as API Gateway drives it: proxy events in, proxy results out."""
 
     def __init__(self, template: Template, logs: io.StringIO) -> None:
-        from gateway_dev.runner.bridge import load_function
+        from gateway_dev.runner.functions import load_function
 
         self.template = template
         self.function = load_function(template, "ApiFunction")
@@ -313,7 +313,7 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Any:
 @pytest.fixture(scope="session")
 def authorizer(template: Template) -> Any:
     """The caller-key authorizer's module (functions/authorizer/app.py), loaded as Lambda would."""
-    from gateway_dev.runner.bridge import handler_module, load_function
+    from gateway_dev.runner.functions import handler_module, load_function
 
     load_function(template, "AuthorizerFunction")
     return handler_module(template, "AuthorizerFunction")

@@ -20,7 +20,7 @@ template = Template()
 os.environ.update(template.function_environment("ApiFunction"))
 from moto import mock_aws
 from gateway_dev.cloud.apigw import proxy_event
-from gateway_dev.runner.bridge import load_function
+from gateway_dev.runner.functions import load_function
 from gateway_dev.emulator.server import MistralEmulator
 from gateway_dev.cloud.resources import create_resources
 with mock_aws(), MistralEmulator(api_key="k") as emulator:

@@ -63,7 +63,7 @@ def measure(sizes: Sizes, paths: Paths, peers: tuple[str, ...] = ()) -> Run:
     progress("starting moto and the Mistral emulator")
     stack = start_stack(paths)
     try:
-        from gateway_dev.runner.bridge import load_function
+        from gateway_dev.runner.functions import load_function
 
         function = load_function(stack.template, "ApiFunction")
         cold = cold_starts(stack, function, sizes, layer.measured)

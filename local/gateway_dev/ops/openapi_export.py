@@ -7,7 +7,7 @@ import sys
 
 from gateway_dev.cloud.apigw import proxy_event
 from gateway_dev.cloud.template import ROOT, Template
-from gateway_dev.runner.bridge import handler_module, load_function
+from gateway_dev.runner.functions import handler_module, load_function
 
 
 def main() -> int:
