@@ -17,7 +17,7 @@ from mistralai.client import Mistral, errors
 
 from gateway_dev.cloud import usage_plan
 from gateway_dev.cloud.template import Template
-from gateway_dev.ops import keys as keys_cli
+from gateway_dev.ops import keys_cli
 
 STACK = "gateway-under-test"
 

@@ -164,9 +164,9 @@ def read_key(explicit: str | None, prompt: Callable[[str], str] = getpass.getpas
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["keys"]:  # caller keys, budgets, models and spend (keys.py has its own options)
-        from gateway_dev.ops import keys
+        from gateway_dev.ops import keys_cli
 
-        return keys.main(arguments[1:], out=out)
+        return keys_cli.main(arguments[1:], out=out)
     parser = argparse.ArgumentParser(prog="mistral-gateway", description="Chat with the gateway; manage its keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("keys", help="caller keys: create, list, show, revoke, rotate, limits, models, usage")
