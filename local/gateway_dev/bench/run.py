@@ -19,6 +19,7 @@ from gateway_dev.bench.ledger import measure as measure_ledger
 from gateway_dev.bench.memory import mixed_load
 from gateway_dev.bench.over_http import OverHttp, over_http
 from gateway_dev.bench.peers.side_by_side import PeerFigures
+from gateway_dev.bench.processes import free_port
 from gateway_dev.bench.prompt_size import SizedOverhead, prompt_sizes
 from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, Paths, Sizes
 from gateway_dev.bench.stack import captured_output, function_setting, progress, start_stack
@@ -127,7 +128,7 @@ def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigur
     executable = litellm.install(paths.work)
     config = litellm.write_config(paths.scratch / "litellm.yaml", stack.emulator.url, stack.mistral_key, MODEL)
     started = time.perf_counter()
-    proxy = litellm.start(executable, config, litellm.free_port(), log=paths.scratch / "litellm.log")
+    proxy = litellm.start(executable, config, free_port(), log=paths.scratch / "litellm.log")
     try:
         with http_client() as client:
             first = client.post(

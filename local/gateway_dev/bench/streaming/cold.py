@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_dev.bench.importtime import ImportProfile, import_profile
+from gateway_dev.bench.processes import free_port
 from gateway_dev.bench.settings import CALLER_ID, CHAT_PATH, LAUNCHER, READY_POLL_S, STREAM_APP_DIR
 from gateway_dev.bench.stack import cache_keys, progress
 from gateway_dev.bench.stats import Stats, stats
@@ -41,13 +41,6 @@ class ServerRun:
     @property
     def request_ms(self) -> float:
         return self.answered_ms - self.ready_ms
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def serve_once(
