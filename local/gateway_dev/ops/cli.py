@@ -163,7 +163,7 @@ def read_key(explicit: str | None, prompt: Callable[[str], str] = getpass.getpas
 
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments[:1] == ["keys"]:  # caller keys, budgets, models and spend (keys.py has its own options)
+    if arguments[:1] == ["keys"]:  # caller keys, budgets, models and spend (keys_cli.py has its own options)
         from gateway_dev.ops import keys_cli
 
         return keys_cli.main(arguments[1:], out=out)
