@@ -36,7 +36,7 @@ $(STAMP): requirements-dev.txt pyproject.toml layers/gateway/pyproject.toml laye
 	@touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/python -m gateway_dev.serve --port $(PORT)
+	$(BIN)/python -m gateway_dev.runner.serve --port $(PORT)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 -q
@@ -54,7 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -m gateway_dev.bench $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
 
 invoke: $(STAMP)
-	$(BIN)/python -m gateway_dev.invoke $(EVENT) --times $(or $(TIMES),1)
+	$(BIN)/python -m gateway_dev.runner.invoke $(EVENT) --times $(or $(TIMES),1)
 
 # Caller keys of make serve (ARGS="--local list") or of a deployed stack (ARGS="--stack NAME create team-a").
 keys: $(STAMP)
@@ -63,19 +63,19 @@ keys: $(STAMP)
 # After `sam deploy` (or against make serve): one PASS/FAIL line per check. ARGS="--stack NAME" or ARGS=--local adds
 # the 403 and 429 checks with a throwaway key.
 smoke: $(STAMP)
-	$(BIN)/python -m gateway_dev.smoke --url "$(URL)" --key "$(KEY)" $(ARGS)
+	$(BIN)/python -m gateway_dev.ops.smoke --url "$(URL)" --key "$(KEY)" $(ARGS)
 
 chat: $(STAMP)
-	$(BIN)/python -m gateway_dev.cli chat --url $(or $(URL),http://127.0.0.1:$(PORT))
+	$(BIN)/python -m gateway_dev.ops.cli chat --url $(or $(URL),http://127.0.0.1:$(PORT))
 
 events: $(STAMP)
-	$(BIN)/python -m gateway_dev.events
+	$(BIN)/python -m gateway_dev.runner.events
 
 openapi: $(STAMP)
-	$(BIN)/python -m gateway_dev.openapi_export
+	$(BIN)/python -m gateway_dev.ops.openapi_export
 
 moto: $(STAMP)
-	$(BIN)/python -m gateway_dev.moto_server
+	$(BIN)/python -m gateway_dev.runner.moto_server
 
 $(SAM_VENV)/.installed:
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
@@ -85,14 +85,14 @@ $(SAM_VENV)/.installed:
 # No Docker and no local Python 3.13 needed: every build method is a makefile (the layer's pip targets arm64).
 build: $(STAMP) $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM) build --template-file template.yaml
-	$(BIN)/python -m gateway_dev.build_check .aws-sam/build
+	$(BIN)/python -m gateway_dev.ops.build_check .aws-sam/build
 
 validate: $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
 
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --guided --stack-name $(STACK)
-	$(BIN)/python -m gateway_dev.after_deploy --stack $(STACK)
+	$(BIN)/python -m gateway_dev.ops.after_deploy --stack $(STACK)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

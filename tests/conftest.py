@@ -30,7 +30,7 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("MISTRAL_API_KEY", None)
 
-from gateway_dev.template import Template  # noqa: E402
+from gateway_dev.cloud.template import Template  # noqa: E402
 
 TEMPLATE = Template()
 # The function's environment exactly as the template gives it (Globals + its own variables).
@@ -58,7 +58,7 @@ def template() -> Template:
 
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[Any]:
-    from gateway_dev.emulator import MistralEmulator
+    from gateway_dev.emulator.server import MistralEmulator
 
     server = MistralEmulator(api_key=TEST_MISTRAL_KEY, accept_any_model=True).start()
     yield server
@@ -79,7 +79,7 @@ def aws(template: Template) -> Iterator[Any]:
     """DynamoDB and Secrets Manager in moto, with the table and secret the template defines."""
     from moto import mock_aws
 
-    from gateway_dev.resources import create_resources, make_moto_writes_atomic
+    from gateway_dev.cloud.resources import create_resources, make_moto_writes_atomic
 
     make_moto_writes_atomic()
     with mock_aws():
@@ -126,7 +126,7 @@ class Gateway:
     """The API function as API Gateway drives it: proxy events in, proxy results out."""
 
     def __init__(self, template: Template, logs: io.StringIO) -> None:
-        from gateway_dev.bridge import load_function
+        from gateway_dev.runner.functions import load_function
 
         self.template = template
         self.function = load_function(template, "ApiFunction")
@@ -144,7 +144,7 @@ class Gateway:
         raw: bytes | str | None = None,
         api_key_id: str | None = None,
     ) -> ProxyResponse:
-        from gateway_dev.apigw import proxy_event, proxy_result
+        from gateway_dev.cloud.apigw import proxy_event, proxy_result
 
         path, _, query = path.partition("?")
         all_headers = {"Content-Type": "application/json", **(headers or {})}
@@ -253,8 +253,8 @@ def audit_logs(gateway: Gateway, emulator: Any) -> None:
 def http_gateway(gateway: Gateway, template: Template) -> Iterator[str]:
     """The API served over HTTP on 127.0.0.1 as `make serve` serves it (streamed routes by the streaming app,
     the rest by the buffered handler), for tests that use real SDKs."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(template)))
     yield server.url
@@ -264,8 +264,8 @@ def http_gateway(gateway: Gateway, template: Template) -> Iterator[str]:
 @pytest.fixture
 def keyed_http_gateway(gateway: Gateway, template: Template) -> Iterator[Any]:
     """Call it with {caller key: key id} to serve the API over HTTP with those keys enforced, as `make serve` does."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     servers: list[Any] = []
 
@@ -313,7 +313,7 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Any:
 @pytest.fixture(scope="session")
 def authorizer(template: Template) -> Any:
     """The caller-key authorizer's module (functions/authorizer/app.py), loaded as Lambda would."""
-    from gateway_dev.bridge import handler_module, load_function
+    from gateway_dev.runner.functions import handler_module, load_function
 
     load_function(template, "AuthorizerFunction")
     return handler_module(template, "AuthorizerFunction")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 ROW = ("Top keys by cost (USD", "Top keys by cost saved by the cache (USD", "4xx and 429 by key")
 

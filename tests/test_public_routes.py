@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 
 def stage_method_settings(template: Template) -> dict[tuple[str, str], dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 
 def test_the_responses_table_is_what_the_store_uses(template: Template) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 # Completions, and the long answers that need StreamMaxMs rather than API Gateway's 29 s (issue 21).
 STREAMED_ROUTES = (

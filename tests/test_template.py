@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 from mistral_gateway.platform.config import Settings
 
 # Environment variables the code reads (config.Settings.from_env) -> the template must set them.

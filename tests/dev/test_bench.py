@@ -17,7 +17,7 @@ from gateway_dev.bench.layer import measure_layer, requirement_closure
 from gateway_dev.bench.report.document import fill, marker_names
 from gateway_dev.bench.report.tables import BLOCKS
 from gateway_dev.bench.settings import MODEL, Paths
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
 from mistral_gateway.platform import economics
 
 FIGURES = [str(number) for number in range(1, 15)]

@@ -20,7 +20,7 @@ from gateway_dev.bench.prompt_size import PROMPT_BYTES, prompt_of, prompt_sizes
 from gateway_dev.bench.report.tables import peers_block
 from gateway_dev.bench.settings import MODEL
 from gateway_dev.bench.stats import stats
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
 
 # --- the pin and the install -------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_dev.bench.streaming import cold, miss, replay
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 from mistral_gateway.flow import answers
 
 
@@ -54,8 +54,8 @@ def test_a_cached_stream_is_replayed_with_its_original_events(http_gateway: str,
 def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
     template: Template, emulator: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from gateway_dev.resources import create_resources
-    from gateway_dev.serve import start_moto
+    from gateway_dev.cloud.resources import create_resources
+    from gateway_dev.runner.serve import start_moto
 
     # Given a moto server the fresh processes can reach, with the template's table and secret
     moto_url, stop_moto = start_moto()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway_dev.after_deploy import instructions
-from gateway_dev.build_check import layer_problems
+from gateway_dev.ops.after_deploy import instructions
+from gateway_dev.ops.build_check import layer_problems
 
 
 def make_layer(root: Path, *names: str) -> Path:
@@ -68,7 +68,7 @@ def test_after_deploy_fills_in_the_stacks_names() -> None:
 
 
 def test_the_streaming_function_needs_its_app_an_executable_launcher_and_no_duplicates(tmp_path: Path) -> None:
-    from gateway_dev.build_check import stream_function_problems
+    from gateway_dev.ops.build_check import stream_function_problems
 
     function = tmp_path / "StreamFunction"
     for name in ("starlette", "uvicorn"):

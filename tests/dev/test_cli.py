@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev import cli
+from gateway_dev.ops import cli
 
 CALLER_KEY = "cli-caller-key-secret-123"
 

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from mistralai.client import Mistral, errors
 
-from gateway_dev.emulator import Fault, MistralEmulator
+from gateway_dev.emulator.server import Fault, MistralEmulator
 
 KEY = "emulator-test-key"
 

@@ -10,7 +10,7 @@ import httpx2
 import jsonschema
 import pytest
 
-from gateway_dev.emulator import MistralEmulator
+from gateway_dev.emulator.server import MistralEmulator
 
 KEY = "surface-test-key"
 SCHEMA = {

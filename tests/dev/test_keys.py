@@ -15,9 +15,9 @@ import httpx2
 import pytest
 from mistralai.client import Mistral, errors
 
-from gateway_dev import keys as keys_cli
-from gateway_dev import usage_plan
-from gateway_dev.template import Template
+from gateway_dev.cloud import usage_plan
+from gateway_dev.cloud.template import Template
+from gateway_dev.ops import keys_cli
 
 STACK = "gateway-under-test"
 
@@ -73,8 +73,8 @@ def deployed_stack(template: Template, outputs: dict[str, str]) -> None:
 
 @pytest.fixture
 def operator(gateway, template, capsys, monkeypatch) -> Iterator[Operator]:
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     api, _ = usage_plan.provision(template, [])
     server = BackgroundServer(

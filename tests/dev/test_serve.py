@@ -157,8 +157,8 @@ def test_make_serve_streams_event_by_event() -> None:
 
 
 def test_shell_variables_win_over_the_templates_defaults() -> None:
-    from gateway_dev.serve import apply_function_environments
-    from gateway_dev.template import Template
+    from gateway_dev.cloud.template import Template
+    from gateway_dev.runner.serve import apply_function_environments
 
     environ = {"REQUEST_DEADLINE_MS": "2000"}
     apply_function_environments(Template(), environ)
@@ -171,7 +171,7 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "gateway_dev.serve", "--port", str(port)],
+            [sys.executable, "-m", "gateway_dev.runner.serve", "--port", str(port)],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode == 1
@@ -184,7 +184,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_caller_keys_come_from_both_variables_each_key_once() -> None:
-    from gateway_dev.serve import caller_keys_from_env
+    from gateway_dev.runner.serve import caller_keys_from_env
 
     keys = caller_keys_from_env({"GATEWAY_API_KEY": "key-a", "GATEWAY_API_KEYS": "key-b, key-a,,key-c "})
     assert keys == {"key-a": "local-caller", "key-b": "local-caller-2", "key-c": "local-caller-3"}

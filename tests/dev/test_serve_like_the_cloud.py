@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 KEY = "serve-like-the-cloud-key"
 CALLER = "key-id-cloudlike"
@@ -24,8 +24,8 @@ CHAT = "/v1/chat/completions"
 def serve(gateway: Any, template: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The local server as `make serve` builds it (own containers), one attempt per call, a circuit that
     opens after 2 failures."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     monkeypatch.setenv("UPSTREAM_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("CIRCUIT_FAILURE_THRESHOLD", "2")

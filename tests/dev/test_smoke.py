@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from test_serve import CALLER_KEY, ROOT, make_serve, post_chat
 
-from gateway_dev import keys as keys_cli
-from gateway_dev import smoke
-from gateway_dev.usage_plan import KEY_CHECK_MAX_AGE_SECONDS, STATE_ENV
+from gateway_dev.cloud.usage_plan import KEY_CHECK_MAX_AGE_SECONDS, STATE_ENV
+from gateway_dev.ops import keys_cli, smoke
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from mistralai.client import Mistral
 from mistralai.client.errors import SDKError
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 from mistral_gateway.container import current
 
 KEYS = {"key-a-0123456789": "key-a", "key-b-0123456789": "key-b"}
@@ -195,7 +195,7 @@ def test_a_plain_conversation_on_the_streaming_function_is_relayed_whole(clients
 
 @pytest.mark.parametrize("path", ["/v1/conversations", "/v1/agents/completions"])
 def test_a_streamed_turn_settles_the_callers_token_budget_from_its_last_event(url, gateway, emulator, path) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits("mistral-gateway-QuotaTable", "key-a", {"tokens_per_day": 100_000})
     if path == "/v1/agents/completions":

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from mistralai.client import Mistral
 
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 
@@ -115,7 +115,7 @@ def test_openai_sdk_embeddings_default_to_base64_floats(openai_client, mistral, 
 def test_upstream_errors_on_a_stream_request_are_a_proper_status(mistral, emulator) -> None:
     from mistralai.client import errors
 
-    from gateway_dev.emulator import Fault
+    from gateway_dev.emulator.server import Fault
 
     emulator.script(*[Fault(status=503)] * 3)
     with pytest.raises(errors.MistralError) as caught:
@@ -188,9 +188,9 @@ def test_the_checked_in_openapi_document_is_current(gateway) -> None:
 def test_local_caller_keys_follow_the_clouds_rule(gateway, emulator, chat_body, cache_seconds) -> None:
     import httpx2
 
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
-    from gateway_dev.template import Template
+    from gateway_dev.cloud.template import Template
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     template = Template(parameters={"AuthorizerCacheSeconds": cache_seconds})
     server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={"good-key": "key-id-1"})))

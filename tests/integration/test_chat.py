@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 CHAT = "/v1/chat/completions"
 

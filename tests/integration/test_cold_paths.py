@@ -15,14 +15,14 @@ from typing import Any
 # The child's first lines: the function's environment, moto with the template's resources, the emulator.
 PREAMBLE = """
 import json, os, sys
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 template = Template()
 os.environ.update(template.function_environment("ApiFunction"))
 from moto import mock_aws
-from gateway_dev.apigw import proxy_event
-from gateway_dev.bridge import load_function
-from gateway_dev.emulator import MistralEmulator
-from gateway_dev.resources import create_resources
+from gateway_dev.cloud.apigw import proxy_event
+from gateway_dev.runner.functions import load_function
+from gateway_dev.emulator.server import MistralEmulator
+from gateway_dev.cloud.resources import create_resources
 with mock_aws(), MistralEmulator(api_key="k") as emulator:
     create_resources(template, mistral_api_key="k")
     os.environ["MISTRAL_SERVER_URL"] = emulator.url

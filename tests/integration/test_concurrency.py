@@ -11,8 +11,8 @@ import boto3
 import httpx
 import pytest
 
-from gateway_dev import spend as spend_admin
-from gateway_dev.emulator import embedding
+from gateway_dev.emulator.embeddings import embedding
+from gateway_dev.ops import spend as spend_admin
 
 QUOTA_TABLE = "mistral-gateway-QuotaTable"
 CALLERS = {"key-id-alice": "mistral-small-latest", "key-id-bob": "mistral-large-latest"}

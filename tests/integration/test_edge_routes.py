@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.emulator import MistralEmulator
+from gateway_dev.emulator.server import MistralEmulator
 
 OCR_INLINE = {
     "model": "mistral-ocr-latest",

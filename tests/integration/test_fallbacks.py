@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.emulator import Fault, MistralEmulator
+from gateway_dev.emulator.server import Fault, MistralEmulator
 
 LARGE, MEDIUM, SMALL = "mistral-large-latest", "mistral-medium-latest", "mistral-small-latest"
 CHAT = "/v1/chat/completions"
@@ -118,7 +118,7 @@ def test_a_fallback_answer_is_never_cached_as_the_requested_models(gateway, emul
 
 
 def test_cost_headers_and_budget_use_the_model_that_answered(gateway, emulator, chains) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     chains({LARGE: [SMALL]})
     quota_admin.set_limits("mistral-gateway-QuotaTable", "key-fallback", {"tokens_per_day": 100_000})
@@ -187,8 +187,8 @@ def test_a_malformed_chain_turns_fallbacks_off_without_failing_requests(
 def http(gateway: Any, template: Any) -> Iterator[Any]:
     import httpx2
 
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(template)))
     with httpx2.Client(base_url=server.url, timeout=20) as client:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway_dev import quota as quota_admin
+from gateway_dev.ops import quota as quota_admin
 from mistral_gateway.requests import routes_policy
 
 KEY = "hostile-bodies-caller-key"
@@ -158,8 +158,8 @@ def _base(target: Target) -> dict[str, Any]:
 def served(gateway: Any, template: Any, monkeypatch: pytest.MonkeyPatch, reconfigure: Any) -> Iterator[Any]:
     """The buffered function in process and `make serve`'s server, one caller key with a token budget, account
     routes passed through (AccountRoutes=shared, so every route of the table reads its body)."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     monkeypatch.setenv("ACCOUNT_ROUTES", "shared")
     reconfigure()

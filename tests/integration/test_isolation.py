@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 CHAT, EMBED, MODELS = "/v1/chat/completions", "/v1/embeddings", "/v1/models"
 LARGE, SMALL, CODE = "mistral-large-latest", "mistral-small-latest", "codestral-latest"
@@ -136,7 +136,7 @@ def impatient(gateway, monkeypatch, reconfigure) -> Any:
 
 
 def test_long_answers_on_batch_and_agents_never_open_the_circuit(impatient, emulator, emitted_metrics) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, ALICE, {"tokens_per_day": 1_000_000})
     # Given one caller whose batch items and agents completion all take longer than an attempt may
@@ -198,13 +198,13 @@ def long_answers(emulator, monkeypatch) -> Any:
 
 
 def spent(key_id: str) -> int:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     return int(quota_admin.show(QUOTA_TABLE, key_id)["usage"]["minute"]["tokens"])
 
 
 def test_concurrent_plain_chats_never_spend_past_the_token_budget(gateway, long_answers) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, ALICE, {"tokens_per_minute": 12_000})
     # When ten plain chats without max_tokens arrive at once (before the fix: 30,040 tokens spent)
@@ -226,7 +226,7 @@ def test_concurrent_plain_chats_never_spend_past_the_token_budget(gateway, long_
 def test_streams_and_agents_are_capped_the_same_way(keyed_http_gateway, gateway, long_answers) -> None:
     import httpx2
 
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     url = keyed_http_gateway({"alice-caller-key-0001": ALICE})
 
@@ -259,7 +259,7 @@ def test_streams_and_agents_are_capped_the_same_way(keyed_http_gateway, gateway,
 
 
 def test_an_answer_cut_by_the_cap_is_never_served_as_the_uncapped_answer(gateway, long_answers) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, ALICE, {"tokens_per_minute": 100_000})
     long_answers.answer_words = 5_000  # longer than the default cap
@@ -276,7 +276,7 @@ def test_an_answer_cut_by_the_cap_is_never_served_as_the_uncapped_answer(gateway
 
 
 def test_no_room_left_is_a_429_before_mistral(gateway, long_answers) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, ALICE, {"tokens_per_minute": 5_000})
     statuses = [gateway.chat(chat(f"plain {n}"), api_key_id=ALICE).status for n in range(3)]
@@ -289,7 +289,7 @@ def test_no_room_left_is_a_429_before_mistral(gateway, long_answers) -> None:
 
 @pytest.mark.parametrize("path", [MODELS, f"{MODELS}/{SMALL}"])
 def test_model_routes_that_reach_mistral_count_against_the_request_budget(gateway, emulator, path) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, ALICE, {"requests_per_minute": 5})
     # When a caller with 5 requests a minute fetches the models 40 times, bypassing the cache

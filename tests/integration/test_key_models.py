@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from gateway_dev import quota as quota_tool
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
+from gateway_dev.ops import quota as quota_tool
 
 SMALL, LARGE, EMBED = "mistral-small-latest", "mistral-large-latest", "mistral-embed"
 LIMITED, FREE = "key-id-limited", "key-id-free"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import TEST_MISTRAL_KEY, audit_logs
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 CALLER_KEY = "caller-canary-7f3a9c1e5b"
 PROMPT = "canary prompt: my account number is 4242-4242"

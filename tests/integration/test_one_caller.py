@@ -245,7 +245,7 @@ QUOTA_TABLE, MALLORY = "mistral-gateway-QuotaTable", "key-id-mallory"
 
 
 def test_a_budget_is_never_overspent_by_a_prompt_that_costs_more_than_it_looks(gateway, emulator, chat_body) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"tokens_per_minute": 12_000})
     words = "a " * 15_000  # 30,000 characters, 15,000 tokens in the emulator's count
@@ -256,7 +256,7 @@ def test_a_budget_is_never_overspent_by_a_prompt_that_costs_more_than_it_looks(g
 
 
 def test_what_is_settled_never_exceeds_what_was_reserved(gateway, emulator, chat_body, monkeypatch) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
     from mistral_gateway.policies import quota
 
     quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"tokens_per_day": 10_000_000})
@@ -285,7 +285,7 @@ def test_what_is_settled_never_exceeds_what_was_reserved(gateway, emulator, chat
 
 
 def test_every_batch_item_counts_against_the_callers_budgets(gateway, emulator, chat_body) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits(QUOTA_TABLE, MALLORY, {"requests_per_minute": 3})
     items = [chat_body(f"batch item {n}", max_tokens=5) for n in range(5)]

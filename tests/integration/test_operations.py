@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway_dev import quota as quota_admin
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
+from gateway_dev.ops import quota as quota_admin
 
 QUOTA_TABLE = "mistral-gateway-QuotaTable"
 CALLER = "key-id-alice"

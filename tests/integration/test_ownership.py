@@ -386,7 +386,7 @@ def test_two_callers_creating_and_listing_at_once_each_see_exactly_their_own(gat
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_conversation_turns_are_metered_like_chat(gateway, emulator, stream) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"tokens_per_day": 100_000})
     body = {"model": "mistral-small-latest", "inputs": "count my tokens please", "stream": stream}
@@ -399,7 +399,7 @@ def test_conversation_turns_are_metered_like_chat(gateway, emulator, stream) -> 
 
 
 def test_a_batch_job_is_settled_once_at_half_price_against_its_owners_budget(gateway, emulator) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"tokens_per_day": 100_000})
     input_id = upload(gateway, "alice", batch_input("one", "two", "three"), purpose="batch", name="in.jsonl")
@@ -430,7 +430,7 @@ def test_a_batch_job_is_settled_once_at_half_price_against_its_owners_budget(gat
 
 
 def test_a_caller_whose_budget_is_spent_cannot_create_a_batch_job(gateway, emulator, reconfigure) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     input_id = upload(gateway, "alice", batch_input("one"), purpose="batch", name="in.jsonl")
     quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"tokens_per_day": 10})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 OCR_INLINE = {
     "model": "mistral-ocr-latest",
@@ -224,7 +224,7 @@ def test_the_function_answers_a_preflight_without_a_key(gateway, emulator) -> No
 
 
 def test_pass_through_and_cached_routes_spend_the_callers_budget(gateway, emulator, owns) -> None:
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     owns("agent", "ag-1", "alice")
     quota_admin.set_limits("mistral-gateway-QuotaTable", "alice", {"requests_per_minute": 2})

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.apigw import proxy_event
+from gateway_dev.cloud.apigw import proxy_event
 from mistral_gateway.edge.openapi import TITLE
 
 BATCH = "/v1/batch/chat/completions"

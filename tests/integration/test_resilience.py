@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 CHAT = "/v1/chat/completions"
 TABLE = "mistral-gateway-CacheTable"

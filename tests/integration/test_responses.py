@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 KEY_A, KEY_B = "responses-key-alice", "responses-key-bob"
 ID_A, ID_B = "key-id-alice", "key-id-bob"
@@ -358,7 +358,7 @@ def test_input_tokens_are_counted_by_mistral_with_the_callers_history(url, alice
 def test_responses_spend_the_callers_budget_and_are_refused_when_it_is_spent(alice, bob) -> None:
     from openai import RateLimitError
 
-    from gateway_dev import quota as quota_admin
+    from gateway_dev.ops import quota as quota_admin
 
     quota_table = "mistral-gateway-QuotaTable"
     quota_admin.set_limits(quota_table, ID_A, {"requests_per_minute": 2})

@@ -15,8 +15,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from gateway_dev import quota as quota_admin
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
+from gateway_dev.ops import quota as quota_admin
 
 KEY = "stream-test-caller-key"
 CALLER = "key-id-streamer"
@@ -27,8 +27,8 @@ QUOTA_TABLE = "mistral-gateway-QuotaTable"
 @pytest.fixture
 def url(gateway: Any, template: Any) -> Iterator[str]:
     """The local API with a caller key, as `make serve` serves it (the gateway fixture resets state, logs)."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={KEY: CALLER})))
     yield server.url

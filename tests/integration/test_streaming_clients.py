@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 KEY = "stream-client-key"
 CHAT = "/v1/chat/completions"
@@ -21,8 +21,8 @@ MODEL = "mistral-small-latest"
 
 @pytest.fixture
 def url(gateway: Any, template: Any) -> Iterator[str]:
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(template, api_keys={KEY: "key-id-clients"})))
     yield server.url

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_dev.emulator import Fault
+from gateway_dev.emulator.server import Fault
 
 REFUSAL = {"object": "error", "message": "no", "type": "invalid_request_error", "param": None, "code": None}
 OUTCOMES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from gateway_dev.apigw import proxy_event, proxy_result
+from gateway_dev.cloud.apigw import proxy_event, proxy_result
 
 
 def test_an_http_request_becomes_a_rest_proxy_event() -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
 from mistral_gateway.platform.errors import InvalidRequest
 from mistral_gateway.requests import references
 from mistral_gateway.requests.ownership import ROUTES, UNLISTED, Access, match

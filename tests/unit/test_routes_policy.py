@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
 from mistral_gateway.requests.routes_policy import ROUTES, UNLISTED, Policy, rule_for
 
 EXPECTED = """

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
-from gateway_dev.schema_instance import instance
+from gateway_dev.emulator.schema_instance import instance
 
 
 class Colour(StrEnum):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway_dev.template import ROOT, Template
+from gateway_dev.cloud.template import ROOT, Template
 from mistral_gateway.platform.config import Settings
 
 # Named after the stack's own resources in the template; their defaults only serve `make serve` and tests.

@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
 
 
 @dataclass(frozen=True)

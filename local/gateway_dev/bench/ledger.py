@@ -73,7 +73,7 @@ class CallMeter:
 
 
 def upload_event(name: str, content: bytes) -> dict[str, Any]:
-    from gateway_dev.apigw import proxy_event
+    from gateway_dev.cloud.apigw import proxy_event
 
     raw = (
         (
@@ -89,7 +89,7 @@ def upload_event(name: str, content: bytes) -> dict[str, Any]:
 
 
 def read_event(file_id: str) -> dict[str, Any]:
-    from gateway_dev.apigw import proxy_event
+    from gateway_dev.cloud.apigw import proxy_event
 
     return proxy_event("GET", f"/v1/files/{file_id}", resource="/v1/{proxy+}", api_key_id=CALLER)
 

@@ -24,8 +24,8 @@ class OverHttp:
 def over_http(stack: Stack, iterations: int, warmup: int) -> OverHttp:
     from mistralai.client import Mistral
 
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
     gateway = Mistral(api_key=CALLER_KEY, server_url=server.url)

@@ -19,6 +19,7 @@ from gateway_dev.bench.ledger import measure as measure_ledger
 from gateway_dev.bench.memory import mixed_load
 from gateway_dev.bench.over_http import OverHttp, over_http
 from gateway_dev.bench.peers.side_by_side import PeerFigures
+from gateway_dev.bench.processes import free_port
 from gateway_dev.bench.prompt_size import SizedOverhead, prompt_sizes
 from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, Paths, Sizes
 from gateway_dev.bench.stack import captured_output, function_setting, progress, start_stack
@@ -63,7 +64,7 @@ def measure(sizes: Sizes, paths: Paths, peers: tuple[str, ...] = ()) -> Run:
     progress("starting moto and the Mistral emulator")
     stack = start_stack(paths)
     try:
-        from gateway_dev.bridge import load_function
+        from gateway_dev.runner.functions import load_function
 
         function = load_function(stack.template, "ApiFunction")
         cold = cold_starts(stack, function, sizes, layer.measured)
@@ -113,13 +114,13 @@ PEERS = ("litellm",)
 def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigures:
     """A peer proxy installed in its own venv, pointed at this run's emulator, measured beside the gateway under
     the local runner (the gateway's cold start and memory are filled in from figures 1 and 5)."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
     from gateway_dev.bench.peers import litellm
     from gateway_dev.bench.peers.side_by_side import Side, compare
     from gateway_dev.bench.settings import MODEL
     from gateway_dev.bench.stack import chat_body
     from gateway_dev.bench.streaming.client import caller_headers, http_client
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}: known are {', '.join(PEERS)}")
@@ -127,7 +128,7 @@ def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigur
     executable = litellm.install(paths.work)
     config = litellm.write_config(paths.scratch / "litellm.yaml", stack.emulator.url, stack.mistral_key, MODEL)
     started = time.perf_counter()
-    proxy = litellm.start(executable, config, litellm.free_port(), log=paths.scratch / "litellm.log")
+    proxy = litellm.start(executable, config, free_port(), log=paths.scratch / "litellm.log")
     try:
         with http_client() as client:
             first = client.post(
@@ -164,8 +165,8 @@ def with_gateway(figures: PeerFigures, cold: ColdStarts, mixed: dict[str, Any]) 
 
 def measure_prompt_sizes(stack: Any, sizes: Sizes) -> list[SizedOverhead]:
     """Figure 13 through the local HTTP gateway (`make serve`'s), against the emulator straight."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
     try:

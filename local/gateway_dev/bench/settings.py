@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_dev.serve import LOCAL_ENVIRONMENT
-from gateway_dev.template import ROOT
+from gateway_dev.cloud.template import ROOT
+from gateway_dev.runner.serve import LOCAL_ENVIRONMENT
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway_dev.bench.children.common import response_headers
 from gateway_dev.bench.settings import AWS_ENVIRONMENT, CALLER_ID, CHAT_PATH, MODEL, Paths
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 
 def progress(message: str) -> None:
@@ -27,7 +27,7 @@ def progress(message: str) -> None:
 @dataclass
 class Stack:
     template: Template
-    emulator: Any  # gateway_dev.emulator.MistralEmulator
+    emulator: Any  # gateway_dev.emulator.server.MistralEmulator
     mistral_key: str
     table: str
     memory_mb: int
@@ -51,9 +51,9 @@ def start_stack(paths: Paths) -> Stack:
     """moto (template's table and secret), the emulator, and the function's environment in os.environ."""
     import logging
 
-    from gateway_dev.emulator import MistralEmulator
-    from gateway_dev.resources import create_resources
-    from gateway_dev.serve import start_moto
+    from gateway_dev.cloud.resources import create_resources
+    from gateway_dev.emulator.server import MistralEmulator
+    from gateway_dev.runner.serve import start_moto
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server would log every request
     os.environ.update(AWS_ENVIRONMENT)
@@ -142,7 +142,7 @@ def chat_body(text: str, **fields: Any) -> dict[str, Any]:
 
 
 def chat_event(text: str) -> dict[str, Any]:
-    from gateway_dev.apigw import proxy_event
+    from gateway_dev.cloud.apigw import proxy_event
 
     return proxy_event(
         "POST",

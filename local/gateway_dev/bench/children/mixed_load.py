@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any
 
-from gateway_dev.apigw import proxy_event
 from gateway_dev.bench.children.common import Context, load_app, peak_rss_kb, response_headers, write_report
+from gateway_dev.cloud.apigw import proxy_event
 
 
 def chat(text: str, stream: bool = False) -> tuple[str, dict[str, Any]]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gateway_dev.bench.processes import rss_kb, stop
 
 VERSION = "1.108.7"
 COMPROMISED = frozenset({"1.82.7", "1.82.8"})
@@ -85,12 +86,6 @@ def write_config(path: Path, emulator_url: str, mistral_key: str, model: str) ->
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Proxy:
     process: subprocess.Popen[bytes]
@@ -99,17 +94,10 @@ class Proxy:
 
     def rss_mb(self) -> tuple[float, float]:
         """(current, peak) resident memory of the proxy's process, in MB, from /proc."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+        return rss_kb(self.process.pid, "VmRSS") / 1024, rss_kb(self.process.pid) / 1024
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop(self.process)
 
 
 def start(executable: Path, config_path: Path, port: int, *, log: Path, timeout_s: float = 120.0) -> Proxy:

@@ -355,3 +355,15 @@ def stream_memory_rows(figures: StreamFigures) -> list[Row]:
             f"+{memory.stalled_growth_mb:.1f} MB (+{memory.stalled_growth_mb / memory.readers:.2f} MB each)",
         ),
     ]
+
+
+def code_list(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "none"
+
+
+def profile_text(profile: list[tuple[str, float]]) -> str:
+    return ", ".join(f"`{name}` {cost:.0f} ms" for name, cost in profile) or "none"
+
+
+def significant(profile: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    return [(name, cost) for name, cost in profile if cost >= 1.0]

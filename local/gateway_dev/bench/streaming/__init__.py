@@ -26,8 +26,8 @@ class StreamFigures:
 
 def measure(stack: Stack, sizes: Sizes) -> StreamFigures:
     """Figures 9-11 on the run's stack (moto server, emulator, the function's environment in os.environ)."""
-    from gateway_dev.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     seconds: dict[str, float] = {}
     server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway_dev.bench.importtime import ImportProfile, import_profile
+from gateway_dev.bench.processes import free_port
 from gateway_dev.bench.settings import CALLER_ID, CHAT_PATH, LAUNCHER, READY_POLL_S, STREAM_APP_DIR
 from gateway_dev.bench.stack import cache_keys, progress
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.streaming.client import http_client, read_stream, stream_body
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 # The floor app: a real module, copied where run.sh starts it as `app:app` (importing it would run it).
 FLOOR_APP = Path(__file__).parent.parent / "children" / "stream_floor_app.py"
@@ -41,13 +41,6 @@ class ServerRun:
     @property
     def request_ms(self) -> float:
         return self.answered_ms - self.ready_ms
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def serve_once(
@@ -145,7 +138,7 @@ def stream_cold_starts(
     """Fresh processes, alternating floor, cache hit and miss (all streamed requests). A first process stores
     the answer the hits replay; with `warmup`, one uncounted round then writes the bytecode (as the buffered cold
     starts do)."""
-    from gateway_dev.asgi import adapter_headers
+    from gateway_dev.runner.asgi import adapter_headers
 
     env = stream_function_env(template, env)
     endpoint = env.get("AWS_ENDPOINT_URL")

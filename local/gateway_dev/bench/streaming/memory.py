@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway_dev.bench.processes import free_port, rss_kb, stop
 from gateway_dev.bench.settings import CALLER_ID, CHAT_PATH, LAUNCHER, MB, STREAM_APP_DIR
 from gateway_dev.bench.streaming.client import http_client, read_stream, stream_body
-from gateway_dev.bench.streaming.cold import free_port, stream_function_env, wait_ready
-from gateway_dev.template import Template
+from gateway_dev.bench.streaming.cold import stream_function_env, wait_ready
+from gateway_dev.cloud.template import Template
 
 SETTLE_S = 1.0  # a stalled process counts as settled when its RSS has not grown for this long
 STALL_MAX_S = 60.0
@@ -46,13 +47,6 @@ class StreamMemory:
     @property
     def stalled_growth_mb(self) -> float:
         return self.stalled_mb - self.stalled_baseline_mb
-
-
-def rss_kb(pid: int, field: str = "VmHWM") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for process {pid}")
 
 
 class StreamServer:
@@ -81,18 +75,13 @@ class StreamServer:
         return rss_kb(self.process.pid, "VmRSS") * 1024 / MB
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 def stream_memory(
     template: Template, env: dict[str, str], emulator: Any, nonce: str, *, tokens: int, readers: int
 ) -> StreamMemory:
-    from gateway_dev.asgi import adapter_headers
+    from gateway_dev.runner.asgi import adapter_headers
 
     env = stream_function_env(template, env)
     headers = {"content-type": "application/json", **adapter_headers("POST", CHAT_PATH, CALLER_ID)}

@@ -37,7 +37,7 @@ def stream_replay(
 ) -> Replay:
     """A stored stream (a miss of `events` events, unpaced) asked again and again, each time followed by the
     floor: a bare Starlette app under uvicorn doing one GetItem of the same item and answering the same bytes."""
-    from gateway_dev.asgi import BackgroundServer
+    from gateway_dev.runner.asgi import BackgroundServer
 
     client = http_client()
     url, headers = gateway_url + CHAT_PATH, caller_headers(caller_key)

@@ -1,11 +1,11 @@
-"""`python -m gateway_dev.quota`: set, show or clear a caller key's budgets in the quota table.
+"""`python -m gateway_dev.ops.quota`: set, show or clear a caller key's budgets in the quota table.
 
 `mistral-gateway keys limits|models` does the same through these very functions, finding the table itself.
 
-    python -m gateway_dev.quota set <key id> --requests-per-minute 60 --tokens-per-day 2000000 --table <QuotaTableName>
-    python -m gateway_dev.quota set default --tokens-per-minute 50000 --table ...   # every key without its own
-    python -m gateway_dev.quota show <key id> --table ...                           # limits and current usage
-    python -m gateway_dev.quota clear <key id> --table ...
+    python -m gateway_dev.ops.quota set <key id> --requests-per-minute 60 --tokens-per-day 2000000 --table <Table>
+    python -m gateway_dev.ops.quota set default --tokens-per-minute 50000 --table ...   # every key without its own
+    python -m gateway_dev.ops.quota show <key id> --table ...                           # limits and current usage
+    python -m gateway_dev.ops.quota clear <key id> --table ...
 
 The key id is what the gateway logs as `caller`: the API Gateway API key id. Against AWS it uses your
 normal credentials and region; against `make moto`, set AWS_ENDPOINT_URL. The item it writes is plain
@@ -133,7 +133,7 @@ def clear(table: str, key_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway_dev.quota", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gateway_dev.ops.quota", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("set", "show", "clear"):
         command = commands.add_parser(name)

@@ -12,10 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gateway_dev.apigw import proxy_event
-from gateway_dev.template import Template
+from gateway_dev.cloud.apigw import proxy_event
+from gateway_dev.cloud.template import Template
 
-EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+EVENTS_DIR = Path(__file__).resolve().parents[3] / "events"
 LOCAL_CALLER = "local-caller"  # the API key id the authorizer would hand over in the cloud
 
 _CHAT = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "What is the capital of France?"}]}

@@ -119,7 +119,7 @@ class Smoke:
 
     def throwaway(self, gateway: Any) -> list[Result]:
         """Model access (403) and a budget (429) with a key made for the purpose, revoked at the end."""
-        from gateway_dev import keys
+        from gateway_dev.ops import keys
 
         key, value = keys.create(gateway, f"smoke-{self.nonce}", limits={"requests_per_minute": 2}, models=[self.model])
         results = []
@@ -173,7 +173,7 @@ def run(smoke: Smoke, gateway: Any, out: TextIO) -> int:
                 results.append(result)
                 _print(result, out)
         except Exception as error:
-            from gateway_dev.keys import KeysError, describe
+            from gateway_dev.ops.keys import KeysError, describe
 
             message = str(error) if isinstance(error, KeysError) else describe(error, gateway)[0]
             results.append(Result("throwaway key", "FAIL", message))
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         return 2
     gateway = None
     if args.stack or args.local:
-        from gateway_dev import keys
+        from gateway_dev.ops import keys
 
         try:
             gateway = keys.connect_local() if args.local else keys.connect_stack(args.stack)

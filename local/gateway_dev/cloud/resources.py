@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.locking import serialize_methods
-from gateway_dev.template import Template
+from gateway_dev.cloud.locking import serialize_methods
+from gateway_dev.cloud.template import Template
 
 TABLE_PROPERTIES_FOR_CREATE = (
     "AttributeDefinitions",

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway_dev.template import TEMPLATE_PATH, Template
+from gateway_dev.cloud.template import TEMPLATE_PATH, Template
 
 API = "GatewayApi"
 KEY_CHECK_MAX_AGE_SECONDS = 1.0

@@ -1,6 +1,6 @@
 """A terminal chatbot against the gateway (or Mistral itself): the seed tutorial's chat loop, with cache info.
 
-    python -m gateway_dev.cli chat --url http://127.0.0.1:3000 --model mistral-large-latest --temperature 0.2
+    python -m gateway_dev.ops.cli chat --url http://127.0.0.1:3000 --model mistral-large-latest --temperature 0.2
 
 The caller key comes from --key, GATEWAY_API_KEY, or a prompt that does not echo; it is never printed.
 Answers stream as they arrive; after each one a status line shows the cache status (HIT/MISS/BYPASS) and
@@ -163,10 +163,10 @@ def read_key(explicit: str | None, prompt: Callable[[str], str] = getpass.getpas
 
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments[:1] == ["keys"]:  # caller keys, budgets, models and spend (keys.py has its own options)
-        from gateway_dev import keys
+    if arguments[:1] == ["keys"]:  # caller keys, budgets, models and spend (keys_cli.py has its own options)
+        from gateway_dev.ops import keys_cli
 
-        return keys.main(arguments[1:], out=out)
+        return keys_cli.main(arguments[1:], out=out)
     parser = argparse.ArgumentParser(prog="mistral-gateway", description="Chat with the gateway; manage its keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("keys", help="caller keys: create, list, show, revoke, rotate, limits, models, usage")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from gateway_dev.apigw import proxy_event
-from gateway_dev.bridge import handler_module, load_function
-from gateway_dev.template import ROOT, Template
+from gateway_dev.cloud.apigw import proxy_event
+from gateway_dev.cloud.template import ROOT, Template
+from gateway_dev.runner.functions import handler_module, load_function
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from gateway_dev.serve import start_local
+from gateway_dev.runner.serve import start_local
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         moto_url=os.environ.get("AWS_ENDPOINT_URL"),
     )
     try:
-        from gateway_dev.bridge import load_function
+        from gateway_dev.runner.functions import load_function
 
         logical_id = args.function or next(
             (r.function for r in stack.template.routes() if r.matches(event["httpMethod"], event["path"])), None

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
 
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -55,7 +55,7 @@ class LocalStack:
 def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
     from moto.server import ThreadedMotoServer
 
-    from gateway_dev.resources import make_moto_writes_atomic
+    from gateway_dev.cloud.resources import make_moto_writes_atomic
 
     make_moto_writes_atomic()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
@@ -101,7 +101,7 @@ def start_local(
         stoppers.append(second.stop)
         os.environ["SELF_HOSTED_SERVER_URL"] = second.url
 
-    from gateway_dev.resources import create_resources
+    from gateway_dev.cloud.resources import create_resources
 
     create_resources(template, mistral_api_key=stored_key)
     apply_function_environments(template, os.environ)
@@ -111,7 +111,7 @@ def start_local(
 
 def _emulator(*, api_key: str | None, host: str, failing: bool = True) -> Any:
     """The bundled emulator as the environment sets it up: its pace, answer length and failing models."""
-    from gateway_dev.emulator import MistralEmulator
+    from gateway_dev.emulator.server import MistralEmulator
 
     pace = float(os.environ.get("EMULATOR_TOKENS_PER_SECOND") or 0)
     failing_models = {}
@@ -182,7 +182,7 @@ def caller_keys_from_env(env: Any) -> dict[str, str]:
 def keys_in_usage_plan(stack: LocalStack, callers: dict[str, str], *, stage: str, url: str) -> Any:
     """The caller keys as API keys in moto's usage plan (usage_plan.py), and the check of callers against it.
     Where they live is written to the state file `keys --local` reads, and forgotten when the runner stops."""
-    from gateway_dev import usage_plan
+    from gateway_dev.cloud import usage_plan
 
     api, _ids = usage_plan.provision(stack.template, list(callers), stage=stage, names=list(callers.values()))
     path = dataclasses.replace(api, url=url).save()
@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default="prod")
     args = parser.parse_args(argv)
 
-    from gateway_dev.asgi import LocalGateway
-    from gateway_dev.bridge import ApiBridge
+    from gateway_dev.runner.asgi import LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
 
     callers = caller_keys_from_env(os.environ)
     api_key = next(iter(callers))

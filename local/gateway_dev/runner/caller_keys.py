@@ -9,7 +9,8 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Protocol
 
-from gateway_dev.template import Template
+from gateway_dev.cloud.template import Template
+from gateway_dev.runner.functions import handler_module, load_function
 
 AUTHORIZER = "CallerKeyAuthorizer"
 MISSING = "Missing API key: send 'Authorization: Bearer <key>'."
@@ -28,8 +29,6 @@ def identity_headers(template: Template) -> tuple[str, ...]:
 
 @cache
 def authorizer() -> ModuleType:
-    from gateway_dev.bridge import handler_module, load_function
-
     template = Template()
     load_function(template, "AuthorizerFunction")
     return handler_module(template, "AuthorizerFunction")

@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 LAYER_LIMIT_MB = 25  # our own target (Lambda allows 250 MB unzipped for function + layers)
 SMOKE = """
@@ -128,7 +128,7 @@ def import_check(build_dir: Path, layer: Path) -> str:
 
 
 def _smoke(python: str, build_dir: Path, path: list[Path], logical_id: str, smoke: str) -> str:
-    from gateway_dev.template import Template
+    from gateway_dev.cloud.template import Template
 
     # The function's environment as the template sets it (Powertools service, namespace...), no real AWS.
     env = {**os.environ, **Template().function_environment(logical_id), "AWS_DEFAULT_REGION": "us-east-1"}

@@ -143,7 +143,7 @@ def report(
     args: argparse.Namespace,
     out: TextIO,
 ) -> int:
-    """`keys usage` once keys.py has checked its arguments: the counters since `since`, of `key_ids` (None: all)."""
+    """`keys usage` once keys_cli.py has checked its arguments: the counters since `since`, of `key_ids` (None: all)."""
     rows = read_counters(dynamodb, table, key_ids, since)
     if args.chart:
         with open(args.chart, "w", encoding="utf-8") as page:

@@ -17,10 +17,11 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 
-from gateway_dev import cloud_limits
-from gateway_dev.apigw import proxy_event
-from gateway_dev.bridge import ApiBridge, authenticate, import_code, invocation_state, own_container
-from gateway_dev.template import Template
+from gateway_dev.cloud import cloud_limits
+from gateway_dev.cloud.apigw import proxy_event
+from gateway_dev.cloud.template import Template
+from gateway_dev.runner.bridge import ApiBridge, authenticate
+from gateway_dev.runner.functions import import_code, invocation_state, own_container
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
