@@ -25,7 +25,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 # uv, pinned, from PyPI through whichever pip there is: the interpreter's, else one ensurepip puts in the venv.
-if [ "$("$uv" --version 2>/dev/null)" != "uv $uv_version" ]; then
+if [ "$("$uv" --version 2>/dev/null | cut -d" " -f1,2)" != "uv $uv_version" ]; then
     step "fetching the installer (uv $uv_version, from PyPI)"
     fetch_uv() {
         PIP_ROOT_USER_ACTION=ignore "$1" -m pip install --quiet --disable-pip-version-check --no-deps \
