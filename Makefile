@@ -33,11 +33,11 @@ help:
 # (requirements-dev.txt, which includes the serve file). Editing a requirements file reinstalls what it feeds.
 # local/install.sh creates the venv and installs with uv (pinned here, fetched from PyPI), or pip without it.
 $(SERVE_STAMP): requirements-serve.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt local/install.sh
-	@local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-serve.txt "what make serve needs"
+	@bash local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-serve.txt "what make serve needs"
 	@touch $@
 
 $(STAMP): $(SERVE_STAMP) requirements-dev.txt
-	@local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-dev.txt "the test and lint toolchain"
+	@bash local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-dev.txt "the test and lint toolchain"
 	@touch $@
 
 serve: $(SERVE_STAMP)
