@@ -283,3 +283,18 @@ def test_the_dev_requirements_are_the_serve_requirements_plus_the_toolchain_each
     # The toolchain stays out of make serve's install
     assert {"pytest", "ruff", "mypy", "cfn-lint", "hypothesis", "langchain-core"} <= set(names(dev))
     assert not {"pytest", "ruff", "mypy", "cfn-lint", "hypothesis", "langchain-core"} & set(names(serve))
+
+
+def test_the_projects_build_backend_is_the_uv_the_makefile_installs() -> None:
+    # uv builds a uv_build project in-process only when its own version is in the project's range: a Makefile
+    # that moves UV_VERSION without the pyprojects would bring back a slow isolated build on every first run.
+    from packaging.requirements import Requirement
+
+    pinned = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert pinned is not None
+    uv_version = pinned.group(1)
+    for pyproject in (ROOT / "pyproject.toml", ROOT / "layers" / "gateway" / "pyproject.toml"):
+        system = tomllib.loads(pyproject.read_text())["build-system"]
+        (backend,) = [Requirement(text) for text in system["requires"]]
+        assert system["build-backend"] == "uv_build" and backend.name == "uv_build"
+        assert backend.specifier.contains(uv_version), f"{pyproject}: {backend} does not admit uv {uv_version}"
