@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
+UV_VERSION := 0.13.8
 PORT ?= 3000
 # SAM CLI lives in its own environment: its pins must not fight the project's.
 SAM_VENV := .venv-sam
@@ -27,15 +29,18 @@ help:
 	@echo "make build   sam build (arm64, Python 3.13) and check the artifact"
 	@echo "make deploy  sam deploy --guided, then print the steps to set the key and create caller keys"
 
-$(STAMP): requirements-dev.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-		{ echo "Python 3.11+ is needed (found $$($(PYTHON) --version))"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@touch $(STAMP)
+# Two install stamps: what `make serve` needs (requirements-serve.txt), then the test and lint toolchain on top
+# (requirements-dev.txt, which includes the serve file). Editing a requirements file reinstalls what it feeds.
+# local/install.sh creates the venv and installs with uv (pinned here, fetched from PyPI), or pip without it.
+$(SERVE_STAMP): requirements-serve.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt local/install.sh
+	@bash local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-serve.txt "what make serve needs"
+	@touch $@
 
-serve: $(STAMP)
+$(STAMP): $(SERVE_STAMP) requirements-dev.txt
+	@bash local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-dev.txt "the test and lint toolchain"
+	@touch $@
+
+serve: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.runner.serve --port $(PORT)
 
 test: $(STAMP) lint
@@ -53,28 +58,28 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m gateway_dev.bench $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
 
-invoke: $(STAMP)
+invoke: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.runner.invoke $(EVENT) --times $(or $(TIMES),1)
 
 # Caller keys of make serve (ARGS="--local list") or of a deployed stack (ARGS="--stack NAME create team-a").
-keys: $(STAMP)
+keys: $(SERVE_STAMP)
 	$(BIN)/mistral-gateway keys $(ARGS)
 
 # After `sam deploy` (or against make serve): one PASS/FAIL line per check. ARGS="--stack NAME" or ARGS=--local adds
 # the 403 and 429 checks with a throwaway key.
-smoke: $(STAMP)
+smoke: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.ops.smoke --url "$(URL)" --key "$(KEY)" $(ARGS)
 
-chat: $(STAMP)
+chat: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.ops.cli chat --url $(or $(URL),http://127.0.0.1:$(PORT))
 
-events: $(STAMP)
+events: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.runner.events
 
-openapi: $(STAMP)
+openapi: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.ops.openapi_export
 
-moto: $(STAMP)
+moto: $(SERVE_STAMP)
 	$(BIN)/python -m gateway_dev.runner.moto_server
 
 $(SAM_VENV)/.installed:

@@ -65,7 +65,7 @@ class LocalGateway:
         receive = cloud_limits.replaying(body, receive)
         path, route = self.bridge.route_for(scope["method"], scope["path"])
         if route is None or not route.streams:
-            await self.buffered(scope, receive, self._labelled(send))
+            await self.buffered(scope, receive, send)  # the bridge labels its own answers
             return
         headers = _Headers(scope["headers"])
         key_id = None
@@ -100,10 +100,12 @@ class LocalGateway:
         extra = [(name.lower().encode(), value.encode()) for name, value in self.bridge.extra_headers.items()]
         if not extra:
             return send
+        names = {name for name, _ in extra}
 
         async def labelled(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = dict(message, headers=[*message.get("headers", []), *extra])
+                kept = [(name, value) for name, value in message.get("headers", []) if name.lower() not in names]
+                message = dict(message, headers=[*kept, *extra])
             await send(message)
 
         return labelled

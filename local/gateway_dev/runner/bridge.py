@@ -68,6 +68,8 @@ class ApiBridge:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         response = self.handle(request)
+        for name, value in self.extra_headers.items():  # every answer, once (set: never a second copy)
+            response.headers[name] = value
         if response.status_code >= 400 and "Access-Control-Allow-Origin" not in response.headers:
             response.headers.update(self.template.gateway_response_headers())  # as API Gateway's DEFAULT_4XX/5XX
         return response(environ, start_response)
@@ -107,7 +109,7 @@ class ApiBridge:
         if oversized is not None:
             return Response(oversized, status=502, content_type="application/json")
         status, headers, body = proxy_result(result)
-        return Response(body, status=status, headers=headers + list(self.extra_headers.items()))
+        return Response(body, status=status, headers=headers)
 
     def _route(self, method: str, path: str) -> ApiRoute | None:
         # Exact paths win over templated ones, and a greedy {proxy+} loses to any other, as in API Gateway.

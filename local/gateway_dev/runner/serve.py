@@ -58,6 +58,9 @@ def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
     from gateway_dev.cloud.resources import make_moto_writes_atomic
 
     make_moto_writes_atomic()
+    # Its werkzeug server logs an access line per AWS call at INFO (a dozen per request): the functions log their
+    # own requests, so only werkzeug's warnings and errors are shown.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
@@ -160,8 +163,14 @@ def banner(stack: LocalStack, url: str, callers: dict[str, str] | None = None) -
        -H 'Content-Type: application/json' \\
        -d '{{"model": "mistral-small-latest", "stream": true, "messages": [{{"role": "user", "content": "Hi"}}]}}'
 
-  python -c "from mistralai.client import Mistral; c = Mistral(api_key='{stack.api_key}', server_url='{url}'); \\
-print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 'content': 'Hello'}}]))"
+  .venv/bin/python -c "from mistralai.client import Mistral; \\
+c = Mistral(api_key='{stack.api_key}', server_url='{url}'); \\
+print(c.chat.complete(model='mistral-small-latest', messages=[{{'role': 'user', 'content': 'Hello'}}]) \\
+.choices[0].message.content)"
+
+  .venv/bin/python -c "from openai import OpenAI; c = OpenAI(api_key='{stack.api_key}', base_url='{url}/v1'); \\
+print(c.chat.completions.create(model='mistral-small-latest', messages=[{{'role': 'user', 'content': 'Hello'}}]) \\
+.choices[0].message.content)"
 
   Logs below are the function's own JSON lines (what CloudWatch gets). Ctrl-C stops everything.
 """
@@ -239,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
 
     callers = caller_keys_from_env(os.environ)
     api_key = next(iter(callers))
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines; the functions log their own
     # A newcomer should see a stream arrive word by word: the emulator writes 20 words a second by default.
     os.environ.setdefault("EMULATOR_TOKENS_PER_SECOND", "20")
     os.environ.setdefault("EMULATOR_ANSWER_TOKENS", "40")

@@ -38,6 +38,8 @@ def handle(request: Forward, relaying: Callable[[Forward], Relayed] | None = Non
     `relaying` replaces budgeted_relay where Mistral streams (account/streams.py: the same policies, streamed)."""
     relaying = relaying or budgeted_relay
     relay.checked_path(request.subpath)  # before the policy: "ocr/../files" must not pass as OCR
+    if (elsewhere := routes_policy.NOT_MISTRAL.get(request.subpath.strip("/"))) is not None:
+        raise NotFound(elsewhere, code="not_a_mistral_route")
     rule = routes_policy.rule_for(request.method, request.subpath)
     logger.append_keys(upstream_route=rule.prefix or "unlisted", route_policy=rule.policy.name.lower())
     observability.count_by(observability.PASSTHROUGH_REQUESTS, "policy", rule.policy.name.lower())

@@ -57,6 +57,12 @@ ROUTES: tuple[RouteRule, ...] = (
     _rule("audio", "", Policy.ACCOUNT, "voices, audio agents and sessions belong to the account"),
     _rule("connectors", "", Policy.ACCOUNT, "connectors hold credentials for the whole account"),
 )
+# OpenAI routes Mistral does not have, by path under /v1/: a 404 that says what the caller reached for and where
+# to go instead, whatever AccountRoutes says (relaying one would only bring back Mistral's bare 404).
+NOT_MISTRAL: dict[str, str] = {
+    "completions": "/v1/completions is OpenAI's legacy text completions, which Mistral does not offer. Use "
+    "/v1/chat/completions (messages), or /v1/fim/completions (prompt and suffix, with a Codestral model).",
+}
 UNLISTED = RouteRule("", frozenset(), Policy.ACCOUNT, "not known to be stateless inference")
 # Below an inference route (/v1/ocr/files, /v1/agents/completions/x): no such Mistral route, always a 404.
 INFERENCE_SUBPATH = RouteRule("", frozenset(), Policy.ACCOUNT, "below an inference route: no such route")
