@@ -232,7 +232,7 @@ def _log_served(fields: dict[str, Any], started: float) -> None:
     line = {**logger.get_current_keys(), **fields}
     duration_ms = round((time.perf_counter() - started) * 1000, 2)
     logger.info("request served", extra={**fields, **spend.line_fields(line), "duration_ms": duration_ms})
-    spend.record_served(line)  # after the last byte: off the caller's wait
+    # The line is the spend record: CloudWatch Logs delivers it to the spend function (spend_batches.py).
     metrics.flush_metrics()
 
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from gateway_dev import caller_keys, cloud_limits
+from gateway_dev import caller_keys, cloud_limits, spend_delivery
 from gateway_dev.apigw import proxy_event, proxy_result
 from gateway_dev.locking import serialize_methods
 from gateway_dev.template import ApiRoute, Template
@@ -297,6 +297,8 @@ def invocation_local_router_state() -> None:
 def load_function(template: Template, logical_id: str) -> LocalFunction:
     """Import a function's handler module from its CodeUri, as Lambda would (the layer is installed)."""
     serialize_metric_flushes()
+    if logical_id != spend_delivery.SPEND_FUNCTION:
+        spend_delivery.install(template)  # served lines to the spend function, as the cloud's subscription filter
     code_dir, module_name, function_name = template.code_location(logical_id)
     pool = handler_pool(code_dir, module_name, f"_local_function_{logical_id}_{module_name}", function_name)
     return LocalFunction(
@@ -354,6 +356,7 @@ class ApiBridge:
         self.identity_headers = caller_keys.identity_headers(template)  # required first, as API Gateway does
         self.functions: dict[str, LocalFunction] = {}
         self.binary_types = template.binary_media_types()
+        spend_delivery.install(template)  # served lines to the spend function, as the cloud's subscription filter
 
     def function(self, logical_id: str) -> LocalFunction:
         if logical_id not in self.functions:

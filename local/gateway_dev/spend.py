@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from typing import Any, TextIO
 
+from gateway_dev import spend_delivery
 from mistral_gateway.spend import COUNTERS, NANO, PREFIX
 
 COLUMNS = (
@@ -40,6 +41,7 @@ COLUMNS = (
 
 def read_counters(dynamodb: Any, table: str, key_ids: set[str] | None, since: str) -> list[dict[str, Any]]:
     """Every spend item (key, day, model, counters) from `since` on, of `key_ids` (None: every key)."""
+    spend_delivery.flush()  # locally: the served lines written so far are applied first (spend_delivery.py)
     rows = []
     arguments: dict[str, Any] = {
         "TableName": table,

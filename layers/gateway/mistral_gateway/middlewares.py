@@ -43,8 +43,8 @@ def request_served(app: GatewayResolver, next_middleware: NextMiddleware) -> Res
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
     }
     line = {**logger.get_current_keys(), **fields}
+    # The line is the spend record: CloudWatch Logs delivers it to the spend function (spend_batches.py).
     logger.info("request served", extra={**fields, **spend.line_fields(line)})
-    spend.record_served(line)  # the line's own fields, added up per key, day and model (spend.py)
     return response
 
 

@@ -1,0 +1,148 @@
+"""CloudWatch Logs' subscription filter, locally: the functions' "request served" lines to the spend function.
+
+In the cloud, a subscription filter on the API and streaming functions' log groups (template.yaml) delivers
+their served lines, batched, to the SpendFunction (functions/spend/), which adds them per key, day and model to
+the quota table (mistral_gateway/spend_batches.py). Here the functions' handlers run in this process
+(bridge.py, asgi.py), and their Powertools Logger writes the lines to a stream: a logging handler on that
+Logger takes each served line as the formatter writes it (the running invocation's own keys), and a delivery
+thread hands what has gathered, at once, to the template's SpendFunction handler as an awslogs event (base64
+gzip JSON, as CloudWatch sends it), invoked as bridge.py invokes any function.
+
+Like a subscription, delivery is asynchronous: the request never waits on it. It is prompt (the thread wakes
+on the first line; a reader right after a request sees its spend within milliseconds), and `flush()` waits
+until every line written so far is applied: `keys usage` (gateway_dev/spend.read_counters) and the test
+fixtures call it. A delivery that fails is retried twice, as Lambda retries an asynchronous invocation, then
+kept in `dead_letters` (the on-failure destination's queue, in the cloud) and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from gateway_dev.template import Template
+
+SPEND_FUNCTION = "SpendFunction"
+LOG_GROUP = "/aws/lambda/mistral-gateway-local"
+MAX_EVENTS = 500  # lines per delivery at most (CloudWatch batches by size; this only bounds one invocation)
+ATTEMPTS = 3  # Lambda's asynchronous invocation: the call and two retries (template: MaximumRetryAttempts)
+
+_log = logging.getLogger(__name__)
+
+
+class SpendDelivery(logging.Handler):
+    """One process's subscription: served lines in, awslogs deliveries to the spend handler out."""
+
+    def __init__(self, template: Template) -> None:
+        super().__init__(level=logging.INFO)
+        from gateway_dev.bridge import load_function
+
+        self.function = load_function(template, SPEND_FUNCTION)
+        self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        self.pending: list[dict[str, Any]] = []
+        self.delivering = 0  # lines taken by the thread and not yet applied (or dead-lettered)
+        self.sequence = 0
+        self.subscribed = True  # False between a test's end and the next gateway (unsubscribe)
+        self.dead_letters: list[dict[str, Any]] = []  # awslogs events that could not be applied
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="spend-delivery", daemon=True)
+        self.thread.start()
+
+    # -- the subscription filter: { $.message = "request served" } -------------------------------------------
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.subscribed or record.getMessage() != "request served":
+            return
+        try:
+            message = self.format(record)  # the very line the stream gets (Powertools' formatter)
+        except Exception:  # pragma: no cover - logging must never fail a request
+            self.handleError(record)
+            return
+        with self.ready:
+            self.sequence += 1
+            event_id = f"{time.time_ns()}{self.sequence:012d}"
+            self.pending.append({"id": event_id, "timestamp": int(record.created * 1000), "message": message})
+            self.ready.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every line emitted so far has been delivered (applied or dead-lettered)."""
+        deadline = time.monotonic() + timeout
+        with self.ready:
+            while self.pending or self.delivering:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("spend delivery did not finish")
+                self.ready.wait(left)
+
+    # -- the delivery -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self.ready:
+                while not self.pending:
+                    self.ready.wait()
+                events, self.pending = self.pending[:MAX_EVENTS], self.pending[MAX_EVENTS:]
+                self.delivering = len(events)
+            try:
+                self._deliver(events)
+            finally:
+                with self.ready:
+                    self.delivering = 0
+                    self.ready.notify_all()
+
+    def _deliver(self, events: list[dict[str, Any]]) -> None:
+        from mistral_gateway.spend_batches import encode
+
+        payload = {
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": LOG_GROUP,
+            "logStream": self.log_stream,
+            "subscriptionFilters": ["ServedLinesToSpend"],
+            "logEvents": events,
+        }
+        event = encode(payload)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                self.function.invoke(event)
+                return
+            except Exception as error:  # the invocation failed: Lambda would retry it
+                _log.warning("spend delivery failed (attempt %d of %d): %r", attempt, ATTEMPTS, error)
+        self.dead_letters.append(event)
+
+
+_INSTALLED: dict[str, SpendDelivery] = {}
+_LOCK = threading.Lock()
+
+
+def install(template: Template) -> SpendDelivery | None:
+    """Subscribe the gateway's Logger to the spend function, once per process (idempotent; None when the
+    template has no spend function)."""
+    if SPEND_FUNCTION not in template.resources:
+        return None
+    with _LOCK:
+        delivery = _INSTALLED.get("delivery")
+        if delivery is None:
+            from mistral_gateway.observability import logger
+
+            delivery = _INSTALLED["delivery"] = SpendDelivery(template)
+            delivery.setFormatter(logger.registered_formatter)
+            logger.addHandler(delivery)
+        delivery.subscribed = True
+        return delivery
+
+
+def flush(timeout: float = 30.0) -> None:
+    """Every served line written so far in this process is in the quota table (no-op without a subscription)."""
+    delivery = _INSTALLED.get("delivery")
+    if delivery is not None:
+        delivery.flush(timeout)
+
+
+def unsubscribe() -> None:
+    """Deliver what was written, then take no more lines until the next install (a test's AWS ends with it)."""
+    delivery = _INSTALLED.get("delivery")
+    if delivery is not None:
+        delivery.flush()
+        delivery.subscribed = False
