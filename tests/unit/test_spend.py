@@ -55,7 +55,7 @@ class RecordingTable:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:  # noqa: N803 (boto3's name)
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:
         self.calls.extend(action["Update"] for action in TransactItems if "Update" in action)
 
 
