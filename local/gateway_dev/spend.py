@@ -1,7 +1,7 @@
 """`mistral-gateway keys usage`: requests, cache hits, tokens, cost and what the cache saved, per caller key.
 
-Reads the counters the gateway's functions add per key, day and model to the quota table (mistral_gateway/
-spend.py: one atomic ADD per "request served" line, so the report agrees with the lines to the token). The
+Reads the counters the spend function adds per key, day and model to the quota table from the "request
+served" lines (mistral_gateway/spend.py, spend_batches.py), so the report agrees with the lines to the token. The
 read is one Scan of the quota table filtered to the `spend#` items (the table holds only limits, short-lived
 budget windows and these: a few thousand items for ten keys over a year, cents per report).
 

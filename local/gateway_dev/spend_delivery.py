@@ -17,6 +17,7 @@ kept in `dead_letters` (the on-failure destination's queue, in the cloud) and lo
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -129,6 +130,7 @@ def install(template: Template) -> SpendDelivery | None:
             delivery = _INSTALLED["delivery"] = SpendDelivery(template)
             delivery.setFormatter(logger.registered_formatter)
             logger.addHandler(delivery)
+            atexit.register(_deliver_the_rest)  # `make serve` stopped: its last lines still counted
         delivery.subscribed = True
         return delivery
 
@@ -146,3 +148,10 @@ def unsubscribe() -> None:
     if delivery is not None:
         delivery.flush()
         delivery.subscribed = False
+
+
+def _deliver_the_rest() -> None:
+    try:
+        flush(timeout=5.0)
+    except TimeoutError:
+        _log.warning("spend delivery: lines left undelivered at exit")
