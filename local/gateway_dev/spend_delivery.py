@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -39,9 +40,14 @@ class SpendDelivery(logging.Handler):
 
     def __init__(self, template: Template) -> None:
         super().__init__(level=logging.INFO)
-        from gateway_dev.bridge import load_function
+        from gateway_dev.bridge import handler_module, load_function
 
         self.function = load_function(template, SPEND_FUNCTION)
+        # Its Logger bound the sys.stdout of its import (a test's captured one, closed after that test): the
+        # process's own stdout instead, as a Lambda container's.
+        handler = getattr(getattr(handler_module(template, SPEND_FUNCTION), "logger", None), "registered_handler", None)
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.__stdout__)
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.pending: list[dict[str, Any]] = []
         self.delivering = 0  # lines taken by the thread and not yet applied (or dead-lettered)
