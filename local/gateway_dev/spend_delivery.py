@@ -43,11 +43,12 @@ class SpendDelivery(logging.Handler):
         from gateway_dev.bridge import handler_module, load_function
 
         self.function = load_function(template, SPEND_FUNCTION)
-        # Its Logger bound the sys.stdout of its import (a test's captured one, closed after that test): the
-        # process's own stdout instead, as a Lambda container's.
+        # Its lines (its own log group in the cloud) to the process's stderr: its Logger bound the sys.stdout of
+        # its import (a test's captured one, closed after that test), and a local tool's stdout is its output
+        # (`make invoke` prints the handler's result there), which a line written later must not follow.
         handler = getattr(getattr(handler_module(template, SPEND_FUNCTION), "logger", None), "registered_handler", None)
         if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.__stdout__)
+            handler.setStream(sys.__stderr__)
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.pending: list[dict[str, Any]] = []
         self.delivering = 0  # lines taken by the thread and not yet applied (or dead-lettered)
