@@ -239,3 +239,40 @@ def test_the_markers_expire_and_are_not_spend_items(spend_function: Any, quota_t
     assert not marker["pk"]["S"].startswith(spend.PREFIX)
     ttl = int(marker["expires_at"]["N"]) - int(marker["applied_at"]["N"])
     assert ttl == spend_batches.MARKER_RETENTION_DAYS * 86_400 > 14 * 86_400  # outlives the dead-letter queue
+
+
+class ConflictingTable:
+    """The quota table, whose transactions are cancelled by another delivery's on the same item `conflicts` times."""
+
+    def __init__(self, real: Any, conflicts: int) -> None:
+        self.real = real
+        self.conflicts = conflicts
+        self.attempts = 0
+
+    def transact_write_items(self, **arguments: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        self.attempts += 1
+        if self.attempts <= self.conflicts:
+            reasons = [{"Code": "None"}] + [{"Code": "TransactionConflict"}] * (len(arguments["TransactItems"]) - 1)
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}}
+            raise ClientError({**error, "CancellationReasons": reasons}, "TransactWriteItems")  # type: ignore[arg-type]
+        return self.real.transact_write_items(**arguments)
+
+
+def test_a_conflict_with_another_delivery_on_a_hot_key_is_tried_again_then_left_to_lambda(quota_table: Any) -> None:
+    # Given two deliveries that add to one hot key's item at the same moment: this one is cancelled twice
+    delivery = Delivery().line(served("hot", prompt_tokens=5))
+    pauses: list[float] = []
+    table = ConflictingTable(quota_table, conflicts=2)
+    # When it is applied, it is tried again after short pauses, and applied once
+    applied = spend_batches.apply(delivery.payload(), table=QUOTA_TABLE, dynamodb=table, now=DAY_1, sleep=pauses.append)
+    assert (applied.chunks, table.attempts, len(pauses)) == (1, 3, 2) and all(0 <= p <= 0.1 for p in pauses)
+    assert usage(quota_table)[("hot", "2024-10-04", SMALL)]["requests"] == 1
+    # And a conflict that lasts fails the invocation (Lambda retries it later; nothing was applied)
+    again = Delivery(stream="another").line(served("hot", prompt_tokens=5))
+    endless = ConflictingTable(quota_table, conflicts=99)
+    with pytest.raises(Exception, match="conflict"):
+        spend_batches.apply(again.payload(), table=QUOTA_TABLE, dynamodb=endless, now=DAY_1, sleep=pauses.append)
+    assert endless.attempts == spend_batches.CONFLICT_ATTEMPTS
+    assert usage(quota_table)[("hot", "2024-10-04", SMALL)]["requests"] == 1

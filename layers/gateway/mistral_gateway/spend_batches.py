@@ -16,8 +16,9 @@ record; a subscription filter on their log groups delivers the served lines to t
   nothing; a chunk applied before a failure is not applied twice. Markers expire after MARKER_RETENTION_DAYS,
   longer than anything can redeliver a batch (the dead-letter queue keeps a message 14 days).
 
-A chunk that fails otherwise (throttled, table missing) raises: the function's invocation fails and Lambda
-retries it, then hands it to the on-failure destination (docs/reliability.md). Nothing here is lost silently.
+A chunk cancelled by another delivery's transaction on the same item (a hot key) is tried again at once, a
+few times, with jitter. A chunk that fails otherwise (throttled, table missing) raises: the invocation fails,
+Lambda retries it, then keeps it in the dead-letter queue (docs/reliability.md). Nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import base64
 import gzip
 import hashlib
 import json
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ MARKER_PREFIX = "spend-batch#"  # not "spend#": `keys usage` reads only spend# i
 MARKER_RETENTION_DAYS = 15
 # DynamoDB's TransactWriteItems holds at most 100 actions: one is the chunk's marker.
 TRANSACTION_LIMIT = 100
+CONFLICT_ATTEMPTS = 5  # a chunk cancelled by another delivery's transaction on the same item: tried again
 
 Sums = dict[tuple[str, str, str], dict[str, int]]
 
@@ -154,7 +157,15 @@ class Applied:
     already: int = 0  # applied by an earlier delivery of the same batch: left as they are
 
 
-def apply(payload: dict[str, Any], *, table: str, dynamodb: Any, now: float | None = None, log: Any = None) -> Applied:
+def apply(
+    payload: dict[str, Any],
+    *,
+    table: str,
+    dynamodb: Any,
+    now: float | None = None,
+    log: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Applied:
     """Add a delivery's served lines to the quota table, exactly once (see the module docstring)."""
     now = time.time() if now is None else now
     batch = read(payload, log)
@@ -162,12 +173,9 @@ def apply(payload: dict[str, Any], *, table: str, dynamodb: Any, now: float | No
     for number, chunk in enumerate(chunks(batch)):
         actions = [{"Put": marker(table, batch, number, now)}]
         actions += [{"Update": update(table, *key, counts, now)} for key, counts in chunk]
-        try:
-            dynamodb.transact_write_items(TransactItems=actions)
+        if _transact(dynamodb, actions, sleep):
             applied.chunks += 1
-        except Exception as error:
-            if not _marker_exists(error):
-                raise
+        else:
             applied.already += 1
     if log is not None:
         log.info(
@@ -182,6 +190,29 @@ def apply(payload: dict[str, Any], *, table: str, dynamodb: Any, now: float | No
             },
         )
     return applied
+
+
+def _transact(dynamodb: Any, actions: list[dict[str, Any]], sleep: Callable[[float], None]) -> bool:
+    """Apply one chunk: True, or False when its marker says an earlier delivery applied it. Two deliveries that
+    add to one hot key's item at the same moment cancel one another (TransactionConflict): retried here after a
+    jittered pause, a few times, before the invocation fails and Lambda's own retries take over."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            dynamodb.transact_write_items(TransactItems=actions)
+            return True
+        except Exception as error:
+            if _marker_exists(error):
+                return False
+            if not _conflict(error) or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _conflict(error: Exception) -> bool:
+    response = getattr(error, "response", None) or {}
+    reasons = response.get("CancellationReasons") or []
+    return any(str(reason.get("Code")) == "TransactionConflict" for reason in reasons)
 
 
 def _marker_exists(error: Exception) -> bool:
