@@ -98,3 +98,9 @@ def test_the_spend_function_has_its_own_log_group_outside_the_subscription(resou
     filters = of_type(resources, "AWS::Logs::SubscriptionFilter").values()
     filtered = {f["Properties"]["LogGroupName"]["Ref"] for f in filters}
     assert "SpendLogGroup" not in filtered  # its own lines never come back to it
+
+
+def test_the_local_runner_delivers_the_lines_of_the_very_functions_the_template_subscribes(template: Template) -> None:
+    from gateway_dev.spend_delivery import subscribed_functions
+
+    assert subscribed_functions(template) == {"ApiFunction", "StreamFunction"}

@@ -297,8 +297,7 @@ def invocation_local_router_state() -> None:
 def load_function(template: Template, logical_id: str) -> LocalFunction:
     """Import a function's handler module from its CodeUri, as Lambda would (the layer is installed)."""
     serialize_metric_flushes()
-    if logical_id != spend_delivery.SPEND_FUNCTION:
-        spend_delivery.install(template)  # served lines to the spend function, as the cloud's subscription filter
+    spend_delivery.install(template, logical_id)  # its served lines to the spend function, if the cloud's are
     code_dir, module_name, function_name = template.code_location(logical_id)
     pool = handler_pool(code_dir, module_name, f"_local_function_{logical_id}_{module_name}", function_name)
     return LocalFunction(

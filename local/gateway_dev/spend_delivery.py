@@ -124,10 +124,13 @@ _INSTALLED: dict[str, SpendDelivery] = {}
 _LOCK = threading.Lock()
 
 
-def install(template: Template) -> SpendDelivery | None:
-    """Subscribe the gateway's Logger to the spend function, once per process (idempotent; None when the
-    template has no spend function)."""
+def install(template: Template, logical_id: str | None = None) -> SpendDelivery | None:
+    """Subscribe the gateway's Logger to the spend function, once per process (idempotent). With a function's
+    logical id, only if the template subscribes that function's log group (the API and streaming functions, not
+    the authorizer nor the spend function itself); None when nothing is subscribed."""
     if SPEND_FUNCTION not in template.resources:
+        return None
+    if logical_id is not None and logical_id not in subscribed_functions(template):
         return None
     with _LOCK:
         delivery = _INSTALLED.get("delivery")
@@ -140,6 +143,24 @@ def install(template: Template) -> SpendDelivery | None:
             atexit.register(_deliver_the_rest)  # `make serve` stopped: its last lines still counted
         delivery.subscribed = True
         return delivery
+
+
+def subscribed_functions(template: Template) -> set[str]:
+    """The functions whose log group has a subscription filter to the spend function in the template."""
+    destination = {"Fn::GetAtt": [SPEND_FUNCTION, "Arn"]}
+    groups = {
+        str(resource["Properties"]["LogGroupName"].get("Ref"))
+        for resource in template.resources.values()
+        if resource.get("Type") == "AWS::Logs::SubscriptionFilter"
+        and resource["Properties"].get("DestinationArn") == destination
+        and isinstance(resource["Properties"].get("LogGroupName"), dict)
+    }
+    return {
+        logical_id
+        for logical_id in template.resources_of_type("AWS::Serverless::Function")
+        if (template.resources[logical_id]["Properties"].get("LoggingConfig") or {}).get("LogGroup")
+        in [{"Ref": group} for group in groups]
+    }
 
 
 def flush(timeout: float = 30.0) -> None:
