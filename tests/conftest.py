@@ -178,6 +178,7 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
     """The API handler wired to moto and the emulator, with a fresh container state."""
     import time
 
+    from gateway_dev.runner import spend_delivery
     from mistral_gateway.platform.observability import logger
 
     monkeypatch.setenv("MISTRAL_SERVER_URL", emulator.url)
@@ -193,6 +194,7 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
         yield gateway
         audit_logs(gateway, emulator)
     finally:
+        spend_delivery.unsubscribe()  # the test's served lines are applied while its AWS (moto) is up
         handler.setStream(previous)  # type: ignore[attr-defined]
         reset_gateway_state()
 

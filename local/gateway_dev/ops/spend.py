@@ -1,7 +1,7 @@
 """`mistral-gateway keys usage`: requests, cache hits, tokens, cost and what the cache saved, per caller key.
 
-Reads the counters the gateway's functions add per key, day and model to the quota table (mistral_gateway/
-spend.py: one atomic ADD per "request served" line, so the report agrees with the lines to the token). The
+Reads the counters the spend function adds per key, day and model to the quota table from the "request
+served" lines (mistral_gateway/spend.py, spend_batches.py), so the report agrees with the lines to the token. The
 read is one Scan of the quota table filtered to the `spend#` items (the table holds only limits, short-lived
 budget windows and these: a few thousand items for ten keys over a year, cents per report).
 
@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from typing import Any, TextIO
 
+from gateway_dev.runner import spend_delivery
 from mistral_gateway.policies.spend import COUNTERS, NANO, PREFIX
 
 COLUMNS = (
@@ -40,6 +41,7 @@ COLUMNS = (
 
 def read_counters(dynamodb: Any, table: str, key_ids: set[str] | None, since: str) -> list[dict[str, Any]]:
     """Every spend item (key, day, model, counters) from `since` on, of `key_ids` (None: every key)."""
+    spend_delivery.flush()  # locally: the served lines written so far are applied first (spend_delivery.py)
     rows = []
     arguments: dict[str, Any] = {
         "TableName": table,

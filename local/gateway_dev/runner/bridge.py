@@ -18,8 +18,8 @@ from werkzeug.wrappers import Request, Response
 from gateway_dev.cloud import cloud_limits
 from gateway_dev.cloud.apigw import proxy_event, proxy_result
 from gateway_dev.cloud.template import ApiRoute, Template
-from gateway_dev.runner import caller_keys
-from gateway_dev.runner.functions import LocalFunction, load_function, new_container
+from gateway_dev.runner import caller_keys, spend_delivery
+from gateway_dev.runner.functions import LocalFunction, load_function, new_container, with_module
 
 
 class ApiBridge:
@@ -49,6 +49,9 @@ class ApiBridge:
         self.identity_headers = caller_keys.identity_headers(template)  # required first, as API Gateway does
         self.functions: dict[str, LocalFunction] = {}
         self.binary_types = template.binary_media_types()
+        spend_delivery.install(
+            template, with_module
+        )  # served lines to the spend function, as the cloud's subscription filter
 
     def function(self, logical_id: str) -> LocalFunction:
         if logical_id not in self.functions:

@@ -38,6 +38,7 @@ from typing import Any
 
 from gateway_dev.cloud.locking import serialize_methods
 from gateway_dev.cloud.template import Template
+from gateway_dev.runner import spend_delivery
 
 
 @dataclass
@@ -287,6 +288,9 @@ def invocation_local_router_state() -> None:
 def load_function(template: Template, logical_id: str) -> LocalFunction:
     """Import a function's handler module from its CodeUri, as Lambda would (the layer is installed)."""
     serialize_metric_flushes()
+    spend_delivery.install(
+        template, with_module, logical_id
+    )  # its served lines to the spend function, if the cloud's are
     code_dir, module_name, function_name = template.code_location(logical_id)
     pool = handler_pool(code_dir, module_name, f"_local_function_{logical_id}_{module_name}", function_name)
     return LocalFunction(
@@ -315,3 +319,8 @@ def import_code(code_dir: Path, module_name: str, unique_name: str) -> ModuleTyp
 def handler_module(template: Template, logical_id: str) -> ModuleType:
     _code_dir, module_name, _ = template.code_location(logical_id)
     return sys.modules[f"_local_function_{logical_id}_{module_name}"]
+
+
+def with_module(template: Template, logical_id: str) -> tuple[LocalFunction, Any]:
+    """A function of the template and its handler module."""
+    return load_function(template, logical_id), handler_module(template, logical_id)

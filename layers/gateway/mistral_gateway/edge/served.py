@@ -1,4 +1,4 @@
-"""The one "request served" line of every request, and the caller's spend it adds up (policies/spend.py).
+"""The one "request served" line of every request: it is also the caller's spend record (policies/spend.py).
 
 Both functions end a request here: the API function after its handler, the streaming function after a stream's
 last byte (usage is known only then).
@@ -14,16 +14,7 @@ from mistral_gateway.policies import spend
 
 
 def request_served(fields: dict[str, Any]) -> None:
-    """Log the line (the request's own fields over the logger's keys) and add it to the caller's spend."""
-    container = current()
+    """Log the line (the request's own fields over the logger's keys, with what it cost or saved). Nothing else
+    is written: CloudWatch Logs delivers the line to the spend function (policies/spend_batches.py)."""
     line = {**logger.get_current_keys(), **fields}
-    logger.info("request served", extra={**fields, **spend.line_fields(line, container.prices)})
-    table = container.settings.quota_table_name
-    if table and line.get("caller"):  # per key, day and model (spend.py); no-op without a table
-        spend.record(
-            line,
-            container.prices,
-            table=table,
-            dynamodb=lambda: container.aws_client("dynamodb"),
-            now=container.clock(),
-        )
+    logger.info("request served", extra={**fields, **spend.line_fields(line, current().prices)})

@@ -60,7 +60,6 @@ PASSTHROUGH_REQUESTS = "PassThroughRequests"  # by `policy`: cached, passed, acc
 CACHED_PROMPT_TOKENS = "CachedPromptTokens"  # prompt tokens Mistral served from its prompt cache (billed 10 %)
 STORED_RESPONSES = "StoredResponses"  # /v1/responses kept by the gateway (responses.py)
 RESPONSE_STORE_ERRORS = "ResponseStoreErrors"  # the responses table failed (read, write or delete)
-SPEND_NOT_RECORDED = "SpendNotRecorded"  # a per-key spend counter could not be written (spend.py)
 
 EMITTED_METRICS = frozenset(
     {
@@ -97,7 +96,6 @@ EMITTED_METRICS = frozenset(
         CACHED_PROMPT_TOKENS,
         STORED_RESPONSES,
         RESPONSE_STORE_ERRORS,
-        SPEND_NOT_RECORDED,
         "ColdStart",  # emitted by Powertools' capture_cold_start_metric
     }
 )

@@ -1,18 +1,15 @@
 """Spend per caller key, exact: what each "request served" line says, added up in the quota table.
 
-When a request's line is written (the API function's middleware; the streaming function once the stream has
-ended), the very fields of that line are added with one atomic UpdateItem ADD to the item
-`spend#<key id>#<YYYY-MM-DD>#<model>`: requests, cache hits (HIT and STALE), prompt and completion tokens
-Mistral billed, tokens served from the cache, cost and cost saved (integer nano-USD, priced like the cost
-headers: at the model that answered), fallbacks, errors (status >= 400) and 429s. Tokens come from the line's
-own fields, so `mistral-gateway keys usage` agrees with the lines to the token. Items expire after
-SPEND_RETENTION_DAYS (the table's TTL attribute).
-
-One write per request (1 write unit, under 1 KB; a batch: one more per model its items used): about $0.625 per
-million requests on demand (docs). It is not deferred in the buffered function: a Lambda environment is frozen
-once the handler returns, so a write left to a background thread could be lost, and exactness matters more than
-~5 ms. A stream's write follows its last byte, off the caller's wait. A failed write is a warning and a metric
-(SpendNotRecorded), never a failed request. Requests without a caller key (public routes) add nothing.
+The request functions write nothing for it: the line is the record. CloudWatch Logs delivers the served lines
+(a subscription filter) to the spend function, which adds each line's fields (spend_batches.py: summed per
+delivery, one transaction per delivery, exactly once) to the item `spend#<key id>#<YYYY-MM-DD>#<model>`:
+requests, cache hits (HIT and STALE), prompt and completion tokens Mistral billed, tokens served from the
+cache, cost and cost saved (integer nano-USD, priced like the cost headers: at the model that answered),
+fallbacks, errors (status >= 400) and 429s. Tokens come from the line's own fields, so `mistral-gateway keys
+usage` agrees with the lines to the token. Items expire after SPEND_RETENTION_DAYS (the table's TTL
+attribute). A hit served from the container's memory therefore makes no AWS call at all; what a delivery
+costs, and what happens to one that cannot be applied, is in docs/decisions.md and docs/reliability.md.
+Requests without a caller key (public routes) add nothing.
 
 A batch (POST /v1/batch/chat/completions) is one line and one request; its items are billed one by one, each
 at its own model: the batch's line carries its items' sums (`prompt_tokens`, `completion_tokens`,
@@ -25,11 +22,7 @@ with what Mistral billed per model, and with the lines.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
-
-from mistral_gateway.platform import aws, observability
-from mistral_gateway.platform.observability import logger
 
 if TYPE_CHECKING:
     from mistral_gateway.platform.economics import Prices
@@ -144,38 +137,6 @@ def line_fields(fields: dict[str, Any], prices: Prices) -> dict[str, float]:
     if counts.get("saved_nusd"):
         extra["saved_usd"] = counts["saved_nusd"] / NANO
     return extra
-
-
-def record(fields: dict[str, Any], prices: Prices, *, table: str, dynamodb: Any, now: float | None = None) -> None:
-    """Add one served line to its key's day and model (nothing for a line without a caller)."""
-    caller = fields.get("caller")
-    if not caller or not table:
-        return
-    now = time.time() if now is None else now
-    day = time.strftime("%Y-%m-%d", time.gmtime(now))
-    for model, counts in rows(fields, prices).items():
-        _add(str(caller), day, model, counts, table=table, dynamodb=dynamodb, now=now)
-
-
-def _add(caller: str, day: str, model: str, counts: dict[str, int], *, table: str, dynamodb: Any, now: float) -> None:
-    names = {f"#c{n}": name for n, name in enumerate(counts)}
-    values: dict[str, Any] = {f":c{n}": {"N": str(value)} for n, value in enumerate(counts.values())}
-    values[":expires"] = {"N": str(int(now) + SPEND_RETENTION_DAYS * 86_400)}
-    values[":key"] = {"S": caller}
-    values[":day"] = {"S": day}
-    values[":model"] = {"S": model}
-    adds = ", ".join(f"#c{n} :c{n}" for n in range(len(counts)))
-    try:
-        dynamodb().update_item(
-            TableName=table,
-            Key={"pk": {"S": item_key(caller, day, model)}},
-            UpdateExpression=f"ADD {adds} SET expires_at = :expires, key_id = :key, #day = :day, #model = :model",
-            ExpressionAttributeNames={**names, "#day": "day", "#model": "model"},
-            ExpressionAttributeValues=values,
-        )
-    except aws.errors() as error:
-        logger.warning("spend not recorded", extra={"error_code": aws.error_code(error)})
-        observability.count(observability.SPEND_NOT_RECORDED)
 
 
 def _int(value: Any) -> int:
