@@ -46,7 +46,7 @@ def output(text: str) -> list[dict[str, Any]]:
 def store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
     memory = MemoryStore()
     container.start(clock=lambda: NOW)
-    monkeypatch.setattr(responses, "table", lambda: memory)
+    monkeypatch.setattr(responses_stored, "table", lambda: memory)
     return memory
 
 
