@@ -18,6 +18,7 @@ kept in `dead_letters` (the on-failure destination's queue, in the cloud) and lo
 from __future__ import annotations
 
 import atexit
+import io
 import logging
 import sys
 import threading
@@ -38,18 +39,32 @@ _log = logging.getLogger(__name__)
 Loader = Callable[[Template, str], tuple[Any, Any]]
 
 
+class _CurrentStderr(io.TextIOBase):
+    """Whatever sys.stderr is when a line is written (a test's captured stream, while it runs)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class SpendDelivery(logging.Handler):
     """One process's subscription: served lines in, awslogs deliveries to the spend handler out."""
 
     def __init__(self, template: Template, load: Loader) -> None:
         super().__init__(level=logging.INFO)
         self.function, module = load(template, SPEND_FUNCTION)
-        # Its lines (its own log group in the cloud) to the process's stderr: its Logger bound the sys.stdout of
-        # its import (a test's captured one, closed after that test), and a local tool's stdout is its output
-        # (`make invoke` prints the handler's result there), which a line written later must not follow.
+        # Its lines (its own log group in the cloud) to stderr as it is when each is written (a running test's
+        # captured stream, so `make test` stays quiet): its Logger bound the sys.stdout of its import (a test's
+        # captured one, closed after that test), and a local tool's stdout is its output (`make invoke` prints
+        # the handler's result there), which a line written later must not follow.
         handler = getattr(getattr(module, "logger", None), "registered_handler", None)
         if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.__stderr__)
+            handler.setStream(_CurrentStderr())
+            # Only its warnings and errors: a routine "spend applied" per request would double what `make serve`
+            # prints (in the cloud those lines are in the spend function's own log group, not beside the gateway's).
+            handler.setLevel(logging.WARNING)
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.pending: list[dict[str, Any]] = []
         self.delivering = 0  # lines taken by the thread and not yet applied (or dead-lettered)
