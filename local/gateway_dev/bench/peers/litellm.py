@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +45,10 @@ def install(work: Path, version: str = VERSION) -> Path:
     venv = venv_dir(work, version)
     executable = venv / "bin" / "litellm"
     if not executable.exists():
+        if venv.is_symlink():  # a link to a venv that is gone
+            venv.unlink()
+        elif venv.exists():  # a half-built venv (an install that was cut): start again
+            shutil.rmtree(venv)
         for command in install_commands(venv, version):
             subprocess.run(command, check=True, timeout=1_800)
     check_install(venv, version)
