@@ -53,10 +53,12 @@ def start_stack(paths: Paths) -> Stack:
 
     from gateway_dev.cloud.resources import create_resources
     from gateway_dev.emulator.server import MistralEmulator
+    from gateway_dev.runner import spend_delivery
     from gateway_dev.runner.serve import start_moto
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server would log every request
     os.environ.update(AWS_ENVIRONMENT)
+    os.environ[spend_delivery.OFF] = "1"  # the request path is what is timed (spend_delivery.py says why)
     for name in ("AWS_PROFILE", "MISTRAL_API_KEY"):
         os.environ.pop(name, None)
     moto_url, stop_moto = start_moto()

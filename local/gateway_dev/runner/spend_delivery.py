@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -138,6 +139,9 @@ class SpendDelivery(logging.Handler):
 
 _INSTALLED: dict[str, SpendDelivery] = {}
 _LOCK = threading.Lock()
+# Set (to anything) by the benchmark: it times the request path, and in the cloud the spend function runs in a
+# Lambda of its own, never in the request's process; here its deliveries would share the GIL with what is timed.
+OFF = "GATEWAY_LOCAL_SPEND_DELIVERY_OFF"
 
 
 def install(template: Template, load: Loader, logical_id: str | None = None) -> SpendDelivery | None:
@@ -145,7 +149,7 @@ def install(template: Template, load: Loader, logical_id: str | None = None) -> 
     logical id, only if the template subscribes that function's log group (the API and streaming functions, not
     the authorizer nor the spend function itself); None when nothing is subscribed. `load` gives a function of
     the template and its handler module (runner/functions.py's, handed in: that module installs this one)."""
-    if SPEND_FUNCTION not in template.resources:
+    if SPEND_FUNCTION not in template.resources or os.environ.get(OFF):
         return None
     if logical_id is not None and logical_id not in subscribed_functions(template):
         return None
