@@ -161,6 +161,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+# How long an idle client connection stays open. uvicorn's default (5 s) equals httpx's own pool expiry, so a
+# client could reuse a connection in the moment the server closes it: a "connection reset" for an SDK with its
+# retries off (seen under load). Longer than any client pool's expiry, as API Gateway's own idle timeout is.
+KEEP_ALIVE_S = 65
+
+
 class BackgroundServer:
     """uvicorn serving an ASGI app from a thread (tests, the benchmark): `url`, then `stop()`."""
 
@@ -176,7 +182,9 @@ class BackgroundServer:
         self._socket.bind((host, port))
         self._socket.listen(128)
         self.url = f"http://{host}:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=KEEP_ALIVE_S
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default="prod")
     args = parser.parse_args(argv)
 
-    from gateway_dev.runner.asgi import LocalGateway
+    from gateway_dev.runner.asgi import KEEP_ALIVE_S, LocalGateway
     from gateway_dev.runner.bridge import ApiBridge
 
     callers = caller_keys_from_env(os.environ)
@@ -275,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     config = uvicorn.Config(
-        LocalGateway(bridge), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        LocalGateway(bridge),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     _stop_on_signals()
     try:
