@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from mistralai.client import Mistral
-from mistralai.client.errors import SDKError
+from sdk_callers import KEYS, status_of, two_callers
 
 from gateway_dev.emulator.server import Fault
 from mistral_gateway.container import current
 
-KEYS = {"key-a-0123456789": "key-a", "key-b-0123456789": "key-b"}
 MODEL = "mistral-small-latest"
 
 
@@ -32,14 +31,7 @@ def url(keyed_http_gateway: Any) -> str:
 
 @pytest.fixture
 def clients(url: str) -> tuple[Mistral, Mistral]:
-    alice, bob = (Mistral(api_key=key, server_url=url) for key in KEYS)
-    return alice, bob
-
-
-def status_of(call: Any) -> int:
-    with pytest.raises(SDKError) as refused:
-        call()
-    return int(refused.value.status_code)
+    return two_callers(url)
 
 
 def served_lines(gateway: Any) -> list[dict[str, Any]]:

@@ -8,24 +8,14 @@ from typing import Any
 
 import pytest
 from mistralai.client import Mistral
-from mistralai.client.errors import SDKError
+from sdk_callers import KEYS, status_of, two_callers
 
 from mistral_gateway.container import current
-
-KEYS = {"key-a-0123456789": "key-a", "key-b-0123456789": "key-b"}
 
 
 @pytest.fixture
 def clients(keyed_http_gateway: Any) -> tuple[Mistral, Mistral]:
-    url = keyed_http_gateway(KEYS)
-    alice, bob = (Mistral(api_key=key, server_url=url) for key in KEYS)
-    return alice, bob
-
-
-def status_of(call: Any) -> int:
-    with pytest.raises(SDKError) as refused:
-        call()
-    return int(refused.value.status_code)
+    return two_callers(keyed_http_gateway(KEYS))
 
 
 def test_files_with_the_mistralai_sdk(clients, emulator) -> None:
