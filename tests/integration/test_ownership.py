@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from retried_calls import SentTwice
 
 BOUNDARY = "ownershipboundary"
 
@@ -427,6 +428,21 @@ def test_a_batch_job_is_settled_once_at_half_price_against_its_owners_budget(gat
     assert again.header("X-Usage-Prompt-Tokens") is None
     after = quota_admin.show("mistral-gateway-QuotaTable", "alice")["usage"]["day"]["tokens"]
     assert after - before == tokens
+
+
+def test_a_once_only_marker_sent_again_after_it_landed_still_knows_it_was_first(gateway) -> None:
+    from mistral_gateway.container import current
+    from mistral_gateway.stores.ledger import Ledger
+
+    # Given the ledger's client, whose first marker write lands, loses its answer and is sent again
+    ledger = current().ledger
+    lossy = SentTwice(ledger.client, "put_item", lambda call: "token" in call["Item"])
+    retried = Ledger(ledger.table_name, lossy)
+    # Then the call that wrote it was first, and any later one (the same caller's too) is not
+    assert retried.claim("alice", "settled", "batch_job#b-1") is True
+    assert lossy.repeated == 1
+    assert retried.claim("alice", "settled", "batch_job#b-1") is False
+    assert ledger.claim("bob", "settled", "batch_job#b-1") is False
 
 
 def test_a_caller_whose_budget_is_spent_cannot_create_a_batch_job(gateway, emulator, reconfigure) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
+from retried_calls import SentTwice
 
 from gateway_dev.emulator.server import Fault
 
@@ -303,3 +304,25 @@ def test_a_dead_leaders_lease_does_not_hang_anyone(gateway, emulator, chat_body,
     messages = [record["message"] for record in gateway.log_records()]
     assert "single-flight wait timed out; calling Mistral" not in messages
     assert emulator.calls(CHAT) == 1
+
+
+def test_a_lookup_retried_after_its_lease_landed_leads_instead_of_waiting_on_itself(
+    gateway, emulator, chat_body, emitted_metrics, monkeypatch
+) -> None:
+    from mistral_gateway.container import current
+
+    # Given a lookup whose lease write landed, lost its answer and was sent again
+    answers = current().answers
+    lossy = SentTwice(answers.dynamodb, "update_item", lambda call: ":owner," in call.get("UpdateExpression", ""))
+    monkeypatch.setattr(answers, "dynamodb", lossy)
+    # When the miss is asked
+    response = gateway.chat(chat_body("the first answer was lost"))
+    # Then it leads at once (its own lease is not another caller's) and stores its answer
+    assert response.status == 200 and response.header("X-Cache") == "MISS"
+    assert lossy.repeated == 1
+    assert emitted_metrics().get("SingleFlightWaits", 0) == 0
+    assert emulator.calls(CHAT) == 1
+    stored = [item for item in stored_answers() if "lease_owner" not in item]
+    assert len(stored) == 1
+    # And the same request again is a hit
+    assert gateway.chat(chat_body("the first answer was lost")).header("X-Cache") == "HIT"

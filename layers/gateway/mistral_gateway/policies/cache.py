@@ -189,6 +189,10 @@ class ResponseCache:
         except aws.errors() as error:
             if aws.error_code(error) == "ConditionalCheckFailedException":
                 item = getattr(error, "response", {}).get("Item")
+                if item and item.get("lease_owner", {}).get("S") == owner:
+                    # Our own lease: botocore retried a call whose first attempt landed but whose answer was
+                    # lost (a read timeout under load). Waiting on it would wait on ourselves.
+                    return Claim(Lease(key, owner, bare="body" not in item), self._seen(key, item))
                 return Claim(None, self._seen(key, item) if item else self.read(key, consistent=True))
             self._failed("claim", error)
             return Claim(None, None, failed=True)

@@ -14,6 +14,7 @@ and Mistral is not asked (failing open would hand out other callers' resources).
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -99,18 +100,22 @@ class Ledger:
             raise OwnedElsewhere(f"{kind} already recorded for another caller") from None
 
     def claim(self, owner: str, kind: str, rid: str) -> bool:
-        """Record `rid` only if nobody has: whether this call was the first (a once-only marker)."""
-        item = {"pk": {"S": f"{kind}#{rid}"}, "owner": {"S": owner}}
+        """Record `rid` only if nobody has: whether this call was the first (a once-only marker). The marker
+        carries a token of this call, so a write botocore sent again after its answer was lost (the first
+        attempt landed) still knows it was first."""
+        token = secrets.token_hex(8)
+        item = {"pk": {"S": f"{kind}#{rid}"}, "owner": {"S": owner}, "token": {"S": token}}
         try:
             self._call(
                 "put_item",
                 TableName=self.table_name,
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 conditional=True,
             )
-        except _ConditionFailed:
-            return False
+        except _ConditionFailed as refused:
+            return refused.item.get("token", {}).get("S") == token
         return True
 
     def forget(self, owner: str, kind: str, rid: str) -> None:
@@ -155,7 +160,7 @@ class Ledger:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if conditional and code == "ConditionalCheckFailedException":
-                raise _ConditionFailed() from None
+                raise _ConditionFailed(error.response.get("Item") or {}) from None
             logger.warning("ownership ledger unavailable", extra={"operation": operation, "error_code": code})
             raise LedgerUnavailable() from None
         except BotoCoreError as error:
@@ -166,4 +171,6 @@ class Ledger:
 
 
 class _ConditionFailed(Exception):
-    pass
+    def __init__(self, item: dict[str, Any]) -> None:
+        super().__init__()
+        self.item = item  # what refused the write, when the call asked for it
