@@ -126,3 +126,16 @@ def test_the_sdk_builds_each_marshalling_model_once_and_still_sends_the_same_bod
     built = serializers.create_model("Marshaller", body=(list[models.UserMessage], ...))
     assert built is serializers.create_model("Marshaller", body=(list[models.UserMessage], ...))
     assert serializers.create_model.memoized_by_gateway is True  # type: ignore[attr-defined]
+
+
+def test_the_sdk_reads_a_request_class_type_hints_once_and_still_places_its_parameters() -> None:
+    from mistralai.client.utils import forms, queryparams, url
+
+    mistral._build_sdk_models_once()
+    from mistralai.client import models
+
+    request = models.FilesAPIRoutesListFilesRequest(page=2, page_size=5)
+    placed = queryparams.get_query_params(request, None, None)
+    assert placed["page"] == ["2"] and placed["page_size"] == ["5"]
+    assert queryparams.get_type_hints(type(request)) is queryparams.get_type_hints(type(request))
+    assert url.get_type_hints is queryparams.get_type_hints is forms.get_type_hints
