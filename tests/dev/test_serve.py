@@ -115,11 +115,14 @@ def test_make_serve_with_the_emulator_starts_answers_caches_and_stops() -> None:
         # And Ctrl-C stops everything and frees the port
         output = stop_with_ctrl_c(process, lines)
     assert "stopped: API, moto and upstream emulator are down" in output and "Traceback" not in output
-    port = int(url.rsplit(":", 1)[1])
-    with socket.socket() as probe:
-        # TIME_WAIT from closed connections is fine (as for any server restart); a listener would still refuse.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))  # would raise if anything still listened
+    moto_url = re.search(r"AWS \(moto\)\s*: (http://\S+)", banner)
+    assert moto_url is not None
+    for stopped in (url, moto_url.group(1)):  # the API's port, and that of moto's own process
+        port = int(stopped.rsplit(":", 1)[1])
+        with socket.socket() as probe:
+            # TIME_WAIT from closed connections is fine (as for any server restart); a listener would refuse.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))  # would raise if anything still listened
     records = [json.loads(line) for line in output.splitlines() if line.startswith('{"level"')]
     assert any(record.get("message") == "request served" for record in records), "function logs reach stdout"
 

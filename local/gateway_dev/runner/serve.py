@@ -1,8 +1,8 @@
 """`make serve`: the whole gateway on one machine, no Docker, no AWS account, no Mistral key needed.
 
 - routes and function environments come from template.yaml (see bridge.py / template.py);
-- DynamoDB and Secrets Manager are an in-process moto server, with the template's table and secret, reached
-  through AWS_ENDPOINT_URL like any AWS endpoint;
+- DynamoDB and Secrets Manager are a moto server in a process of its own (moto_process.py), with the
+  template's table and secret, reached through AWS_ENDPOINT_URL like any AWS endpoint;
 - the upstream is Mistral when MISTRAL_API_KEY is set (or MISTRAL_SERVER_URL, e.g. a local vLLM/Ollama),
   otherwise the bundled Mistral emulator, labelled as such in the banner and in a response header;
 - callers authenticate with GATEWAY_API_KEY (generated and printed when not set);
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import logging
 import os
 import secrets
 import signal
@@ -53,18 +52,31 @@ class LocalStack:
 
 
 def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
-    from moto.server import ThreadedMotoServer
+    """moto's server in a process of its own (moto_process.py says why): its URL, and how to stop it."""
+    import subprocess
 
-    from gateway_dev.cloud.resources import make_moto_writes_atomic
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gateway_dev.runner.moto_process", "--host", host, "--port", str(port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdin is not None
+    ready = child.stdout.readline().strip()
+    if not ready.startswith("ready "):
+        child.kill()
+        child.wait()
+        raise RuntimeError(f"moto's server did not start (exit {child.returncode}); its errors are above")
+    stdin = child.stdin
 
-    make_moto_writes_atomic()
-    # Its werkzeug server logs an access line per AWS call at INFO (a dozen per request): the functions log their
-    # own requests, so only werkzeug's warnings and errors are shown.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    bound_host, bound_port = server.get_host_and_port()
-    return f"http://{bound_host}:{bound_port}", server.stop
+    def stop() -> None:
+        with contextlib.suppress(OSError):
+            stdin.close()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+    return ready.removeprefix("ready "), stop
 
 
 def start_local(

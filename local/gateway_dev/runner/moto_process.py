@@ -1,0 +1,49 @@
+"""moto's server in a process of its own, as `make serve`, `make moto` and the benchmark run it.
+
+In the cloud a DynamoDB call is a wait on another machine; locally it is moto's Python (werkzeug, Flask, its
+expression parser: ~4 ms for a GetItem, ~7 ms for a conditional UpdateItem here). In the runner's own process
+that work took the GIL from the functions, so concurrent requests queued behind each other's AWS calls; in
+its own process it runs beside them, on another core.
+
+The parent reads one line, `ready <url>`, and stops the server by closing this process's stdin (so a parent
+that dies takes it along: no orphaned server holding the port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from moto.server import ThreadedMotoServer
+
+    from gateway_dev.cloud.resources import make_moto_writes_atomic
+
+    make_moto_writes_atomic()
+    # werkzeug logs an access line per AWS call at INFO (a dozen per request): the functions log their own.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"ready http://{host}:{port}", flush=True)
+    with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere):  # nobody reads the pipe now
+        try:
+            sys.stdin.read()  # until the parent closes it, or dies
+        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent stops us
+            sys.stdin.read()
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
