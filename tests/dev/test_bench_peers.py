@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,32 @@ def test_every_side_by_side_figure_is_measured_for_both_sides(http_gateway: str,
         assert math.isfinite(pair.ratio) or pair.peer.median == 0
     # And the gateway's repeated request really was a hit (compare checks its X-Cache), its misses reached Mistral
     assert emulator.calls("/v1/chat/completions") >= 2 * CONCURRENT * 2
+
+
+def test_the_gateway_side_is_make_serve_in_a_process_of_its_own(emulator: Any, template: Any, tmp_path: Path) -> None:
+    from gateway_dev.bench.peers import served
+    from gateway_dev.bench.settings import CALLER_KEY, CHAT_PATH
+    from gateway_dev.bench.stack import chat_body
+    from gateway_dev.bench.streaming.client import caller_headers, http_client
+
+    # Given the bench's stack (its emulator and key), and the gateway served for the side-by-side figures
+    stack = SimpleNamespace(template=template, emulator=emulator, mistral_key=emulator.api_key)
+    gateway = served.serve(stack, tmp_path / "served.log")  # type: ignore[arg-type]
+    try:
+        # Then it answers the bench's caller key, calls the run's emulator, and caches in its own moto
+        with http_client() as client:
+            first, again = (
+                client.post(gateway.url + CHAT_PATH, json=chat_body("served side"), headers=caller_headers(CALLER_KEY))
+                for _ in range(2)
+            )
+        assert (first.status_code, first.headers["x-cache"]) == (200, "MISS")
+        assert (again.status_code, again.headers["x-cache"]) == (200, "HIT")
+        assert any(r.path == CHAT_PATH and "served side" in json.dumps(r.json) for r in emulator.requests)
+        assert gateway.process.pid != os.getpid() and gateway.peak_rss_mb() > 0
+    finally:
+        gateway.stop()
+    assert gateway.process.poll() is not None
+    assert "Traceback" not in (tmp_path / "served.log").read_text()
 
 
 def test_the_side_by_side_table_reports_ratios_and_says_when_it_was_not_run() -> None:

@@ -113,14 +113,13 @@ PEERS = ("litellm",)
 
 def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigures:
     """A peer proxy installed in its own venv, pointed at this run's emulator, measured beside the gateway under
-    the local runner (the gateway's cold start and memory are filled in from figures 1 and 5)."""
-    from gateway_dev.bench.peers import litellm
+    `make serve` in a process of its own (peers/served.py; the gateway's cold start and memory are filled in
+    from figures 1 and 5)."""
+    from gateway_dev.bench.peers import litellm, served
     from gateway_dev.bench.peers.side_by_side import Side, compare
     from gateway_dev.bench.settings import MODEL
     from gateway_dev.bench.stack import chat_body
     from gateway_dev.bench.streaming.client import caller_headers, http_client
-    from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
-    from gateway_dev.runner.bridge import ApiBridge
 
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}: known are {', '.join(PEERS)}")
@@ -139,16 +138,16 @@ def measure_peer(name: str, stack: Any, sizes: Sizes, paths: Paths) -> PeerFigur
         if first.status_code != 200:
             raise RuntimeError(f"LiteLLM's first answer: {first.status_code} {first.text[:300]}")
         cold_ms = (time.perf_counter() - started) * 1000
-        server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
+        progress(f"the gateway under make serve and LiteLLM {litellm.VERSION}, side by side")
+        gateway = served.serve(stack, paths.scratch / "served.log")
         try:
-            with captured_output():
-                pairs = compare(
-                    Side("gateway", server.url, CALLER_KEY, cache_header=True),
-                    Side(name, proxy.url, litellm.MASTER_KEY),
-                    stack.emulator, stack.nonce, sizes.http_iterations, min(2, sizes.warmup_iterations),
-                )  # fmt: skip
+            pairs = compare(
+                Side("gateway", gateway.url, CALLER_KEY, cache_header=True),
+                Side(name, proxy.url, litellm.MASTER_KEY),
+                stack.emulator, stack.nonce, sizes.http_iterations, min(2, sizes.warmup_iterations),
+            )  # fmt: skip
         finally:
-            server.stop()
+            gateway.stop()
         _, peak_mb = proxy.rss_mb()
     finally:
         proxy.stop()
