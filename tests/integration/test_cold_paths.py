@@ -31,7 +31,8 @@ with mock_aws(), MistralEmulator(api_key="k") as emulator:
 # Then the child prints [status, X-Cache, the watched modules it loaded].
 REPORT = """
 watched = [
-    "mistralai.client", "pydantic", "httpx2", "mistral_gateway.flow.passthrough", "mistral_gateway.upstream.mistral"
+    "mistralai.client", "pydantic", "httpx2", "mistral_gateway.flow.passthrough", "mistral_gateway.upstream.mistral",
+    "mistral_gateway.flow.relay",
 ]
 headers = {**result.get("headers", {}), **{k: v[-1] for k, v in result.get("multiValueHeaders", {}).items()}}
 print(json.dumps([result["statusCode"], headers.get("X-Cache"), [m for m in watched if m in sys.modules]]))
@@ -66,7 +67,7 @@ def cold(steps: str) -> list[Any]:
     return report
 
 
-def test_a_cold_cache_hit_loads_neither_the_sdk_nor_pydantic_nor_the_pass_through() -> None:
+def test_a_cold_cache_hit_loads_neither_the_sdk_nor_pydantic_nor_the_pass_through_nor_the_relay() -> None:
     assert cold(STORED_THEN_ASKED) == [200, "HIT", []]
 
 

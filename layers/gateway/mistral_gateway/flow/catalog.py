@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mistral_gateway.container import current, settings
-from mistral_gateway.flow import answers, relay
+from mistral_gateway.flow import answers
 from mistral_gateway.flow.answers import Answer, Fetched
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import (
@@ -83,6 +83,7 @@ def retrieve_model(model_id: str, *, caller: str | None, control: CacheControl, 
     counted = _ModelsBudget(caller)
 
     def fetch() -> Fetched:
+        from mistral_gateway.flow import relay  # only a miss relays: a cold hit does not import it
 
         counted.spend()  # a call that reaches Mistral is a request of the caller's (429 when spent)
         card = relay.Forward("GET", f"models/{model_id}", "", {}, None, None, control, deadline)
