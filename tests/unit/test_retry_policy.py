@@ -139,3 +139,14 @@ def test_the_sdk_reads_a_request_class_type_hints_once_and_still_places_its_para
     assert placed["page"] == ["2"] and placed["page_size"] == ["5"]
     assert queryparams.get_type_hints(type(request)) is queryparams.get_type_hints(type(request))
     assert url.get_type_hints is queryparams.get_type_hints is forms.get_type_hints
+
+
+def test_the_sdk_gets_no_async_client_and_an_async_call_fails_loudly() -> None:
+    import asyncio
+
+    from mistral_gateway.platform.config import Settings
+
+    sdk = mistral.new_sdk(mistral.MISTRAL, Settings(), lambda: "key")
+    assert isinstance(sdk.sdk_configuration.async_client, mistral.NoAsyncClient)
+    with pytest.raises(RuntimeError, match="no async SDK calls"):
+        asyncio.run(sdk.models.list_async())
