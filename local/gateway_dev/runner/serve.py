@@ -51,32 +51,46 @@ class LocalStack:
                 stop()
 
 
-def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
-    """moto's server in a process of its own (moto_process.py says why): its URL, and how to stop it."""
-    import subprocess
+class MotoProcess:
+    """moto's server in a process of its own (moto_process.py says why), started at once; `url()` waits for it,
+    so the caller can do other work while the child imports moto."""
 
-    child = subprocess.Popen(
-        [sys.executable, "-m", "gateway_dev.runner.moto_process", "--host", host, "--port", str(port)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stdout is not None and child.stdin is not None
-    ready = child.stdout.readline().strip()
-    if not ready.startswith("ready "):
-        child.kill()
-        child.wait()
-        raise RuntimeError(f"moto's server did not start (exit {child.returncode}); its errors are above")
-    stdin = child.stdin
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        import subprocess
 
-    def stop() -> None:
-        with contextlib.suppress(OSError):
-            stdin.close()
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "gateway_dev.runner.moto_process", "--host", host, "--port", str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._url: str | None = None
+
+    def url(self) -> str:
+        if self._url is None:
+            assert self._child.stdout is not None
+            ready = self._child.stdout.readline().strip()
+            if not ready.startswith("ready "):
+                self.stop()
+                raise RuntimeError(f"moto's server did not start (exit {self._child.returncode}); its errors are above")
+            self._url = ready.removeprefix("ready ")
+        return self._url
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self._child.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._child.stdin.close()  # the child's signal to stop
         try:
-            child.wait(10)
+            self._child.wait(10)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            self._child.kill()
+            self._child.wait()
 
-    return ready.removeprefix("ready "), stop
+
+def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
+    """moto's server in a process of its own, once it listens: its URL, and how to stop it."""
+    moto = MotoProcess(host, port)
+    return moto.url(), moto.stop
 
 
 def start_local(
@@ -85,16 +99,17 @@ def start_local(
     server_url: str | None,
     api_key: str | None,
     moto_url: str | None = None,
+    moto: MotoProcess | None = None,
     emulator_host: str = "127.0.0.1",
 ) -> LocalStack:
-    """Start moto (unless given), the resources, and the upstream; set the functions' environment."""
+    """Start moto (unless given: its URL, or its process still starting), the resources, and the upstream; set
+    the functions' environment."""
     stoppers: list[Any] = []
     for name, value in LOCAL_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     if moto_url is None:
-        moto_url, stop_moto = start_moto()
-        stoppers.append(stop_moto)
-    os.environ["AWS_ENDPOINT_URL"] = moto_url
+        moto = moto or MotoProcess()
+        stoppers.append(moto.stop)
 
     template = Template()
     if mistral_api_key:
@@ -118,6 +133,10 @@ def start_local(
 
     from gateway_dev.cloud.resources import create_resources
 
+    if moto_url is None:
+        assert moto is not None
+        moto_url = moto.url()  # the template and the emulator were made while moto started
+    os.environ["AWS_ENDPOINT_URL"] = moto_url
     create_resources(template, mistral_api_key=stored_key)
     apply_function_environments(template, os.environ)
     os.environ["MISTRAL_SERVER_URL"] = upstream_url
@@ -254,15 +273,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     parser.add_argument("--stage", default="prod")
     args = parser.parse_args(argv)
-
-    from gateway_dev.runner.asgi import KEEP_ALIVE_S, LocalGateway
-    from gateway_dev.runner.bridge import ApiBridge
-
-    callers = caller_keys_from_env(os.environ)
-    api_key = next(iter(callers))
-    # A newcomer should see a stream arrive word by word: the emulator writes 20 words a second by default.
-    os.environ.setdefault("EMULATOR_TOKENS_PER_SECOND", "20")
-    os.environ.setdefault("EMULATOR_ANSWER_TOKENS", "40")
     try:
         sock = _listen(args.host, args.port)
     except OSError as error:
@@ -272,10 +282,21 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    moto = MotoProcess()  # it imports moto while this process imports the rest (it ends when this one does)
+
+    from gateway_dev.runner.asgi import KEEP_ALIVE_S, LocalGateway
+    from gateway_dev.runner.bridge import ApiBridge
+
+    callers = caller_keys_from_env(os.environ)
+    api_key = next(iter(callers))
+    # A newcomer should see a stream arrive word by word: the emulator writes 20 words a second by default.
+    os.environ.setdefault("EMULATOR_TOKENS_PER_SECOND", "20")
+    os.environ.setdefault("EMULATOR_ANSWER_TOKENS", "40")
     stack = start_local(
         mistral_api_key=os.environ.get("MISTRAL_API_KEY"),
         server_url=os.environ.get("MISTRAL_SERVER_URL"),
         api_key=api_key,
+        moto=moto,
     )
     labels = {"X-Mistral-Emulator": "true"} if stack.upstream == "emulator" else {}
     url = f"http://{args.host}:{sock.getsockname()[1]}"
