@@ -55,7 +55,7 @@ def test_the_streaming_function_cold_start_runs_fresh_uvicorn_processes(
     template: Template, emulator: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     from gateway_dev.cloud.resources import create_resources
-    from gateway_dev.runner.serve import start_moto
+    from gateway_dev.runner.moto_process import start_moto
 
     # Given a moto server the fresh processes can reach, with the template's table and secret
     moto_url, stop_moto = start_moto()

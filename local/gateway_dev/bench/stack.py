@@ -54,7 +54,7 @@ def start_stack(paths: Paths) -> Stack:
     from gateway_dev.cloud.resources import create_resources
     from gateway_dev.emulator.server import MistralEmulator
     from gateway_dev.runner import spend_delivery
-    from gateway_dev.runner.serve import start_moto
+    from gateway_dev.runner.moto_process import start_moto
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server would log every request
     os.environ.update(AWS_ENVIRONMENT)

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from gateway_dev.runner.serve import start_local, start_moto
+from gateway_dev.runner.moto_process import start_moto
+from gateway_dev.runner.serve import start_local
 
 # Docker containers reach the host through this name (Docker Desktop; on Linux add --add-host).
 CONTAINER_HOST = "host.docker.internal"

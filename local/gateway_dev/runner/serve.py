@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway_dev.cloud.template import Template
+from gateway_dev.runner.moto_process import MotoProcess
 
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -49,48 +50,6 @@ class LocalStack:
         for stop in reversed(self.stoppers):
             with contextlib.suppress(Exception):
                 stop()
-
-
-class MotoProcess:
-    """moto's server in a process of its own (moto_process.py says why), started at once; `url()` waits for it,
-    so the caller can do other work while the child imports moto."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        import subprocess
-
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "gateway_dev.runner.moto_process", "--host", host, "--port", str(port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self._url: str | None = None
-
-    def url(self) -> str:
-        if self._url is None:
-            assert self._child.stdout is not None
-            ready = self._child.stdout.readline().strip()
-            if not ready.startswith("ready "):
-                self.stop()
-                raise RuntimeError(f"moto's server did not start (exit {self._child.returncode}); its errors are above")
-            self._url = ready.removeprefix("ready ")
-        return self._url
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self._child.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._child.stdin.close()  # the child's signal to stop
-        try:
-            self._child.wait(10)
-        except subprocess.TimeoutExpired:
-            self._child.kill()
-            self._child.wait()
-
-
-def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
-    """moto's server in a process of its own, once it listens: its URL, and how to stop it."""
-    moto = MotoProcess(host, port)
-    return moto.url(), moto.stop
 
 
 def start_local(
