@@ -1,10 +1,12 @@
-"""The processes the benchmark starts and watches (the streaming function's server, the LiteLLM proxy): a free
-port for them, their memory from /proc, and stopping them."""
+"""The processes the benchmark starts and watches (the streaming function's server, the LiteLLM proxy, the gateway
+under `make serve`): a free port for them, waiting until they answer, their memory from /proc, and stopping them."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,3 +33,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def wait_until_answering(
+    process: subprocess.Popen[bytes], answers: Callable[[], bool], *, what: str, log: Path, timeout_s: float
+) -> float:
+    """Seconds from now until `answers()` (an HTTP probe) is true; an exit or the timeout raises, naming the log."""
+    import httpx2
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited ({process.returncode}); see {log}")
+        try:
+            if answers():
+                return time.perf_counter() - started
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.05)
+    stop(process)
+    raise RuntimeError(f"{what} did not answer within {timeout_s:.0f} s; see {log}")

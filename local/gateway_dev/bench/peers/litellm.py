@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway_dev.bench.processes import rss_kb, stop
+from gateway_dev.bench.processes import rss_kb, stop, wait_until_answering
 
 VERSION = "1.108.7"
 COMPROMISED = frozenset({"1.82.7", "1.82.8"})
@@ -117,14 +117,9 @@ def start(executable: Path, config_path: Path, port: int, *, log: Path, timeout_
             stdout=sink, stderr=subprocess.STDOUT, env=environment,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - started < timeout_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"the LiteLLM proxy exited ({process.returncode}); see {log}")
-        try:
-            if httpx2.get(f"{url}/health/liveliness", timeout=1.0, trust_env=False).status_code == 200:
-                return Proxy(process, url, time.perf_counter() - started)
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"the LiteLLM proxy did not answer within {timeout_s:.0f} s; see {log}")
+
+    def live() -> bool:
+        return httpx2.get(f"{url}/health/liveliness", timeout=1.0, trust_env=False).status_code == 200
+
+    wait_until_answering(process, live, what="the LiteLLM proxy", log=log, timeout_s=timeout_s)
+    return Proxy(process, url, time.perf_counter() - started)

@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway_dev.bench.processes import free_port, rss_kb, stop
+from gateway_dev.bench.processes import free_port, rss_kb, stop, wait_until_answering
 from gateway_dev.bench.settings import CALLER_KEY, CHAT_PATH
 from gateway_dev.bench.stack import Stack, chat_body
 from gateway_dev.runner import spend_delivery
@@ -46,22 +45,16 @@ def serve(stack: Stack, log: Path, timeout_s: float = 120.0) -> ServedGateway:
         "MISTRAL_SERVER_URL": stack.emulator.url,
         spend_delivery.OFF: "1",  # the request path is what is timed, as in the rest of the bench
     }
-    started = time.perf_counter()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway_dev.runner.serve"], stdout=sink, stderr=subprocess.STDOUT, env=environment
         )
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {CALLER_KEY}"}
-    while time.perf_counter() - started < timeout_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"make serve exited ({process.returncode}); see {log}")
-        try:
-            ready = httpx2.post(url + CHAT_PATH, json=chat_body("served ready?"), headers=headers, trust_env=False)
-            if ready.status_code == 200:
-                return ServedGateway(process, url)
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.05)
-    stop(process)
-    raise RuntimeError(f"make serve did not answer within {timeout_s:.0f} s; see {log}")
+
+    def answers() -> bool:
+        ready = httpx2.post(url + CHAT_PATH, json=chat_body("served ready?"), headers=headers, trust_env=False)
+        return ready.status_code == 200
+
+    wait_until_answering(process, answers, what="make serve", log=log, timeout_s=timeout_s)
+    return ServedGateway(process, url)
