@@ -175,6 +175,10 @@ def test_a_batch_with_bad_items_answers_each_with_its_own_4xx(gateway: Any, emul
     response = gateway.request("POST", BATCH, {"requests": ["nope", chat(temperature=9), chat(stream=True)]})
     assert response.status == 200
     assert [item["status"] for item in response.json["data"]] == [400, 422, 400]
+    not_an_object = response.json["data"][0]["body"]
+    assert (
+        not_an_object["message"] == "Each batch item must be a JSON object." and not_an_object["param"] == "requests.0"
+    )
     assert emulator.calls() == 0
 
 

@@ -132,7 +132,7 @@ def _refused_batch_item(index: int, item: Any) -> dict[str, Any] | None:
     """The item's own 4xx result if it could not be answered alone, else None."""
     try:
         if not isinstance(item, dict):
-            raise InvalidRequest("Each batch item must be a answers.JSON object.", param=f"requests.{index}")
+            raise InvalidRequest("Each batch item must be a JSON object.", param=f"requests.{index}")
         if item.get("stream") is True:
             raise InvalidRequest("Streaming is not available inside a batch.", param=f"requests.{index}.stream")
         limits.check(item, at=f"requests.{index}")
