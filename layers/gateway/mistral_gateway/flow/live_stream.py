@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mistral_gateway.container import current, settings
+from mistral_gateway.flow import answers
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import GatewayError, UpstreamError, UpstreamTimeout
@@ -169,6 +170,14 @@ class LiveStream:
             if ended in ("cut", "idle_timeout"):
                 kind = "idle_timeout" if ended == "idle_timeout" else "connection"
                 upstream.stream_failed(current().upstream(self._upstream_name), kind, circuit)
+
+    def _meter(self, usage: dict[str, int], model: str | None) -> None:
+        """A pass-through stream's spend (Responses, conversations, agents): its line shows the prompt and
+        completion tokens Mistral reported, which are accounted and priced as a miss of `model`."""
+        self.outcome.usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
+        if usage:
+            answers.account(b"", usage)
+            current().prices.headers_and_metrics(model, "MISS", usage)
 
     def _report(self) -> None:
         """The stream's metrics and its keys on the "request served" line."""

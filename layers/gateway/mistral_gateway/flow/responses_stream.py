@@ -10,7 +10,6 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from mistral_gateway.container import current
 from mistral_gateway.flow import answers, responses_stored
 from mistral_gateway.flow.live_stream import LiveStream
 from mistral_gateway.platform import economics
@@ -63,12 +62,9 @@ class ResponseStream(LiveStream):
         response = final[1] if final is not None else {}
         usage = economics.token_usage(response.get("usage"))
         self._close_books(ended, usage, early=ended != "complete")
-        self.outcome.usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
         if ended == "complete" and final is not None and final[0] in STORED_STATUSES:
             self.outcome.stored = self._plan.keep({**response, "previous_response_id": self._plan.previous_id})
-        if usage:
-            answers.account(b"", usage)
-            current().prices.headers_and_metrics(response.get("model") or self._plan.model, "MISS", usage)
+        self._meter(usage, response.get("model") or self._plan.model)
         self._report()
 
 

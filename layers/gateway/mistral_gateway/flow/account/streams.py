@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mistral_gateway.container import current, settings
-from mistral_gateway.flow import answers, checks, passthrough, relay
+from mistral_gateway.flow import checks, passthrough, relay
 from mistral_gateway.flow.live_stream import LiveStream, is_timeout
 from mistral_gateway.flow.relay import Forward, Relayed
 from mistral_gateway.platform import economics
@@ -215,10 +215,7 @@ class RelayedStream(LiveStream):
         state = self._state
         usage = economics.token_usage(state.usage)
         self._close_books(ended, usage, early=ended not in ("complete", "incomplete"), circuit=self._live.circuit)
-        self.outcome.usage = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
-        if usage:
-            answers.account(b"", usage)
-            current().prices.headers_and_metrics(state.model, "MISS", usage)
+        self._meter(usage, state.model)
         self._report()
 
 
