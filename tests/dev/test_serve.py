@@ -186,6 +186,16 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
+def test_a_taken_moto_port_is_a_clear_error_not_a_hang(capfd: pytest.CaptureFixture[str]) -> None:
+    from gateway_dev.runner.moto_process import start_moto
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="did not start"):
+            start_moto("127.0.0.1", port)  # `make moto` with MOTO_PORT in use
+    assert f"cannot listen on 127.0.0.1:{port}" in capfd.readouterr().err
+
+
 def test_caller_keys_come_from_both_variables_each_key_once() -> None:
     from gateway_dev.runner.serve import caller_keys_from_env
 

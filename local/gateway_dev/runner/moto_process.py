@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -33,10 +34,14 @@ class MotoProcess:
         )  # fmt: skip
         self._url: str | None = None
 
-    def url(self) -> str:
+    def url(self, timeout_s: float = 120.0) -> str:
+        """The server's URL once it listens; a child that fails, or says nothing for `timeout_s`, is stopped."""
         if self._url is None:
+            import select
+
             assert self._child.stdout is not None
-            ready = self._child.stdout.readline().strip()
+            said, _, _ = select.select([self._child.stdout], [], [], timeout_s)
+            ready = self._child.stdout.readline().strip() if said else ""
             if not ready.startswith("ready "):
                 self.stop()
                 raise RuntimeError(f"moto's server did not start (exit {self._child.returncode}); its errors are above")
@@ -54,6 +59,8 @@ class MotoProcess:
         except subprocess.TimeoutExpired:
             self._child.kill()
             self._child.wait()
+        if self._child.stdout is not None:
+            self._child.stdout.close()
 
 
 def start_moto(host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
@@ -68,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
 
+    try:  # moto's server would wait forever for a port it failed to bind: say so and stop instead
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as error:
+        print(f"moto's server cannot listen on {args.host}:{args.port} ({error.strerror})", file=sys.stderr)
+        return 1
     from moto.server import ThreadedMotoServer
 
     from gateway_dev.cloud.resources import make_moto_writes_atomic
