@@ -56,7 +56,7 @@ def start_stack(paths: Paths) -> Stack:
     from gateway_dev.runner import spend_delivery
     from gateway_dev.runner.moto_process import start_moto
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server would log every request
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's server: errors only
     os.environ.update(AWS_ENVIRONMENT)
     os.environ[spend_delivery.OFF] = "1"  # the request path is what is timed (spend_delivery.py says why)
     for name in ("AWS_PROFILE", "MISTRAL_API_KEY"):

@@ -1,8 +1,8 @@
 """The AWS resources the functions need, created in moto from template.yaml's own resource properties.
 
-Used by the tests (inside `mock_aws`) and by the local runner (against an in-process moto server through
-AWS_ENDPOINT_URL). Whatever the template says about the table's keys, billing, TTL and encryption is what
-gets created, so a change in the template is a change in what the tests exercise.
+Used by the tests (inside `mock_aws`) and by the local runner (against a moto server in its own process, through
+AWS_ENDPOINT_URL). Whatever the template says about the table's keys, billing, TTL and encryption is what gets
+created, so a change in the template is a change in what the tests exercise.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """`mistral-gateway keys usage`: requests, cache hits, tokens, cost and what the cache saved, per caller key.
 
-Reads the counters the spend function adds per key, day and model to the quota table from the "request
-served" lines (mistral_gateway/spend.py, spend_batches.py), so the report agrees with the lines to the token. The
-read is one Scan of the quota table filtered to the `spend#` items (the table holds only limits, short-lived
-budget windows and these: a few thousand items for ten keys over a year, cents per report).
+Reads the counters the spend function adds per key, day and model to the quota table from the "request served" lines
+(mistral_gateway/policies/spend.py, spend_batches.py), so the report agrees with the lines to the token. The read is
+one Scan of the quota table filtered to the `spend#` items (the table holds only limits, short-lived budget windows
+and these: a few thousand items for ten keys over a year, cents per report).
 
     keys usage [--key K] [--since YYYY-MM-DD] [--by key|day|model] [--format table|csv|json] [--chart FILE.html]
 

@@ -1,7 +1,7 @@
 """`make invoke EVENT=events/chat.json`: one API Gateway event through its function, in-process, no Docker.
 
-The same event file works with `sam local invoke ApiFunction -e events/chat.json` for Docker users. AWS is an
-in-process moto server with the template's resources; the upstream is chosen as for `make serve`.
+The same event file works with `sam local invoke ApiFunction -e events/chat.json` for Docker users. AWS is a moto
+server (its own process) with the template's resources; the upstream is chosen as for `make serve`.
 """
 
 from __future__ import annotations

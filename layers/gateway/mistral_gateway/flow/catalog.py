@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from mistral_gateway.container import current, settings
 from mistral_gateway.flow import answers
@@ -17,10 +16,6 @@ from mistral_gateway.platform.errors import (
 )
 from mistral_gateway.policies import key_policy
 from mistral_gateway.requests.http import CacheControl
-
-if TYPE_CHECKING:
-    pass  # loaded on a miss only
-
 
 MODELS_TTL_SECONDS = 300
 

@@ -7,7 +7,7 @@ admission.py vouches for skip pydantic until a miss, so their hits never load py
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mistral_gateway.container import settings
 from mistral_gateway.platform import observability
@@ -18,9 +18,6 @@ from mistral_gateway.platform.errors import (
 from mistral_gateway.platform.observability import logger
 from mistral_gateway.policies import key_policy
 from mistral_gateway.requests import admission, dialect
-
-if TYPE_CHECKING:
-    pass  # loaded on a miss only
 
 
 def check_model(body: dict[str, Any]) -> None:

@@ -7,16 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mistral_gateway.container import current
 from mistral_gateway.flow import answers, checks
 from mistral_gateway.flow.answers import Answer, Fetch, Fetched
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.requests.http import CacheControl
-
-if TYPE_CHECKING:
-    pass  # loaded on a miss only
 
 
 def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheControl, deadline: Deadline) -> Answer:

@@ -3,7 +3,7 @@
 The operator sets chains per requested model (FallbackChains, JSON), e.g.
 `{"mistral-large-latest": ["mistral-medium-latest", "self-hosted:mistral-small-24b"]}`. A target
 `self-hosted:<model>` is that model on the second upstream (SelfHostedServerUrl), with its own key and its
-own circuit breaker. Each target gets the whole retry policy (upstream.call), all within the request's one
+own circuit breaker. Each target gets the whole retry policy (retry.call), all within the request's one
 deadline; the next target is tried only when the previous one failed in a way that says nothing about the
 request: rate limited, 5xx or garbage, timeout, unreachable, circuit open, credentials unreadable or
 refused. Never on the caller's own mistakes (a 4xx from Mistral other than 429, a spent budget), never

@@ -159,7 +159,7 @@ class Circuits:
             return breaker
 
     def guard(self, model: str | None) -> Guard:
-        """What one call tells (upstream.call): the upstream-wide circuit and the model's, as one."""
+        """What one call tells (retry.call): the upstream-wide circuit and the model's, as one."""
         return Guard(self, model)
 
     def _model_fault(self, model: str) -> None:

@@ -1,14 +1,14 @@
 """Per-key policy beside the budgets: the models a caller key may use, and when the key stops working.
 
-Both live in the key's quota-table item (`limits#<key id>`: `models`, `key_expires_at`; quota.py) and are
-read through the budgets' own cached read (Budgets.limits_for, QUOTA_LIMITS_MAX_AGE_SECONDS), so they cost no
-DynamoDB call of their own. `admit` runs on every request that reaches a Mistral route, once the route
-holds its request (the API function's `current_request` and pass-through, the streaming function's
-`_serve`): an expired key (a rotated key after its grace period, a revoked
-key) is a 401 even while API Gateway still holds a cached authorization; the models it may use are kept for
-the request (a context variable, copied into batch items) and checked wherever a model is named
-(checks.check_model, the model list and card, the fallback chain): a 403 in Mistral's shape before any
-upstream call. An empty list means every model the operator allows (AllowedModels).
+Both live in the key's quota-table item (`limits#<key id>`: `models`, `key_expires_at`; usage_store.py names the
+fields, key_limits.py reads them) and are read through the budgets' own cached read (Budgets.limits_for,
+QUOTA_LIMITS_MAX_AGE_SECONDS), so they cost no DynamoDB call of their own. `admit` runs on every request that
+reaches a Mistral route, once the route holds its request (the API function's `current_request` and pass-through,
+the streaming function's `_serve`): an expired key (a rotated key after its grace period, a revoked key) is a 401
+even while API Gateway still holds a cached authorization; the models it may use are kept for the request (a
+context variable, copied into batch items) and checked wherever a model is named (checks.check_model, the model
+list and card, the fallback chain): a 403 in Mistral's shape before any upstream call. An empty list means every
+model the operator allows (AllowedModels).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Limits live in the quota table, per caller key id (`limits#<key id>`, or `limits#default` for every caller
 without its own item): attributes requests_per_minute, tokens_per_minute, requests_per_day, tokens_per_day;
-a missing attribute means no limit. `python -m gateway_dev.quota` (or any DynamoDB client) writes them.
+a missing attribute means no limit. `python -m gateway_dev.ops.quota` (or any DynamoDB client) writes them.
 
 Usage is counted in one item per caller and window (`usage#<key id>#minute#<window start>`), updated with
 an atomic ADD under a condition that the new total fits the limit, so concurrent requests in any number
@@ -338,6 +338,3 @@ class _Refusal(Exception):
 def _failed(operation: str, error: usage_store.StoreUnavailable) -> None:
     logger.warning("quota table unavailable, failing open", extra={"operation": operation, "error_code": error.code})
     observability.count(observability.QUOTA_ERRORS)
-
-
-# --- DynamoDB ----------------------------------------------------------------------------------------------

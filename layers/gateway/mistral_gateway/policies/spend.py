@@ -2,7 +2,7 @@
 
 The request functions write nothing for it: the line is the record. CloudWatch Logs delivers the served lines
 (a subscription filter) to the spend function, which adds each line's fields (spend_batches.py: summed per
-delivery, one transaction per delivery, exactly once) to the item `spend#<key id>#<YYYY-MM-DD>#<model>`:
+delivery, one transaction per chunk of sums, each chunk exactly once) to the item `spend#<key id>#<YYYY-MM-DD>#<model>`:
 requests, cache hits (HIT and STALE), prompt and completion tokens Mistral billed, tokens served from the
 cache, cost and cost saved (integer nano-USD, priced like the cost headers: at the model that answered),
 fallbacks, errors (status >= 400) and 429s. Tokens come from the line's own fields, so `mistral-gateway keys

@@ -16,7 +16,7 @@ UNITS = ("requests", "tokens")  # what a budget counts
 LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day")
 # Beside the budgets, in the same item and the same cached read: the models the key may use (a string set;
 # absent or empty = all the operator allows) and when the key stops working (epoch seconds: a rotated key's
-# grace period ends, a revoked key at once). `mistral-gateway keys` writes them (local/gateway_dev/keys.py).
+# grace period ends, a revoked key at once). `mistral-gateway keys` writes them (local/gateway_dev/ops/keys.py).
 MODELS_FIELD = "models"
 KEY_EXPIRES_FIELD = "key_expires_at"  # not the table's TTL attribute: the item must outlive the key's end
 

@@ -218,7 +218,7 @@ class GatewayRequest:
 
     @property
     def context(self) -> dict[str, Any]:
-        """The keyword arguments every service function takes."""
+        """The keyword arguments every use case in flow/ takes."""
         return {"caller": self.caller, "control": self.control, "deadline": self.deadline}
 
     @property
@@ -233,7 +233,7 @@ def json_response(status: int, body: str, headers: dict[str, str] | None = None)
 
 
 def answer_response(answer: Any) -> Response:
-    """A service Answer: its body untouched, its content type, and the X-Cache header."""
+    """A use case's Answer (flow.answers.Answer): its body untouched, its content type, and the X-Cache header."""
     return Response(
         status_code=answer.status,
         content_type=answer.content_type,

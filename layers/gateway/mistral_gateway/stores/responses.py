@@ -15,7 +15,7 @@ clients need itself, per caller:
 
 Unlike the answer cache, this store does not fail open for reads: a chain whose history cannot be read is
 not sent half-remembered. Read failures raise `StoreUnavailable` (the caller's 503); a failed write is
-reported to the caller by the response's `store: false` (responses.py).
+reported to the caller by the response's `store: false` (flow/responses_stored.py).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class ServedGateway:
         return rss_kb(self.process.pid) / 1024
 
     def stop(self) -> None:
-        stop(self.process)  # SIGTERM: serve.py stops uvicorn, moto's process and its spend delivery
+        stop(self.process)  # SIGTERM: serve.py stops uvicorn, then moto's process
 
 
 def serve(stack: Stack, log: Path, timeout_s: float = 120.0) -> ServedGateway:

@@ -7,7 +7,7 @@ reads it up to its first event with data before anything goes to the caller. Tha
 policies read as the answer: a conversation's `conversation.response.started` names its `conversation_id`, so a
 streamed start (or restart) is recorded for its caller before the first byte leaves, exactly as a buffered one
 is, and if the ledger cannot record it the conversation is deleted upstream again, the stream closed and the
-caller gets the same 503 as for a buffered create (owned.py). Only then does `RelayedStream` (streaming.py's
+caller gets the same 503 as for a buffered create (owned.py). Only then does `RelayedStream` (live_stream.py's
 LiveStream: its queue, keep-alives, caps, hang-ups) forward that first event and the rest as Mistral writes
 them. Budgets are settled from the usage of the stream's last event (`conversation.response.done`, or an agents
 completion's last chunk); a stream without usage keeps the whole reservation, as chat's does.
