@@ -32,7 +32,11 @@ def test_the_served_lines_of_both_request_functions_and_only_those_go_to_the_spe
     for subscription in filters.values():
         assert subscription["Properties"]["FilterPattern"] == SERVED_ONLY
         assert subscription["Properties"]["DestinationArn"] == {"Fn::GetAtt": ["SpendFunction", "Arn"]}
-        assert subscription["DependsOn"] in resources  # its invoke permission exists first
+        # its invoke permission, for this very log group, exists first
+        permission = resources[subscription["DependsOn"]]
+        assert permission["Type"] == "AWS::Lambda::Permission"
+        group = subscription["Properties"]["LogGroupName"]["Ref"]
+        assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": [group, "Arn"]}
     # And the functions write to those very log groups (explicit resources, not Lambda's implicit ones)
     for function, group in (("ApiFunction", "ApiLogGroup"), ("StreamFunction", "StreamLogGroup")):
         assert resources[function]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}
@@ -66,7 +70,10 @@ def test_the_spend_function_may_write_the_quota_table_and_nothing_else(resources
     assert [(s["Action"], s["Resource"]) for s in others] == [
         ("sqs:SendMessage", {"Fn::GetAtt": ["SpendDeadLetterQueue", "Arn"]})
     ]
-    assert not any("GatewayAccessPolicy" in json.dumps(arn) for arn in role.get("ManagedPolicyArns", []))
+    assert sorted(role["ManagedPolicyArns"]) == [  # logs and traces only: no table, queue or secret besides
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ]
     # And it is told which table (the Globals' variable, as the request functions)
     assert resources["SpendFunction"]["Properties"]["Environment"]["Variables"]["QUOTA_TABLE_NAME"] == {
         "Ref": "QuotaTable"
@@ -95,9 +102,13 @@ def test_the_log_level_cannot_drop_the_served_lines(template: Template) -> None:
 
 def test_the_spend_function_has_its_own_log_group_outside_the_subscription(resources: dict[str, Any]) -> None:
     assert resources["SpendFunction"]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": "SpendLogGroup"}
-    filters = of_type(resources, "AWS::Logs::SubscriptionFilter").values()
-    filtered = {f["Properties"]["LogGroupName"]["Ref"] for f in filters}
-    assert "SpendLogGroup" not in filtered  # its own lines never come back to it
+    # Its own lines never come back to it: no subscription of any kind on its log group
+    subscribed = {
+        json.dumps(resource["Properties"].get("LogGroupName"))
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Logs::SubscriptionFilter"
+    }
+    assert json.dumps({"Ref": "SpendLogGroup"}) not in subscribed and subscribed
 
 
 def test_the_local_runner_delivers_the_lines_of_the_very_functions_the_template_subscribes(template: Template) -> None:
