@@ -174,7 +174,9 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+def gateway(
+    aws: Any, emulator: Any, template: Template, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Gateway]:
     """The API handler wired to moto and the emulator, with a fresh container state."""
     import time
 
@@ -191,12 +193,23 @@ def gateway(aws: Any, emulator: Any, template: Template, monkeypatch: pytest.Mon
     try:
         gateway = Gateway(template, logs)  # imports the handler on first use: a cold start, with its container
         reset_gateway_state(clock=lambda: today)  # then a new container for this test
+        undelivered_before = len(_spend_dead_letters())
         yield gateway
         audit_logs(gateway, emulator)
     finally:
         spend_delivery.unsubscribe()  # the test's served lines are applied while its AWS (moto) is up
         handler.setStream(previous)  # type: ignore[attr-defined]
         reset_gateway_state()
+    # Every served line this test wrote could be applied by the spend function (none went to the dead letters)
+    if request.node.get_closest_marker("spend_undeliverable") is None:
+        assert _spend_dead_letters()[undelivered_before:] == []
+
+
+def _spend_dead_letters() -> list[Any]:
+    from gateway_dev.runner import spend_delivery
+
+    delivery = spend_delivery._INSTALLED.get("delivery")
+    return delivery.dead_letters if delivery is not None else []
 
 
 @pytest.fixture
