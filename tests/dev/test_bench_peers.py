@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,11 +119,12 @@ def test_the_gateway_side_is_make_serve_in_a_process_of_its_own(emulator: Any, t
         assert (first.status_code, first.headers["x-cache"]) == (200, "MISS")
         assert (again.status_code, again.headers["x-cache"]) == (200, "HIT")
         assert any(r.path == CHAT_PATH and "served side" in json.dumps(r.json) for r in emulator.requests)
-        assert gateway.process.pid != os.getpid() and gateway.peak_rss_mb() > 0
     finally:
         gateway.stop()
-    assert gateway.process.poll() is not None
-    assert "Traceback" not in (tmp_path / "served.log").read_text()
+    # And it stopped cleanly on SIGTERM, moto's process and all, as Ctrl-C stops make serve
+    log = (tmp_path / "served.log").read_text()
+    assert gateway.process.returncode == 0 and "stopped: API, moto and upstream emulator are down" in log
+    assert "Traceback" not in log
 
 
 def test_the_side_by_side_table_reports_ratios_and_says_when_it_was_not_run() -> None:

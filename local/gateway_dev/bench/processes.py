@@ -25,11 +25,11 @@ def rss_kb(pid: int, field: str = "VmHWM") -> int:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate, then kill if it has not ended within 10 s."""
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Terminate, then kill if it has not ended within `timeout_s`."""
     process.terminate()
     try:
-        process.wait(10)
+        process.wait(timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway_dev.bench.processes import free_port, rss_kb, stop, wait_until_answering
+from gateway_dev.bench.processes import free_port, stop, wait_until_answering
 from gateway_dev.bench.settings import CALLER_KEY, CHAT_PATH
 from gateway_dev.bench.stack import Stack, chat_body
 from gateway_dev.runner import spend_delivery
@@ -21,11 +21,8 @@ class ServedGateway:
     process: subprocess.Popen[bytes]
     url: str
 
-    def peak_rss_mb(self) -> float:
-        return rss_kb(self.process.pid) / 1024
-
     def stop(self) -> None:
-        stop(self.process)  # SIGTERM: serve.py stops uvicorn, then moto's process
+        stop(self.process, timeout_s=30)  # SIGTERM: serve.py stops uvicorn, then moto's process (up to 10 s)
 
 
 def serve(stack: Stack, log: Path, timeout_s: float = 120.0) -> ServedGateway:
