@@ -47,6 +47,12 @@ class LocalStack:
     stoppers: list[Any]
 
     def stop(self) -> None:
+        from gateway_dev.runner import spend_delivery
+
+        try:  # the last served lines reach the spend function while moto is still up
+            spend_delivery.flush(timeout=5.0)
+        except TimeoutError:
+            print("spend delivery: lines left undelivered at exit", file=sys.stderr)
         for stop in reversed(self.stoppers):
             with contextlib.suppress(Exception):
                 stop()

@@ -161,7 +161,7 @@ def install(template: Template, load: Loader, logical_id: str | None = None) -> 
             delivery = _INSTALLED["delivery"] = SpendDelivery(template, load)
             delivery.setFormatter(logger.registered_formatter)
             logger.addHandler(delivery)
-            atexit.register(_deliver_the_rest)  # `make serve` stopped: its last lines still counted
+            atexit.register(_deliver_the_rest)  # a process that ends without LocalStack.stop (which flushes first)
         delivery.subscribed = True
         return delivery
 
