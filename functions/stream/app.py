@@ -34,7 +34,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from mistral_gateway import container
-from mistral_gateway.edge import cors, served
+from mistral_gateway.edge import cors
+from mistral_gateway.edge.served import request_served
 from mistral_gateway.flow import completions, live_stream, streaming
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
@@ -233,7 +234,7 @@ def _finish(response: Response, served: dict[str, Any], started: float) -> Respo
 
 def _log_served(fields: dict[str, Any], started: float) -> None:
     """The one "request served" line (written when a stream has ended: usage is known only then)."""
-    served.request_served({**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+    request_served({**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
     metrics.flush_metrics()
 
 

@@ -286,10 +286,6 @@ def as_stream(answer: Answer) -> Answer:
     return replace(answer, body=events, content_type=EVENT_STREAM)
 
 
-def replace_body(answer: Answer, body: str) -> Answer:
-    return replace(answer, body=body)
-
-
 def priced(answer: Answer, body: dict[str, Any]) -> Answer:
     """Usage, cost or saving headers, priced at the model that answered."""
     extra = current().prices.headers_and_metrics(answer.model or body.get("model"), answer.cache_status, answer.usage)

@@ -56,7 +56,7 @@ def list_models(*, caller: str | None, control: CacheControl, deadline: Deadline
         and (per_key is None or card.get("id") in per_key)
         and owned_models.visible(card, own)
     ]
-    return answers.replace_body(answer, json.dumps(listing))
+    return replace(answer, body=json.dumps(listing))
 
 
 def _briefly(control: CacheControl) -> CacheControl:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from dataclasses import replace
 from typing import Any
 
 from mistral_gateway.container import current
@@ -45,7 +46,7 @@ def embeddings(body: dict[str, Any], *, caller: str | None, control: CacheContro
         answers.through_cache("embeddings", canonical, caller, control, prepare, deadline, charged=body), body
     )
     if local_encoding and body.get("encoding_format") == "base64":
-        return answers.replace_body(answer, _base64_embeddings(answer.body))
+        return replace(answer, body=_base64_embeddings(answer.body))
     return answer
 
 

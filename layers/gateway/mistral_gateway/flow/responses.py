@@ -160,7 +160,6 @@ def charged_form(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def _request_parts(arguments: dict[str, Any], accept: str) -> tuple[str, dict[str, str], bytes]:
-
     headers = {
         "authorization": f"Bearer {current().keys.mistral()}",
         "content-type": "application/json",
@@ -169,14 +168,9 @@ def _request_parts(arguments: dict[str, Any], accept: str) -> tuple[str, dict[st
     return f"{settings().server_url}/v1/responses", headers, json.dumps(arguments, ensure_ascii=False).encode()
 
 
-def _client() -> Any:
-
-    return relay.shared_client()
-
-
 def _ask(arguments: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
     url, headers, content = _request_parts(arguments, "application/json")
-    response = _client().post(url, content=content, headers=headers, timeout=timeout_ms / 1000)
+    response = relay.shared_client().post(url, content=content, headers=headers, timeout=timeout_ms / 1000)
     if not 200 <= response.status_code < 300:
         raise retry.StatusFailure(response.status_code, response.headers, response.content)
     try:
@@ -191,7 +185,7 @@ def _ask(arguments: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
 def _open(arguments: dict[str, Any], timeout_ms: int, idle_ms: int) -> mistral.UpstreamStream:
     """Mistral's stream, opened (status 200 seen); the read timeout is the stream's idle timeout."""
     url, headers, content = _request_parts(arguments, "text/event-stream")
-    client = _client()
+    client = relay.shared_client()
     request = client.build_request(
         "POST", url, content=content, headers=headers, timeout=min(timeout_ms, idle_ms) / 1000
     )

@@ -118,7 +118,7 @@ class Budgets:
             cappable
             and caller
             and limits
-            and token_bound._whole(body.get("max_tokens")) is None
+            and token_bound.max_tokens(body) is None
             and key_limits.tokens_limited(limits)
         ):
             return Spending(self, self.reserve(caller, self.estimate(body)))

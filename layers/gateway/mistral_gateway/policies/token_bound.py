@@ -39,7 +39,7 @@ def estimate_tokens(body: dict[str, Any], default_completion_tokens: int) -> int
     prompt = prompt_tokens(body)
     if "input" in body:
         return prompt  # embeddings: no completion
-    completion = _whole(body.get("max_tokens"))
+    completion = max_tokens(body)
     if completion is None:
         completion = default_completion_tokens
     return prompt + completion * choices(body)
@@ -53,6 +53,11 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 def choices(body: dict[str, Any]) -> int:
     return max(1, _whole(body.get("n")) or 1)
+
+
+def max_tokens(body: dict[str, Any]) -> int | None:
+    """The request's `max_tokens` as a whole number, or None when it sets none (or none that is usable)."""
+    return _whole(body.get("max_tokens"))
 
 
 def _whole(value: Any) -> int | None:
