@@ -20,7 +20,8 @@ from a2wsgi import WSGIMiddleware
 from gateway_dev.cloud import cloud_limits
 from gateway_dev.cloud.apigw import proxy_event
 from gateway_dev.cloud.template import Template
-from gateway_dev.runner.bridge import ApiBridge, authenticate
+from gateway_dev.runner.bridge import ApiBridge
+from gateway_dev.runner.caller_keys import authenticate
 from gateway_dev.runner.functions import import_code, invocation_state, own_container
 
 Scope = MutableMapping[str, Any]

@@ -121,7 +121,7 @@ class ApiBridge:
         return matching[0] if matching else None
 
     def _authenticate(self, request: Request) -> tuple[str | None, Response | None]:
-        key_id, refusal = authenticate(self.api_keys, request.headers, self.identity_headers)
+        key_id, refusal = caller_keys.authenticate(self.api_keys, request.headers, self.identity_headers)
         if refusal is not None:
             return None, _error(*refusal)
         return key_id, None
@@ -131,13 +131,6 @@ class ApiBridge:
         if path == f"/{self.stage}" or path.startswith(f"/{self.stage}/"):
             path = path[len(self.stage) + 1 :] or "/"
         return path, self._route(method, path)
-
-
-def authenticate(
-    api_keys: dict[str, str] | caller_keys.Callers, headers: Any, required: tuple[str, ...] = ()
-) -> tuple[str | None, tuple[int, str, str] | None]:
-    """The caller's key id, as the cloud finds it (caller_keys.py), or (status, message, error type)."""
-    return caller_keys.authenticate(api_keys, headers, required)
 
 
 def _path_parameters(route: ApiRoute, path: str) -> dict[str, str] | None:

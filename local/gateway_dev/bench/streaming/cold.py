@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_dev.bench.importtime import ImportProfile, import_profile
-from gateway_dev.bench.processes import free_port
+from gateway_dev.bench.processes import free_port, stop
 from gateway_dev.bench.settings import CALLER_ID, CHAT_PATH, LAUNCHER, READY_POLL_S, STREAM_APP_DIR
 from gateway_dev.bench.stack import cache_keys, progress
 from gateway_dev.bench.stats import Stats, stats
@@ -70,12 +70,7 @@ def serve_once(
             errors.seek(0)
             raise RuntimeError(f"{app_dir}/app.py did not answer: {error}\n{errors.read().decode()[-3000:]}") from error
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
             client.close()
         errors.seek(0)
         stderr = errors.read().decode(errors="replace")
