@@ -74,3 +74,5 @@ def test_a_cold_cache_hit_loads_neither_the_sdk_nor_pydantic_nor_the_pass_throug
 def test_the_pass_through_path_loads_neither_the_sdk_nor_pydantic() -> None:
     status, _, loaded = cold(MODERATION)
     assert status == 200 and "mistralai.client" not in loaded and "pydantic" not in loaded
+    # The watched names are real modules: the pass-through loads these two (so a hit's [] means something)
+    assert {"mistral_gateway.flow.passthrough", "mistral_gateway.flow.relay"} <= set(loaded)
