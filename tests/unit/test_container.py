@@ -70,3 +70,26 @@ def test_a_new_start_forgets_what_the_last_container_built() -> None:
     breaker.failed()
     second = container.start(Settings())
     assert second is not first and second.breaker("mistral").failures == 0
+
+
+def test_the_aws_clients_share_one_boto3_session_each_with_its_own_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a container, and boto3 counting the sessions it builds
+    import boto3
+
+    sessions: list[object] = []
+    real_session = boto3.session.Session
+
+    def counted_session(*args: object, **kwargs: object) -> object:
+        sessions.append(real_session(*args, **kwargs))  # type: ignore[arg-type]
+        return sessions[-1]
+
+    monkeypatch.setattr(boto3.session, "Session", counted_session)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    state = container.Container(Settings())
+    # When it builds clients for two services
+    dynamodb, secrets = state.aws_client("dynamodb"), state.aws_client("secretsmanager")
+    # Then one session built both (a second one reloads boto3's data: tens of ms of a cold miss), and a handler
+    # registered on one client's events does not reach the other's
+    assert len(sessions) == 1
+    assert state.aws_client("dynamodb") is dynamodb
+    assert dynamodb.meta.events is not secrets.meta.events
