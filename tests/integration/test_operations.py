@@ -6,6 +6,7 @@ import json
 import threading
 from typing import Any
 
+import boto3
 import pytest
 
 from gateway_dev.emulator.server import Fault
@@ -133,6 +134,36 @@ def test_default_limits_apply_to_every_key_without_its_own(gateway, emulator) ->
     assert ask(gateway, "second", caller="key-id-carol").status == 429
     limit("key-id-dave", requests_per_day=5)
     assert [ask(gateway, f"dave {n}", caller="key-id-dave").status for n in range(2)] == [200, 200]
+
+
+def test_a_callers_limits_and_the_defaults_are_one_read_of_the_quota_table(gateway, emulator) -> None:
+    # Given the default's limits, a key with models of its own but no budgets, and the quota table's reads watched
+    from mistral_gateway.container import current
+
+    limit("default", requests_per_day=5)
+    quota_admin.set_models(boto3.client("dynamodb"), QUOTA_TABLE, "key-id-erin", ["mistral-small-latest"])
+    reads: list[str] = []
+
+    def seen(model: Any, params: Any, **_: Any) -> None:
+        if QUOTA_TABLE in (params.get("TableName"), *params.get("RequestItems", {})) and "Get" in model.name:
+            reads.append(model.name)
+
+    events = current().aws_client("dynamodb").meta.events
+    events.register("before-parameter-build.dynamodb", seen)
+    try:
+        # When that key's first request arrives, and then another key's
+        erin = ask(gateway, "erin's first", caller="key-id-erin")
+        frank = ask(gateway, "frank's first", caller="key-id-frank")
+    finally:
+        events.unregister("before-parameter-build.dynamodb", seen)
+    # Then each key's item and the default's came in one round trip, and both were applied: erin's models with
+    # the default's budget, frank's the default's alone
+    assert reads == ["BatchGetItem", "BatchGetItem"]
+    assert (erin.status, frank.status) == (200, 200)
+    assert erin.header("RateLimit-Limit") == frank.header("RateLimit-Limit") == "5"
+    other_model = {"model": "mistral-large-latest", "messages": [{"role": "user", "content": "x"}]}
+    assert gateway.chat(other_model, api_key_id="key-id-erin").status == 403
+    assert gateway.chat(other_model, api_key_id="key-id-frank").status == 200
 
 
 def test_concurrent_requests_never_overspend_the_budget(gateway, emulator) -> None:

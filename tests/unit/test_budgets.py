@@ -32,10 +32,10 @@ class MemoryUsage:
         if self.failing:
             raise StoreUnavailable("ThrottlingException")
 
-    def limits(self, key: str) -> dict[str, int] | None:
+    def limits(self, keys: list[str]) -> dict[str, dict[str, int]]:
         self._check()
         self.limit_reads += 1
-        return self.limit_items.get(key)
+        return {key: self.limit_items[key] for key in keys if key in self.limit_items}
 
     def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
         self._check()
@@ -159,7 +159,7 @@ def test_limits_are_read_once_per_max_age_and_the_default_applies_to_keys_withou
         budgets.reserve("key-id-carol", 0)
     clock[0] += 61
     assert budgets.reserve("key-id-carol", 0) is not None
-    assert usage.limit_reads == 3  # carol (none), the default; then carol's own
+    assert usage.limit_reads == 2  # carol's and the default's items in one read; then again once it aged
 
 
 def test_a_failing_store_fails_open(usage, clock) -> None:

@@ -98,13 +98,8 @@ def change_models(
 
 def read_items(client: Any, table: str, key_ids: list[str]) -> dict[str, dict[str, Any]]:
     """{key id: its item's limits, models and end}, as the gateway reads them (keys without an item absent)."""
-    found: dict[str, dict[str, Any]] = {}
-    store = DynamoUsage(lambda: client, table)
-    for key_id in dict.fromkeys(key_ids):
-        item = store.limits(limits_key(key_id))
-        if item is not None:
-            found[key_id] = item
-    return found
+    items = DynamoUsage(lambda: client, table).limits([limits_key(key_id) for key_id in key_ids])
+    return {key_id: items[limits_key(key_id)] for key_id in dict.fromkeys(key_ids) if limits_key(key_id) in items}
 
 
 def current_usage(client: Any, table: str, key_id: str, now: float) -> dict[str, dict[str, int]]:

@@ -93,10 +93,11 @@ class Budgets:
             cached = self._limits.get(caller)
         if cached and cached[0] > now:
             return cached[1]
-        limits = self._read_limits(key_limits.limits_key(caller))
+        own, default = key_limits.limits_key(caller), key_limits.limits_key("default")
+        found = self._read_limits([own, default])  # one round trip for both, the default needed or not
+        limits = found.get(own)
         if limits is None or not limits.values:  # no budgets of its own: `default`'s (and its models, if none)
-            default = self._read_limits(key_limits.limits_key("default"))
-            limits = key_limits.merged(limits, default) if limits is not None else default
+            limits = key_limits.merged(limits, found.get(default)) if limits is not None else found.get(default)
         with self._lock:
             self._limits[caller] = (now + self.settings.quota_limits_max_age_seconds, limits)
         return limits
@@ -231,22 +232,14 @@ class Budgets:
     def _limits_of(self, caller: str | None) -> key_limits.Limits | None:
         return self.limits_for(caller) if caller and self.enabled else None
 
-    def _read_limits(self, key: str) -> key_limits.Limits | None:
+    def _read_limits(self, keys: list[str]) -> dict[str, key_limits.Limits]:
+        """The Limits of each of `keys` that has an item with anything in it ({} when the store fails: open)."""
         try:
-            values = self.usage.limits(key)
+            items = self.usage.limits(keys)
         except usage_store.StoreUnavailable as error:
             _failed("limits", error)
-            return None
-        if not values:
-            return None
-        values = dict(values)
-        models = values.pop(MODELS_FIELD, None)
-        expires = values.pop(KEY_EXPIRES_FIELD, None)
-        return key_limits.Limits(
-            {name: int(value) for name, value in values.items()},
-            frozenset(models) if isinstance(models, list | set | frozenset) else frozenset(),
-            int(expires) if isinstance(expires, int) else None,
-        )
+            return {}
+        return {key: _limits(values) for key, values in items.items() if values}
 
     def _add(self, key: str, window: str, tokens: int, limits: key_limits.Limits, now: float) -> dict[str, int]:
         """Count one request and `tokens` in `key`, only if both still fit their limits (atomically)."""
@@ -338,3 +331,14 @@ class _Refusal(Exception):
 def _failed(operation: str, error: usage_store.StoreUnavailable) -> None:
     logger.warning("quota table unavailable, failing open", extra={"operation": operation, "error_code": error.code})
     observability.count(observability.QUOTA_ERRORS)
+
+
+def _limits(values: dict[str, Any]) -> key_limits.Limits:
+    values = dict(values)
+    models = values.pop(MODELS_FIELD, None)
+    expires = values.pop(KEY_EXPIRES_FIELD, None)
+    return key_limits.Limits(
+        {name: int(value) for name, value in values.items()},
+        frozenset(models) if isinstance(models, list | set | frozenset) else frozenset(),
+        int(expires) if isinstance(expires, int) else None,
+    )

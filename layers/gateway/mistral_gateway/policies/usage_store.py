@@ -41,9 +41,9 @@ class UsageStore(Protocol):
     """Where limits and usage counts live: DynamoDB (DynamoUsage) in the gateway, a dict in unit tests.
     Every method raises StoreUnavailable when the store fails."""
 
-    def limits(self, key: str) -> dict[str, Any] | None:
-        """The limit fields of `limits#<key id>` (None: no such item), with `models` (a list) and
-        `key_expires_at` when the item has them."""
+    def limits(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The limit fields of each `limits#<key id>` item among `keys` that exists, with `models` (a list) and
+        `key_expires_at` when the item has them: one read for them all (a caller's item and the default's)."""
         ...
 
     def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
@@ -67,19 +67,8 @@ class DynamoUsage:
         self._dynamodb = dynamodb  # built on first use: a gateway without budgets never builds it
         self.table_name = table_name
 
-    def limits(self, key: str) -> dict[str, Any] | None:
-        try:
-            item = self._dynamodb().get_item(TableName=self.table_name, Key={"pk": {"S": key}}).get("Item")
-        except aws.errors() as error:
-            raise StoreUnavailable(aws.error_code(error)) from None
-        if not item:
-            return None
-        found: dict[str, Any] = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if "N" in item.get(name, {})}
-        if MODELS_FIELD in item and "SS" in item[MODELS_FIELD]:
-            found[MODELS_FIELD] = sorted(item[MODELS_FIELD]["SS"])
-        if "N" in item.get(KEY_EXPIRES_FIELD, {}):
-            found[KEY_EXPIRES_FIELD] = int(item[KEY_EXPIRES_FIELD]["N"])
-        return found
+    def limits(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        return {key: _limit_fields(item) for key, item in self._items(keys).items()}
 
     def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
         values = {f":{unit}": {"N": str(amount)} for unit, amount in counts.items()}
@@ -118,14 +107,38 @@ class DynamoUsage:
             raise StoreUnavailable(aws.error_code(error)) from None
 
     def totals(self, keys: list[str]) -> dict[str, dict[str, int]]:
-        try:
-            response = self._dynamodb().batch_get_item(
-                RequestItems={self.table_name: {"Keys": [{"pk": {"S": key}} for key in keys]}}
-            )
-        except aws.errors() as error:
-            raise StoreUnavailable(aws.error_code(error)) from None
-        return {item["pk"]["S"]: _counts(item) for item in response["Responses"].get(self.table_name, [])}
+        return {key: _counts(item) for key, item in self._items(keys).items()}
+
+    def _items(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """{key: item} for the items among `keys` that exist: BatchGetItem, 100 keys a call (its limit). Keys
+        DynamoDB leaves unprocessed (throttling) are asked once more; still unprocessed, the store is
+        unavailable, since a missing item would read as "no limits" (the budgets then fail open, knowingly)."""
+        unique = list(dict.fromkeys(keys))  # a repeated key is a ValidationException
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(unique), 100):
+            wanted = {self.table_name: {"Keys": [{"pk": {"S": key}} for key in unique[start : start + 100]]}}
+            for _ in range(2):
+                try:
+                    response = self._dynamodb().batch_get_item(RequestItems=wanted)
+                except aws.errors() as error:
+                    raise StoreUnavailable(aws.error_code(error)) from None
+                found |= {item["pk"]["S"]: item for item in response["Responses"].get(self.table_name, [])}
+                wanted = response.get("UnprocessedKeys") or {}
+                if not wanted:
+                    break
+            else:
+                raise StoreUnavailable("UnprocessedKeys")
+        return found
 
 
 def _counts(item: dict[str, Any]) -> dict[str, int]:
     return {unit: int(item.get(unit, {}).get("N", 0)) for unit in UNITS}
+
+
+def _limit_fields(item: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {name: int(item[name]["N"]) for name in LIMIT_FIELDS if "N" in item.get(name, {})}
+    if MODELS_FIELD in item and "SS" in item[MODELS_FIELD]:
+        found[MODELS_FIELD] = sorted(item[MODELS_FIELD]["SS"])
+    if "N" in item.get(KEY_EXPIRES_FIELD, {}):
+        found[KEY_EXPIRES_FIELD] = int(item[KEY_EXPIRES_FIELD]["N"])
+    return found
