@@ -53,8 +53,11 @@ Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
 
+# defer_build: a model builds its validator when first used, not when this module is imported, so a cold chat
+# miss builds the chat request's and what it nests, not FIM's or embeddings' (import plus first validation of a
+# chat request: 48 ms built up front, 34 ms deferred, on the bench machine).
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     def key_form(self) -> dict[str, Any]:
         """What the caller set, as validated (1.0 -> 1 for a whole number): the cache key's input."""
@@ -63,7 +66,7 @@ class _Strict(BaseModel):
 
 class _Open(BaseModel):
     # Nested objects Mistral keeps extending (content parts, tool schemas): accept extra keys, pass them on.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class ContentPart(_Open):
@@ -179,7 +182,7 @@ class OpenAIDialectFields(BaseModel):
     """The OpenAI SDK's names for chat fields (dialect.py renames or drops them): checked as strictly as their
     Mistral counterparts first, so a bad value is refused even where the Mistral field wins."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     seed: NonNegativeInt | None = None
     max_completion_tokens: TokenCount | None = None
