@@ -4,6 +4,9 @@ back on after every build."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,24 +75,45 @@ def test_a_new_start_forgets_what_the_last_container_built() -> None:
     assert second is not first and second.breaker("mistral").failures == 0
 
 
-def test_the_aws_clients_share_one_boto3_session_each_with_its_own_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a container, and boto3 counting the sessions it builds
-    import boto3
+def test_the_aws_clients_share_one_session_each_with_its_own_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a container, and botocore counting the sessions it builds
+    import botocore.session
 
     sessions: list[object] = []
-    real_session = boto3.session.Session
+    real_session = botocore.session.get_session
 
     def counted_session(*args: object, **kwargs: object) -> object:
         sessions.append(real_session(*args, **kwargs))  # type: ignore[arg-type]
         return sessions[-1]
 
-    monkeypatch.setattr(boto3.session, "Session", counted_session)
+    monkeypatch.setattr(botocore.session, "get_session", counted_session)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     state = container.Container(Settings())
     # When it builds clients for two services
     dynamodb, secrets = state.aws_client("dynamodb"), state.aws_client("secretsmanager")
-    # Then one session built both (a second one reloads boto3's data: tens of ms of a cold miss), and a handler
+    # Then one session built both (a second one reloads the SDK's data: tens of ms of a cold miss), and a handler
     # registered on one client's events does not reach the other's
     assert len(sessions) == 1
     assert state.aws_client("dynamodb") is dynamodb
     assert dynamodb.meta.events is not secrets.meta.events
+
+
+def test_an_aws_client_does_not_load_boto3() -> None:
+    # Given a fresh process (a cold container) with the gateway's package
+    script = (
+        "import sys; from mistral_gateway import container; from mistral_gateway.platform.config import Settings\n"
+        "client = container.Container(Settings()).aws_client('dynamodb')\n"
+        "print(type(client).__name__, 'boto3' in sys.modules, 'botocore' in sys.modules)"
+    )
+    # When it builds a DynamoDB client
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    # Then the client is botocore's DynamoDB client, and boto3 (resources and a session wrapper, unused) was never
+    # imported: a cold cache hit skips its import
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["DynamoDB", "False", "True"]

@@ -59,12 +59,11 @@ class Container:
         return built  # type: ignore[no-any-return]
 
     def aws_client(self, service: str) -> Any:
-        """A boto3 client with short timeouts, so a sick AWS service adds little latency. The endpoint comes
-        from boto3's own settings (AWS_ENDPOINT_URL): how `make serve` and the tests reach moto."""
+        """An AWS client with short timeouts, so a sick AWS service adds little latency. The endpoint comes
+        from the SDK's own settings (AWS_ENDPOINT_URL): how `make serve` and the tests reach moto."""
         return self._once("aws", service, lambda: self._new_aws_client(service))
 
     def _new_aws_client(self, service: str) -> Any:
-        import boto3
         from botocore.config import Config
 
         # The cache fails open, so a slow DynamoDB should cost little; the secret is needed, so it gets more.
@@ -74,12 +73,12 @@ class Container:
             read_timeout=timeout_ms / 1000,
             retries={"max_attempts": 2, "mode": "standard"},
         )
-        # One session for the container's clients: a session of its own per client loaded boto3's shared data
+        # One session for the container's clients: a session of its own per client loaded the SDK's shared data
         # (endpoints, partitions, defaults) and resolved credentials again. A cold miss's second client (Secrets
         # Manager's) took 65-75 ms that way, 6-8 ms from the shared session (cold children timed against moto).
-        # Builds run under _once's lock: a boto3 session is not thread-safe.
-        session = self._once("boto3", "session", boto3.session.Session)
-        return session.client(service, config=config)  # type: ignore[call-overload]
+        # Builds run under _once's lock: a session is not thread-safe.
+        session = self._once("aws session", "botocore", _aws_session)
+        return session.create_client(service, config=config)
 
     @property
     def answers(self) -> ResponseCache:
@@ -255,3 +254,12 @@ def current() -> Container:
 
 def settings() -> Settings:
     return current().settings
+
+
+def _aws_session() -> Any:
+    """botocore's session, not boto3's: boto3 adds resources and a session wrapper the gateway never uses, and
+    importing it cost a cold cache hit 15-20 ms more than botocore alone (docs/decisions.md). Its clients are
+    the same botocore clients either way. (The miss path still loads boto3: Powertools Parameters imports it.)"""
+    import botocore.session
+
+    return botocore.session.get_session()
