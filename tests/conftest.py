@@ -30,6 +30,8 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("MISTRAL_API_KEY", None)
 
+import aws_permissions  # noqa: E402
+
 from gateway_dev.cloud.template import Template  # noqa: E402
 
 TEMPLATE = Template()
@@ -194,8 +196,10 @@ def gateway(
         gateway = Gateway(template, logs)  # imports the handler on first use: a cold start, with its container
         reset_gateway_state(clock=lambda: today)  # then a new container for this test
         undelivered_before = len(_spend_dead_letters())
-        yield gateway
+        with aws_permissions.recorded(monkeypatch) as aws_calls:
+            yield gateway
         audit_logs(gateway, emulator)
+        aws_permissions.audit_permissions(template, aws_calls)  # each call allowed by the functions' role
     finally:
         spend_delivery.unsubscribe()  # the test's served lines are applied while its AWS (moto) is up
         handler.setStream(previous)  # type: ignore[attr-defined]

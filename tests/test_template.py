@@ -321,3 +321,25 @@ def test_the_ownership_ledger_is_a_pay_per_request_table_the_functions_may_use_a
         {"Fn::GetAtt": ["OwnershipTable", "Arn"]},
         {"Fn::Sub": "${OwnershipTable.Arn}/index/by_owner"},
     ]
+
+
+def test_the_permissions_audit_refuses_what_the_functions_role_does_not_grant(template: Template) -> None:
+    # The audit every gateway test ends with (tests/aws_permissions.py), on calls the role does and does not allow
+    import aws_permissions
+
+    cache, quota = template.physical_name("CacheTable"), template.physical_name("QuotaTable")
+    allowed = [
+        ("dynamodb:UpdateItem", {"TableName": cache}),
+        ("dynamodb:BatchGetItem", {"RequestItems": {quota: {}}}),
+        ("secretsmanager:GetSecretValue", {"SecretId": template.physical_name("MistralApiKeySecret")}),
+    ]
+    aws_permissions.audit_permissions(template, allowed)
+    for call in [
+        ("dynamodb:Scan", {"TableName": cache}),  # an operation the role lacks
+        ("dynamodb:GetItem", {"TableName": quota}),  # limits are read in batches only
+        ("dynamodb:DeleteTable", {"TableName": cache}),
+        ("dynamodb:Query", {"TableName": template.physical_name("OwnershipTable"), "IndexName": "elsewhere"}),
+        ("secretsmanager:GetSecretValue", {"SecretId": "someone-elses-secret"}),
+    ]:
+        with pytest.raises(AssertionError, match="does not allow"):
+            aws_permissions.audit_permissions(template, [call])

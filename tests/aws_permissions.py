@@ -1,0 +1,106 @@
+"""Every AWS call the gateway's functions make in a test, checked against the role the template gives them.
+
+moto allows any call, so a call the deployed role does not grant (an operation left out of the policy, a table or
+index it does not name) would pass every local test and fail in the cloud: usually quietly, since the cache and
+the budgets fail open. The `gateway` fixture records the calls of every AWS client its containers build and,
+after the test, asserts each is allowed by the template's GatewayAccessPolicy (what the API and streaming
+functions' roles carry), its intrinsic functions resolved as the local runner resolves them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from gateway_dev.cloud.template import Template
+
+POLICY = "GatewayAccessPolicy"
+
+
+def deployed_as_configured(template: Template) -> Template:
+    """The template with the parameters the test's environment implies: a function variable that is a bare
+    `!Ref <parameter>` (SELF_HOSTED_SECRET_ID is SelfHostedSecretArn) set by a test stands for a stack deployed
+    with that parameter, whose policy may grant more (the self-hosted server's secret)."""
+    declared = template.document.get("Parameters", {})
+    globals_ = template.document.get("Globals", {}).get("Function", {})
+    sources = [globals_, template.resources["ApiFunction"]["Properties"]]
+    parameters = dict(template.overrides)
+    for source in sources:
+        for variable, value in source.get("Environment", {}).get("Variables", {}).items():
+            reference = value.get("Ref") if isinstance(value, dict) else None
+            if reference in declared and variable in os.environ:
+                parameters[reference] = os.environ[variable]
+    return Template(template.path, parameters, template.region, template.account, template.stack_name)
+
+
+def granted(template: Template) -> list[tuple[set[str], set[str]]]:
+    """The policy's Allow statements as (actions, resources), resources as the ARNs or names they resolve to."""
+    statements = template.resolve(template.properties(POLICY)["PolicyDocument"]["Statement"])
+    allowed: list[tuple[set[str], set[str]]] = []
+    for statement in statements:
+        if not statement or statement.get("Effect") != "Allow":
+            continue  # a statement an unmet condition left out (AWS::NoValue)
+        actions, resources = statement["Action"], statement["Resource"]
+        named = {resources} if isinstance(resources, str) else set(resources)
+        # A secret is named by its ARN in the policy and by its name in the call: locally, the same secret.
+        named |= {arn.partition(":secret:")[2] for arn in named if arn.startswith("arn:aws:secretsmanager:")}
+        allowed.append(({actions} if isinstance(actions, str) else set(actions), named))
+    return allowed
+
+
+def resources_of(template: Template, service: str, params: dict[str, Any]) -> set[str]:
+    """The resources one call acts on, named as the policy names them."""
+    if service == "secretsmanager":
+        return {str(params["SecretId"])}
+    tables: set[str] = set()
+    if "TableName" in params:
+        tables.add(str(params["TableName"]))
+    tables |= set(params.get("RequestItems", {}))
+    for item in params.get("TransactItems", []):
+        tables |= {str(action["TableName"]) for action in item.values()}
+    arns = {f"arn:aws:dynamodb:{template.region}:{template.account}:table/{table}" for table in tables}
+    if "IndexName" in params:
+        arns = {f"{arn}/index/{params['IndexName']}" for arn in arns}
+    return arns
+
+
+def is_allowed(allowed: list[tuple[set[str], set[str]]], action: str, resource: str) -> bool:
+    return any(action in actions and resource in resources for actions, resources in allowed)
+
+
+@contextmanager
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """(action, params) of every call made through a client the gateway's containers build from now on."""
+    from mistral_gateway import container
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    build = container.Container._new_aws_client
+
+    def seen(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((f"{model.service_model.signing_name}:{model.name}", dict(params)))
+
+    def watched_build(self: Any, service: str) -> Any:
+        client = build(self, service)
+        client.meta.events.register("before-parameter-build", seen)
+        return client
+
+    monkeypatch.setattr(container.Container, "_new_aws_client", watched_build)
+    yield calls
+
+
+def audit_permissions(template: Template, calls: list[tuple[str, dict[str, Any]]]) -> None:
+    template = deployed_as_configured(template)
+    allowed = granted(template)
+    refused = sorted(
+        {
+            (action, resource)
+            for action, params in calls
+            for resource in resources_of(template, action.partition(":")[0], params)
+            if not is_allowed(allowed, action, resource)
+        }
+    )
+    assert not refused, f"AWS calls the functions' role does not allow ({POLICY} in template.yaml): {refused}"
