@@ -52,20 +52,23 @@ def granted(template: Template) -> list[tuple[set[str], set[str]]]:
     return allowed
 
 
-def resources_of(template: Template, service: str, params: dict[str, Any]) -> set[str]:
-    """The resources one call acts on, named as the policy names them."""
+def needed(template: Template, action: str, params: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (IAM action, resource) pairs one call needs, resources named as the policy names them. A
+    transaction has no IAM action of its own: each of its items needs its own (PutItem, UpdateItem, ...)."""
+    service = action.partition(":")[0]
     if service == "secretsmanager":
-        return {str(params["SecretId"])}
-    tables: set[str] = set()
-    if "TableName" in params:
-        tables.add(str(params["TableName"]))
+        return {(action, str(params["SecretId"]))}
+    table_arn = f"arn:aws:dynamodb:{template.region}:{template.account}:table/{{}}".format
+    if "TransactItems" in params:
+        return {
+            (f"dynamodb:{kind}Item", table_arn(item["TableName"]))
+            for entry in params["TransactItems"]
+            for kind, item in entry.items()
+        }
+    tables = {str(params["TableName"])} if "TableName" in params else set()
     tables |= set(params.get("RequestItems", {}))
-    for item in params.get("TransactItems", []):
-        tables |= {str(action["TableName"]) for action in item.values()}
-    arns = {f"arn:aws:dynamodb:{template.region}:{template.account}:table/{table}" for table in tables}
-    if "IndexName" in params:
-        arns = {f"{arn}/index/{params['IndexName']}" for arn in arns}
-    return arns
+    index = f"/index/{params['IndexName']}" if "IndexName" in params else ""
+    return {(action, table_arn(table) + index) for table in tables}
 
 
 def is_allowed(allowed: list[tuple[set[str], set[str]]], action: str, resource: str) -> bool:
@@ -97,10 +100,10 @@ def audit_permissions(template: Template, calls: list[tuple[str, dict[str, Any]]
     allowed = granted(template)
     refused = sorted(
         {
-            (action, resource)
+            (needed_action, resource)
             for action, params in calls
-            for resource in resources_of(template, action.partition(":")[0], params)
-            if not is_allowed(allowed, action, resource)
+            for needed_action, resource in needed(template, action, params)
+            if not is_allowed(allowed, needed_action, resource)
         }
     )
     assert not refused, f"AWS calls the functions' role does not allow ({POLICY} in template.yaml): {refused}"

@@ -332,6 +332,7 @@ def test_the_permissions_audit_refuses_what_the_functions_role_does_not_grant(te
         ("dynamodb:UpdateItem", {"TableName": cache}),
         ("dynamodb:BatchGetItem", {"RequestItems": {quota: {}}}),
         ("secretsmanager:GetSecretValue", {"SecretId": template.physical_name("MistralApiKeySecret")}),
+        ("dynamodb:TransactWriteItems", {"TransactItems": [{"Update": {"TableName": quota}}]}),  # item by item
     ]
     aws_permissions.audit_permissions(template, allowed)
     for call in [
@@ -340,6 +341,7 @@ def test_the_permissions_audit_refuses_what_the_functions_role_does_not_grant(te
         ("dynamodb:DeleteTable", {"TableName": cache}),
         ("dynamodb:Query", {"TableName": template.physical_name("OwnershipTable"), "IndexName": "elsewhere"}),
         ("secretsmanager:GetSecretValue", {"SecretId": "someone-elses-secret"}),
+        ("dynamodb:TransactWriteItems", {"TransactItems": [{"Delete": {"TableName": quota}}]}),
     ]:
         with pytest.raises(AssertionError, match="does not allow"):
             aws_permissions.audit_permissions(template, [call])
