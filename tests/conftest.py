@@ -135,6 +135,7 @@ class Gateway:
         self.logs = logs
         self.last_result: dict[str, Any] = {}
         self.canaries: set[str] = set()  # what this test sent that must never reach a log line
+        self.aws_calls: list[tuple[str, dict[str, Any]]] = []  # (action, params) of the functions' AWS calls
 
     def request(
         self,
@@ -196,10 +197,10 @@ def gateway(
         gateway = Gateway(template, logs)  # imports the handler on first use: a cold start, with its container
         reset_gateway_state(clock=lambda: today)  # then a new container for this test
         undelivered_before = len(_spend_dead_letters())
-        with aws_permissions.recorded(monkeypatch) as aws_calls:
+        with aws_permissions.recorded(monkeypatch) as gateway.aws_calls:
             yield gateway
         audit_logs(gateway, emulator)
-        aws_permissions.audit_permissions(template, aws_calls)  # each call allowed by the functions' role
+        aws_permissions.audit_permissions(template, gateway.aws_calls)  # each allowed by the functions' role
     finally:
         spend_delivery.unsubscribe()  # the test's served lines are applied while its AWS (moto) is up
         handler.setStream(previous)  # type: ignore[attr-defined]

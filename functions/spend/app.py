@@ -24,7 +24,8 @@ container.start()
 
 
 def dynamodb() -> Any:
-    """One client per container, built on first use (the endpoint from boto3's own settings, as the gateway's)."""
+    """One client per container, built on first use, with the SDK's default timeouts and retries: this function is
+    off the request path, and a delivery it fails is retried. The endpoint comes from the SDK's own settings."""
     if "dynamodb" not in _clients:
         _clients["dynamodb"] = boto3.session.Session().client("dynamodb")
     return _clients["dynamodb"]

@@ -166,6 +166,28 @@ def test_a_callers_limits_and_the_defaults_are_one_read_of_the_quota_table(gatew
     assert gateway.chat(other_model, api_key_id="key-id-frank").status == 200
 
 
+def test_the_permissions_audit_sees_the_functions_calls_and_refuses_one_the_role_lacks(
+    gateway, emulator, template, tmp_path
+) -> None:
+    # Given a request that reads a key's limits, looks up, stores and counts
+    import aws_permissions
+
+    from gateway_dev.cloud.template import Template
+
+    limit("default", requests_per_day=5)
+    assert ask(gateway, "audited", caller="key-id-gina").status == 200
+    # Then the audit saw the function's own calls, the batched limits read among them
+    needed = {pair for action, params in gateway.aws_calls for pair in aws_permissions.needed(template, action, params)}
+    assert ("dynamodb:BatchGetItem", template.arn("QuotaTable")) in needed
+    assert ("dynamodb:PutItem", template.arn("CacheTable")) in needed
+    # And the same calls fail it against a role without the batched read
+    narrower = tmp_path / "template.yaml"
+    granted = "- dynamodb:BatchGetItem  # a key's limits with the default's"
+    narrower.write_text(template.path.read_text().replace(granted, "- dynamodb:DescribeTable  # instead"))
+    with pytest.raises(AssertionError, match="BatchGetItem"):
+        aws_permissions.audit_permissions(Template(narrower), gateway.aws_calls)
+
+
 def test_concurrent_requests_never_overspend_the_budget(gateway, emulator) -> None:
     # Given a budget of 5 requests a minute and 12 different requests arriving at once
     limit(requests_per_minute=5, tokens_per_minute=100_000)

@@ -11,7 +11,7 @@ import pytest
 from mistral_gateway.platform.config import Settings
 from mistral_gateway.policies import token_bound
 from mistral_gateway.policies.key_limits import limits_key
-from mistral_gateway.policies.quota import Budgets, QuotaExceeded
+from mistral_gateway.policies.quota import FAILED_LIMITS_RETRY_SECONDS, Budgets, QuotaExceeded
 from mistral_gateway.policies.usage_store import Refused, StoreUnavailable
 
 CALLER = "key-id-alice"
@@ -158,8 +158,24 @@ def test_limits_are_read_once_per_max_age_and_the_default_applies_to_keys_withou
     with pytest.raises(QuotaExceeded):  # still the default's limit: read a moment ago
         budgets.reserve("key-id-carol", 0)
     clock[0] += 61
-    assert budgets.reserve("key-id-carol", 0) is not None
+    # Carol's own limit now (the default's would refuse the second request of this minute)
+    assert budgets.reserve("key-id-carol", 0) is not None and budgets.reserve("key-id-carol", 0) is not None
     assert usage.limit_reads == 2  # carol's and the default's items in one read; then again once it aged
+
+
+def test_a_failed_limits_read_is_open_only_until_a_read_a_few_seconds_later(usage, clock) -> None:
+    # Given a key with a budget of one request a minute, and a quota table that fails when its limits are read
+    limit(usage, requests_per_minute=1)
+    budgets = budgets_over(usage, clock, quota_limits_max_age_seconds=60)
+    usage.failing = True
+    assert budgets.limits_for(CALLER) is None  # open: the gateway keeps serving
+    # When the table answers again, a few seconds later (long before the limits' max age)
+    usage.failing = False
+    clock[0] += FAILED_LIMITS_RETRY_SECONDS + 1
+    # Then the budget applies again
+    budgets.reserve(CALLER, 0)
+    with pytest.raises(QuotaExceeded):
+        budgets.reserve(CALLER, 0)
 
 
 def test_a_failing_store_fails_open(usage, clock) -> None:

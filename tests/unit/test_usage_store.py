@@ -1,5 +1,5 @@
-"""The quota table's reads on their own (usage_store.DynamoUsage) against a stand-in for boto3's client: a key's
-limits and the default's in one BatchGetItem, its limits on keys per call, and what DynamoDB leaves unprocessed."""
+"""The quota table's reads on their own (usage_store.DynamoUsage) against a stand-in for a DynamoDB client: a key's
+limits and the default's in one BatchGetItem, its limit on keys per call, and what DynamoDB leaves unprocessed."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ class BatchReads:
         return {"Responses": {TABLE: found}, "UnprocessedKeys": unprocessed}
 
 
-def store(client: BatchReads) -> DynamoUsage:
-    return DynamoUsage(lambda: client, TABLE)
+def store(client: BatchReads, pauses: list[float] | None = None) -> DynamoUsage:
+    return DynamoUsage(lambda: client, TABLE, sleep=(pauses if pauses is not None else []).append)
 
 
 def test_limits_of_several_keys_are_one_read_and_absent_items_are_left_out() -> None:
@@ -57,10 +57,12 @@ def test_more_keys_than_one_call_may_carry_take_one_call_per_hundred() -> None:
     assert [len(call) for call in client.calls] == [100, 100, 30]
 
 
-def test_a_key_left_unprocessed_is_asked_again() -> None:
+def test_a_key_left_unprocessed_is_asked_again_after_a_pause() -> None:
     client = BatchReads({"usage#a": {"requests": {"N": "2"}}, "usage#b": {"tokens": {"N": "7"}}}, unprocessed=1)
-    totals = store(client).totals(["usage#a", "usage#b"])
+    pauses: list[float] = []
+    totals = store(client, pauses).totals(["usage#a", "usage#b"])
     assert client.calls == [["usage#a", "usage#b"], ["usage#b"]]
+    assert len(pauses) == 1 and 0 < pauses[0] <= 0.05  # after a short, jittered pause
     assert totals == {"usage#a": {"requests": 2, "tokens": 0}, "usage#b": {"requests": 0, "tokens": 7}}
 
 

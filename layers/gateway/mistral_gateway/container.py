@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mistral_gateway.platform.config import Settings
 
 if TYPE_CHECKING:
+    import botocore.session
+
     from mistral_gateway.platform.economics import Prices
     from mistral_gateway.policies.cache import ResponseCache
     from mistral_gateway.policies.circuit import CircuitBreaker, Circuits
@@ -202,7 +204,7 @@ class Container:
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while a piece is built. Building the first boto3 client imports boto3 and
+    """Python's cycle collector off while a piece is built. Building the first AWS client imports botocore and
     allocates some hundred thousand objects that all stay alive: the collections they trigger find nothing
     to free and only lengthen the cold start (docs/benchmarks.md, "Clients built once per container")."""
     if not gc.isenabled():  # nested, or paused by someone else: leave it to them
@@ -256,7 +258,7 @@ def settings() -> Settings:
     return current().settings
 
 
-def _aws_session() -> Any:
+def _aws_session() -> botocore.session.Session:
     """botocore's session, not boto3's: boto3 adds resources and a session wrapper the gateway never uses, and
     importing it cost a cold cache hit 15-20 ms more than botocore alone (docs/decisions.md). Its clients are
     the same botocore clients either way. (The miss path still loads boto3: Powertools Parameters imports it.)"""

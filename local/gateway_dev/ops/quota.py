@@ -98,8 +98,9 @@ def change_models(
 
 def read_items(client: Any, table: str, key_ids: list[str]) -> dict[str, dict[str, Any]]:
     """{key id: its item's limits, models and end}, as the gateway reads them (keys without an item absent)."""
-    items = DynamoUsage(lambda: client, table).limits([limits_key(key_id) for key_id in key_ids])
-    return {key_id: items[limits_key(key_id)] for key_id in dict.fromkeys(key_ids) if limits_key(key_id) in items}
+    keys = {key_id: limits_key(key_id) for key_id in key_ids}
+    items = DynamoUsage(lambda: client, table).limits(list(keys.values()))
+    return {key_id: items[key] for key_id, key in keys.items() if key in items}
 
 
 def current_usage(client: Any, table: str, key_id: str, now: float) -> dict[str, dict[str, int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def errors() -> tuple[type[Exception], ...]:
-    """What a boto3 call raises when AWS refuses or cannot be reached (for the fail-open sites). botocore is
+    """What a botocore client's call raises when AWS refuses or cannot be reached (for the fail-open sites). botocore is
     already loaded by then: this runs only in an `except` clause, after a client made a call."""
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -87,7 +87,7 @@ class Claim:
 @dataclass
 class ResponseCache:
     table_name: str
-    dynamodb: Any  # a boto3 DynamoDB client (the container's)
+    dynamodb: Any  # a botocore DynamoDB client (the container's)
     stale_if_error_seconds: int  # how long an expired answer is kept for stale-if-error
     # Recent fresh answers kept in the container (recent.py); off when None or sized 0.
     recent: RecentAnswers[CachedAnswer] | None = None

@@ -34,6 +34,9 @@ from mistral_gateway.policies.usage_store import KEY_EXPIRES_FIELD, MODELS_FIELD
 # The response header that says the gateway capped the completion Mistral may write (a request without
 # `max_tokens` whose key has a token budget): its value is the `max_tokens` sent upstream.
 CAPPED_HEADER = "X-Gateway-Max-Tokens-Capped"
+# A limits read that failed leaves the key unbudgeted (open) for this long at most, not QUOTA_LIMITS_MAX_AGE_SECONDS:
+# the budgets and a revoked key's end apply again as soon as the quota table answers.
+FAILED_LIMITS_RETRY_SECONDS = 5
 # The cap of the request being served in this context, for the code that builds the upstream call.
 _CAP: contextvars.ContextVar[int | None] = contextvars.ContextVar("completion_cap", default=None)
 
@@ -95,11 +98,15 @@ class Budgets:
             return cached[1]
         own, default = key_limits.limits_key(caller), key_limits.limits_key("default")
         found = self._read_limits([own, default])  # one round trip for both, the default needed or not
-        limits = found.get(own)
-        if limits is None or not limits.values:  # no budgets of its own: `default`'s (and its models, if none)
-            limits = key_limits.merged(limits, found.get(default)) if limits is not None else found.get(default)
+        max_age = self.settings.quota_limits_max_age_seconds
+        if found is None:  # the store failed: open for now, but asked again soon rather than after max_age
+            limits, max_age = None, min(max_age, FAILED_LIMITS_RETRY_SECONDS)
+        else:
+            limits = found.get(own)
+            if limits is None or not limits.values:  # no budgets of its own: `default`'s (and its models, if none)
+                limits = key_limits.merged(limits, found.get(default)) if limits is not None else found.get(default)
         with self._lock:
-            self._limits[caller] = (now + self.settings.quota_limits_max_age_seconds, limits)
+            self._limits[caller] = (now + max_age, limits)
         return limits
 
     def estimate(self, body: dict[str, Any]) -> int:
@@ -232,14 +239,14 @@ class Budgets:
     def _limits_of(self, caller: str | None) -> key_limits.Limits | None:
         return self.limits_for(caller) if caller and self.enabled else None
 
-    def _read_limits(self, keys: list[str]) -> dict[str, key_limits.Limits]:
-        """The Limits of each of `keys` that has an item with anything in it ({} when the store fails: open)."""
+    def _read_limits(self, keys: list[str]) -> dict[str, key_limits.Limits] | None:
+        """The Limits of each of `keys` that has an item with anything in it (None: the store failed)."""
         try:
             items = self.usage.limits(keys)
         except usage_store.StoreUnavailable as error:
             _failed("limits", error)
-            return {}
-        return {key: _limits(values) for key, values in items.items() if values}
+            return None
+        return {key: _as_limits(values) for key, values in items.items() if values}
 
     def _add(self, key: str, window: str, tokens: int, limits: key_limits.Limits, now: float) -> dict[str, int]:
         """Count one request and `tokens` in `key`, only if both still fit their limits (atomically)."""
@@ -333,7 +340,7 @@ def _failed(operation: str, error: usage_store.StoreUnavailable) -> None:
     observability.count(observability.QUOTA_ERRORS)
 
 
-def _limits(values: dict[str, Any]) -> key_limits.Limits:
+def _as_limits(values: dict[str, Any]) -> key_limits.Limits:
     values = dict(values)
     models = values.pop(MODELS_FIELD, None)
     expires = values.pop(KEY_EXPIRES_FIELD, None)

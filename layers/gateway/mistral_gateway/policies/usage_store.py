@@ -7,6 +7,8 @@ the budgets fail open (quota.py).
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,6 +21,8 @@ LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", 
 # grace period ends, a revoked key at once). `mistral-gateway keys` writes them (local/gateway_dev/ops/keys.py).
 MODELS_FIELD = "models"
 KEY_EXPIRES_FIELD = "key_expires_at"  # not the table's TTL attribute: the item must outlive the key's end
+BATCH_GET_KEYS = 100  # the most keys one BatchGetItem may ask for
+UNPROCESSED_BACKOFF_S = 0.05  # the pause before keys DynamoDB left unprocessed are asked again (jittered)
 
 
 class StoreUnavailable(Exception):
@@ -63,9 +67,12 @@ class UsageStore(Protocol):
 class DynamoUsage:
     """The quota table: one item per caller's limits, one per caller and window counting usage."""
 
-    def __init__(self, dynamodb: Callable[[], Any], table_name: str) -> None:
+    def __init__(
+        self, dynamodb: Callable[[], Any], table_name: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._dynamodb = dynamodb  # built on first use: a gateway without budgets never builds it
         self.table_name = table_name
+        self._sleep = sleep
 
     def limits(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         return {key: _limit_fields(item) for key, item in self._items(keys).items()}
@@ -110,14 +117,18 @@ class DynamoUsage:
         return {key: _counts(item) for key, item in self._items(keys).items()}
 
     def _items(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """{key: item} for the items among `keys` that exist: BatchGetItem, 100 keys a call (its limit). Keys
-        DynamoDB leaves unprocessed (throttling) are asked once more; still unprocessed, the store is
-        unavailable, since a missing item would read as "no limits" (the budgets then fail open, knowingly)."""
+        """{key: item} for the items among `keys` that exist: BatchGetItem, BATCH_GET_KEYS keys a call. Keys
+        DynamoDB leaves unprocessed (throttling) are asked once more after a short pause; still unprocessed, the
+        store is unavailable, since a missing item would read as "no limits" (the budgets then fail open,
+        knowingly, and read again soon: quota.FAILED_LIMITS_RETRY_SECONDS)."""
         unique = list(dict.fromkeys(keys))  # a repeated key is a ValidationException
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(unique), 100):
-            wanted = {self.table_name: {"Keys": [{"pk": {"S": key}} for key in unique[start : start + 100]]}}
-            for _ in range(2):
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            chunk = unique[start : start + BATCH_GET_KEYS]
+            wanted = {self.table_name: {"Keys": [{"pk": {"S": key}} for key in chunk]}}
+            for attempt in range(2):
+                if attempt:  # throttled: a moment's jittered pause, as DynamoDB asks, before the one retry
+                    self._sleep(UNPROCESSED_BACKOFF_S * random.uniform(0.5, 1.0))
                 try:
                     response = self._dynamodb().batch_get_item(RequestItems=wanted)
                 except aws.errors() as error:

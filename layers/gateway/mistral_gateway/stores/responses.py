@@ -56,7 +56,7 @@ def item_key(caller: str | None, response_id: str) -> str:
 @dataclass
 class ResponsesStore:
     table_name: str
-    dynamodb: Any  # a boto3 DynamoDB client (the container's)
+    dynamodb: Any  # a botocore DynamoDB client (the container's)
 
     def get(self, caller: str | None, response_id: str, now: float) -> StoredResponse | None:
         """The caller's own stored response, or None (absent, another caller's, or expired)."""
