@@ -14,9 +14,10 @@ of its own, checked statically in test_spend_template.py.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,10 +27,10 @@ from gateway_dev.cloud.template import Template
 POLICY = "GatewayAccessPolicy"
 
 
-def deployed_as_configured(template: Template) -> Template:
-    """The template with the parameters the test's environment implies: a function variable that is a bare
-    `!Ref <parameter>` (SELF_HOSTED_SECRET_ID is SelfHostedSecretArn) set by a test stands for a stack deployed
-    with that parameter, whose policy may grant more (the self-hosted server's secret)."""
+def implied_parameters(template: Template) -> dict[str, str]:
+    """The stack parameters the test's environment implies: a function variable that is a bare `!Ref
+    <parameter>` (SELF_HOSTED_SECRET_ID is SelfHostedSecretArn) set by a test stands for a stack deployed with
+    that parameter, whose policy may grant more (the self-hosted server's secret)."""
     declared = template.document.get("Parameters", {})
     globals_ = template.document.get("Globals", {}).get("Function", {})
     sources = [globals_, template.resources["ApiFunction"]["Properties"]]
@@ -39,11 +40,23 @@ def deployed_as_configured(template: Template) -> Template:
             reference = value.get("Ref") if isinstance(value, dict) else None
             if reference in declared and variable in os.environ:
                 parameters[reference] = os.environ[variable]
-    return Template(template.path, parameters, template.region, template.account, template.stack_name)
+    return parameters
 
 
-def granted(template: Template) -> list[tuple[set[str], set[str]]]:
-    """The policy's Allow statements as (actions, resources), resources as the ARNs or names they resolve to."""
+@dataclass(frozen=True)
+class Role:
+    """What the functions' role allows, as (actions, resources) per Allow statement, resources as the ARNs or names
+    they resolve to; and the template's tables by their names, for the ARNs calls name them by."""
+
+    allowed: list[tuple[set[str], set[str]]]
+    table_arns: dict[str, str]
+
+
+@functools.cache
+def role(path: Path, parameters: frozenset[tuple[str, str]]) -> Role:
+    """The role of the stack deployed from `path` with `parameters`: read once per set of parameters (reading
+    the template takes longer than most tests)."""
+    template = Template(path, dict(parameters))
     statements = template.resolve(template.properties(POLICY)["PolicyDocument"]["Statement"])
     allowed: list[tuple[set[str], set[str]]] = []
     for statement in statements:
@@ -54,16 +67,20 @@ def granted(template: Template) -> list[tuple[set[str], set[str]]]:
         # A secret is named by its ARN in the policy and by its name in the call: locally, the same secret.
         named |= {arn.partition(":secret:")[2] for arn in named if arn.startswith("arn:aws:secretsmanager:")}
         allowed.append(({actions} if isinstance(actions, str) else set(actions), named))
-    return allowed
+    tables = template.resources_of_type("AWS::DynamoDB::Table")
+    return Role(allowed, {template.physical_name(table): template.arn(table) for table in tables})
 
 
-def needed(template: Template, action: str, params: dict[str, Any]) -> set[tuple[str, str]]:
+def needed(role: Role, action: str, params: dict[str, Any]) -> set[tuple[str, str]]:
     """The (IAM action, resource) pairs one call needs, resources named as the policy names them. A
     transaction has no IAM action of its own: each of its items needs its own (PutItem, UpdateItem, ...)."""
     service = action.partition(":")[0]
     if service == "secretsmanager":
         return {(action, str(params.get("SecretId", "*")))}
-    table_arn = f"arn:aws:dynamodb:{template.region}:{template.account}:table/{{}}".format
+
+    def table_arn(name: str) -> str:
+        return role.table_arns.get(name, f"a table the template does not define: {name}")
+
     if "TransactItems" in params:
         return {
             (f"dynamodb:{kind}Item", table_arn(item["TableName"]))
@@ -80,9 +97,9 @@ def is_allowed(allowed: list[tuple[set[str], set[str]]], action: str, resource: 
     return any(action in actions and resource in resources for actions, resources in allowed)
 
 
-@contextmanager
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """(action, params) of every call made through a client the gateway's containers build from now on."""
+def record_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """(action, params) of every call made through a client the gateway's containers build from now until the
+    test's monkeypatch is undone."""
     from mistral_gateway import container
 
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -97,18 +114,17 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[s
         return client
 
     monkeypatch.setattr(container.Container, "_new_aws_client", watched_build)
-    yield calls
+    return calls
 
 
 def audit_permissions(template: Template, calls: list[tuple[str, dict[str, Any]]]) -> None:
-    template = deployed_as_configured(template)
-    allowed = granted(template)
+    deployed = role(template.path, frozenset(implied_parameters(template).items()))
     refused = sorted(
         {
             (needed_action, resource)
             for action, params in calls
-            for needed_action, resource in needed(template, action, params)
-            if not is_allowed(allowed, needed_action, resource)
+            for needed_action, resource in needed(deployed, action, params)
+            if not is_allowed(deployed.allowed, needed_action, resource)
         }
     )
     assert not refused, f"AWS calls the functions' role does not allow ({POLICY} in template.yaml): {refused}"

@@ -197,8 +197,8 @@ def gateway(
         gateway = Gateway(template, logs)  # imports the handler on first use: a cold start, with its container
         reset_gateway_state(clock=lambda: today)  # then a new container for this test
         undelivered_before = len(_spend_dead_letters())
-        with aws_permissions.recorded(monkeypatch) as gateway.aws_calls:
-            yield gateway
+        gateway.aws_calls = aws_permissions.record_calls(monkeypatch)
+        yield gateway
         audit_logs(gateway, emulator)
         aws_permissions.audit_permissions(template, gateway.aws_calls)  # each allowed by the functions' role
     finally:

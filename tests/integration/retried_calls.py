@@ -1,4 +1,4 @@
-"""A boto3 client whose chosen writes land twice: the first attempt lands but its answer is lost (a read timeout
+"""A DynamoDB client whose chosen writes land twice: the first attempt lands but its answer is lost (a read timeout
 under load), and botocore sends the same call again, as its retries do. Conditional writes must still know
 that the write that refused them was their own."""
 

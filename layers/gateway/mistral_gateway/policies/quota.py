@@ -90,7 +90,8 @@ class Budgets:
         return bool(self.settings.quota_table_name)
 
     def limits_for(self, caller: str) -> key_limits.Limits | None:
-        """The caller's limits (or the default's), read at most every QUOTA_LIMITS_MAX_AGE_SECONDS."""
+        """The caller's limits (or the default's), read at most every QUOTA_LIMITS_MAX_AGE_SECONDS (after a failed
+        read: FAILED_LIMITS_RETRY_SECONDS)."""
         now = self.clock()
         with self._lock:
             cached = self._limits.get(caller)
