@@ -21,7 +21,7 @@ from mistral_gateway.edge.middlewares import PUBLIC_CACHE, parsed, public_cache,
 from mistral_gateway.edge.openapi import DOCS_PATH, ERROR_RESPONSES, SETTINGS, openapi_json
 from mistral_gateway.edge.resolver import GatewayResolver
 from mistral_gateway.flow import catalog, completions, embeddings
-from mistral_gateway.platform import observability
+from mistral_gateway.platform import after_response, observability
 from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.platform.observability import logger, metrics
 from mistral_gateway.policies import key_policy
@@ -48,6 +48,8 @@ def answered(use_case: Callable[..., Any], *path: str, body: bool = True, comple
 # This Lambda container's state (settings, clients, stores, circuits), built once on this cold start; the
 # shared package reaches it through container.current().
 container.start()
+if container.current().settings.store_after_response:
+    after_response.start_extension()  # in Lambda only: answers first, stores after (after_response.py)
 app = GatewayResolver(cors=cors_config())
 # What Mistral's own routes share in the OpenAPI document.
 MISTRAL_ROUTE: dict[str, Any] = {"tags": ["Mistral API"], "responses": ERROR_RESPONSES}
@@ -259,6 +261,7 @@ def not_found(_: Exception) -> Response:
     return gateway_error(error)
 
 
+@after_response.answered_first  # outermost: the work it collects runs once the metrics are flushed
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

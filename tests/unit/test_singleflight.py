@@ -50,11 +50,22 @@ def test_the_first_miss_leads_and_gives_the_lease_back_when_nothing_was_stored()
     assert cache.released == [Lease("k", "me")]
 
 
-def test_a_leader_that_stored_its_answer_keeps_quiet() -> None:
+def test_a_leader_leaves_its_lease_to_the_store_which_may_run_after_the_block() -> None:
     cache = FakeCache()
     with flight(cache) as lead:
-        lead.landed()
+        settle = lead.settled_by(lambda: True)
+    assert cache.released == []  # the lease is the store's to end: waiters keep waiting for the answer
+    settle()  # the store landed (a PutItem ends the lease)
     assert cache.released == []
+
+
+def test_a_store_that_does_not_land_gives_the_lease_back() -> None:
+    cache = FakeCache()
+    with flight(cache) as lead:
+        settle = lead.settled_by(lambda: False)
+    assert cache.released == []
+    settle()
+    assert cache.released == [Lease("k", "me")]  # waiters stop waiting and ask Mistral themselves
 
 
 def test_a_follower_waits_for_the_leaders_answer() -> None:
@@ -91,7 +102,7 @@ def test_a_lookup_that_took_the_lease_leads_without_claiming_again() -> None:
     cache = FakeCache(entries={"k": Entry(None, time.time() + 30)})  # a second claim would be refused
     with claimed(cache, Claim(Lease("k", "mine"), None)) as lead:
         assert lead.lease == Lease("k", "mine") and lead.answer is None
-        lead.landed()
+        lead.settled_by(lambda: True)()
     assert cache.released == []
 
 

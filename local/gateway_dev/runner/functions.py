@@ -71,24 +71,49 @@ class HandlerPool:
         first = import_code(code_dir, module_name, unique_name)
         self.handlers: list[Callable[[dict[str, Any], Any], dict[str, Any]]] = [getattr(first, function_name)]
         self.idle = list(self.handlers)
+        self.finishing = 0  # instances running their invocation's post-response work
         self.ready = threading.Condition()
 
-    @contextlib.contextmanager
-    def instance(self) -> Iterator[Callable[[dict[str, Any], Any], dict[str, Any]]]:
+    def acquire(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """An idle instance; when none is, one finishing its invocation's post-response work is waited for
+        (a PutItem: Lambda would send the request to another container, a cold start) rather than a new one
+        imported; a new one when every instance is busy with a request."""
         with self.ready:
-            while not self.idle and len(self.handlers) >= MAX_INSTANCES:
+            while not self.idle and (self.finishing or len(self.handlers) >= MAX_INSTANCES):
                 self.ready.wait()
-            handler = self.idle.pop() if self.idle else None
-            if handler is None:
-                number = len(self.handlers)
-                self.handlers.append(self._scaled_out(number))  # rare: imported under the lock, ~10 ms
-                handler = self.handlers[-1]
-        try:
-            yield handler
-        finally:
-            with self.ready:
-                self.idle.append(handler)
-                self.ready.notify()
+            if self.idle:
+                return self.idle.pop()
+            number = len(self.handlers)
+            self.handlers.append(self._scaled_out(number))  # rare: imported under the lock, ~10 ms
+            return self.handlers[-1]
+
+    def release(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
+        with self.ready:
+            self.idle.append(handler)
+            self.ready.notify_all()
+
+    def release_after(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], work: Callable[[], None]) -> None:
+        """Run what the invocation left for after its response (after_response.py) on a thread of its own,
+        then free the instance: the caller has the response meanwhile, and the instance stays busy, as a Lambda
+        container stays busy until its extensions ask for the next event."""
+        with self.ready:
+            self.finishing += 1
+
+        def finish() -> None:
+            try:
+                work()
+            finally:
+                with self.ready:
+                    self.finishing -= 1
+                    self.idle.append(handler)
+                    self.ready.notify_all()
+
+        threading.Thread(target=finish, name=f"{self.unique_name} after response", daemon=True).start()
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no invocation's post-response work is running (tests, the benchmark)."""
+        with self.ready:
+            self.ready.wait_for(lambda: self.finishing == 0, timeout)
 
     def _scaled_out(self, number: int) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         """Another instance of the handler: a separate import of its module (its own Powertools app), which
@@ -136,11 +161,33 @@ class LocalFunction:
         return contextvars.copy_context().run(self._invoke, event, context)
 
     def _invoke(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """The handler's response, returned before the work it left for after the response has run (in Lambda,
+        the post-response extension's; here a thread's, see HandlerPool.release_after)."""
+        from mistral_gateway.platform import after_response
+
         with invocation_state(), own_container(self.state):
             if self.pool is None:
-                return self.handler(event, context)
-            with self.pool.instance() as handler:
-                return handler(event, context)
+                with after_response.collected() as work:
+                    response = self.handler(event, context)
+                after_response.run(work)
+                return response
+            handler = self.pool.acquire()
+            work = []
+            try:
+                with after_response.collected() as work:
+                    response = handler(event, context)
+            finally:
+                if work:
+                    after = contextvars.copy_context()  # the invocation's container and log keys
+                    self.pool.release_after(handler, lambda: after.run(after_response.run, work))
+                else:
+                    self.pool.release(handler)
+            return response
+
+    def settle(self) -> None:
+        """Wait for the post-response work of every invocation so far (what a test reads next may be its store)."""
+        if self.pool is not None:
+            self.pool.settle()
 
 
 # The Logger's appended keys of the invocation running in this context (None: outside any invocation).

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mistral_gateway.container import current, settings
-from mistral_gateway.platform import observability
+from mistral_gateway.platform import after_response, observability
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import (
     GatewayError,
@@ -155,8 +155,14 @@ def through_cache(
                 return stale_answer(found.stale, error)
             raise
         account(fetched.body, fetched.usage)
-        if fetched.complete and store(found.key, fetched.body, fetched.usage, control):
-            flight.landed()
+        if fetched.complete:
+            # Stored once the caller has the answer when the function can (after_response.py), else now; the
+            # lease lasts until then, so identical requests wait for the stored answer, not ask Mistral again.
+            settle = flight.settled_by(lambda: store(found.key, fetched.body, fetched.usage, control))
+            if settings().store_after_response:
+                after_response.later(settle)
+            else:
+                settle()
     served = fetched.served
     if served is not None and served.fell_back:
         observability.log_keys(**served.log_fields())

@@ -12,6 +12,7 @@ wait for the leader's last) and takes no lease (no plain request waits for a str
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from mistral_gateway.platform import observability
 from mistral_gateway.platform.deadline import Deadline
@@ -20,8 +21,9 @@ from mistral_gateway.policies.cache import CachedAnswer, Claim, Entry, Lease, Re
 
 
 class Flight:
-    """A `with` block around a miss. On entry it either leads (holds the lease: `landed()` once the answer
-    is stored) or finds the answer another caller fetched (`answer`). On exit an unstored lease is given up."""
+    """A `with` block around a miss. On entry it either leads (holds the lease) or finds the answer another
+    caller fetched (`answer`). A leader with an answer to keep hands the lease to `settled_by`'s work (the
+    store); on exit any other lease is given up."""
 
     def __init__(
         self,
@@ -45,19 +47,28 @@ class Flight:
         self.lease: Lease | None = None
         self.answer: CachedAnswer | None = None
         self.claim = claim  # the lookup already tried to take the lease (cache.lead_or_find): not again
-        self._stored = False
+        self._settled_elsewhere = False  # `settled_by` handed the lease to the store, which may run later
 
     def __enter__(self) -> Flight:
         if self.enabled:
             self.lease, self.answer = self._claim_or_wait()
         return self
 
-    def landed(self) -> None:
-        """The answer is stored: storing it ended the lease, and waiters find it."""
-        self._stored = True
+    def settled_by(self, store: Callable[[], bool]) -> Callable[[], None]:
+        """The work that ends this flight, to run when it suits the caller (after the response): `store()`,
+        which ends the lease when it lands, else the lease given up. From here the block's exit leaves the
+        lease to that work, so waiters keep waiting for the answer until it is stored."""
+        self._settled_elsewhere = True
+        lease = self.lease
+
+        def settle() -> None:
+            if not store() and lease is not None:
+                self.cache.release(lease)  # nothing stored: waiters stop waiting and ask Mistral themselves
+
+        return settle
 
     def __exit__(self, *_: object) -> None:
-        if self.lease is not None and not self._stored:
+        if self.lease is not None and not self._settled_elsewhere:
             self.cache.release(self.lease)  # waiters stop waiting and ask Mistral themselves
 
     def _claim_or_wait(self) -> tuple[Lease | None, CachedAnswer | None]:

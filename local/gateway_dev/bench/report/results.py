@@ -22,6 +22,7 @@ def results_json(run: Run) -> dict[str, Any]:
     def warm(result: Warm) -> dict[str, Any]:
         return {
             "gateway_ms": result.gateway.summary(),
+            "billed_ms": result.billed.summary(),
             "gateway_thread_cpu_ms": result.gateway_cpu.summary(),
             "floor_ms": result.floor.summary(),
             "ratio_of_medians": result.ratio,

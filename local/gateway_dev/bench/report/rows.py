@@ -216,6 +216,12 @@ def warm_rows(hit: Warm, miss: Warm, miss_no_lease: Warm) -> list[Row]:
             TARGET_WARM_MISS_RATIO,
         ),
         Row(
+            "4. Warm miss, billed: the response, then the store after it",
+            spread(miss.billed),
+            f"{spread(miss.floor)}: {miss_floor}",
+            f"{miss.billed.median / miss.floor.median:.2f}{X}",
+        ),
+        Row(
             "4. Warm miss, single-flight off (SINGLE_FLIGHT_WAIT_MS=0)",
             spread(miss_no_lease.gateway),
             f"{spread(miss_no_lease.floor)}: {miss_floor}",

@@ -1,0 +1,252 @@
+"""Work that may wait until the caller has its response: the store of a buffered miss's answer.
+
+Lambda sends a function's response as soon as its handler returns, but keeps the execution environment (and
+bills it) until every extension has asked for its next event. An *internal extension* (a thread of the
+function's own process, registered with Lambda's Extensions API) may therefore finish work after the
+response: here, the DynamoDB PutItem that stores the answer and ends its single-flight lease, a few
+milliseconds a caller no longer waits for. A thread of the handler's own would not do: Lambda freezes the
+process when the handler returns, so it would resume only when the next request thaws the container, or
+never.
+
+- `later(work)` runs `work` after the response when the invocation is collected (`collected()`: by the
+  extension's wrapper, `answered_first`, or by the local runner), else at once, exactly as before;
+- the extension runs an invocation's collected work after the handler returned (metrics flushed), then asks
+  for the next event; until then Lambda sends this container no other request, so the next request here
+  finds the answer stored (in the table and in recent.py's memory);
+- when the extension cannot register (not in Lambda, or Lambda refuses it), nothing is collected: the work
+  runs before the handler returns, as it always did.
+
+docs/decisions.md ("The store after the response") says what a store that never lands costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mistral_gateway.platform import observability
+from mistral_gateway.platform.observability import logger, metrics
+
+Work = Callable[[], None]
+
+# The work collected for the running invocation (None: nobody runs work after the response; `later` runs it
+# at once). A batch's items run in copies of the request's context: they append to the same list.
+_COLLECTED: contextvars.ContextVar[list[Work] | None] = contextvars.ContextVar("after_response", default=None)
+
+
+def later(work: Work) -> None:
+    """Run `work` once the caller has its response, when something will (see the module docstring); else now."""
+    collected_work = _COLLECTED.get()
+    if collected_work is None:
+        work()
+    else:
+        collected_work.append(work)  # list.append is atomic: a batch's worker threads append at once
+
+
+def collecting() -> bool:
+    return _COLLECTED.get() is not None
+
+
+@contextlib.contextmanager
+def collected() -> Iterator[list[Work]]:
+    """Inside the block, `later` collects work into the list it yields, for the caller to run after the
+    response (`run`)."""
+    collected_work: list[Work] = []
+    token = _COLLECTED.set(collected_work)
+    try:
+        yield collected_work
+    finally:
+        _COLLECTED.reset(token)
+
+
+def run(collected_work: list[Work]) -> None:
+    """Each piece in turn (one failing does not stop the rest), then the metrics they counted: the handler's
+    own were flushed when it returned. Work they hand to `later` runs at once."""
+    token = _COLLECTED.set(None)
+    try:
+        for work in collected_work:
+            try:
+                work()
+            except Exception as error:  # a store fails open inside; anything else is a bug: logged, not raised
+                observability.log_unexpected("work after the response failed", error)
+    finally:
+        _COLLECTED.reset(token)
+    if metrics.metric_set:
+        metrics.flush_metrics()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The internal extension
+
+EXTENSIONS_API = "2020-01-01/extension"
+EXTENSION_NAME = "mistral-gateway-after-response"
+EXTENSION_ID_HEADER = "Lambda-Extension-Identifier"  # the Runtime API's, not a caller's
+REGISTER_TIMEOUT_S = 2.0  # the Runtime API is on the container's loopback; a registration that hangs is refused
+
+
+class RuntimeApiError(Exception):
+    """The Extensions API answered with an error, or not at all."""
+
+
+class PostResponseExtension:
+    """An internal extension: a thread that, for each invocation, waits for the handler to hand over the work
+    it collected, runs it, and only then asks Lambda for the next event. Registered for INVOKE events only
+    (an internal extension may not register for SHUTDOWN)."""
+
+    def __init__(self, runtime_api: str, extension_id: str) -> None:
+        self.runtime_api = runtime_api
+        self.extension_id = extension_id
+        self.alive = True
+        self._handed: queue.Queue[tuple[str, list[Work], contextvars.Context]] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=EXTENSION_NAME, daemon=True)
+
+    @classmethod
+    def register(cls, runtime_api: str) -> PostResponseExtension:
+        status, headers, body = _call(
+            runtime_api,
+            "POST",
+            f"/{EXTENSIONS_API}/register",
+            {"Lambda-Extension-Name": EXTENSION_NAME, "Content-Type": "application/json"},
+            json.dumps({"events": ["INVOKE"]}).encode(),
+            timeout=REGISTER_TIMEOUT_S,
+        )
+        extension_id = headers.get(EXTENSION_ID_HEADER.lower())
+        if status != 200 or not extension_id:
+            raise RuntimeApiError(f"registration refused: HTTP {status} {body[:200]!r}")
+        return cls(runtime_api, extension_id)
+
+    def start(self) -> PostResponseExtension:
+        self._thread.start()  # its first request for an event tells Lambda this extension's init is done
+        return self
+
+    def hand_over(self, request_id: str, collected_work: list[Work]) -> None:
+        """The handler of `request_id` has returned: its work (possibly none) may run."""
+        self._handed.put((request_id, collected_work, contextvars.copy_context()))
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                event = self._next_event()
+                if event.get("eventType") == "INVOKE":
+                    self._finish(str(event.get("requestId", "")), float(event.get("deadlineMs", 0)) / 1000)
+        except Exception as error:  # the Runtime API failed: hand the work back to the handlers, say so, stop
+            self.alive = False
+            observability.log_unexpected("the post-response extension stopped; stores run before answering", error)
+            self._report_exit(error)
+            self._drain()
+
+    def _finish(self, request_id: str, deadline: float) -> None:
+        """Run the work the handler of `request_id` hands over, waiting for it at most until the invocation's
+        deadline (a handler that never returned has timed out, and Lambda resets the container anyway)."""
+        while True:
+            try:
+                handed_id, collected_work, context = self._handed.get(timeout=max(0.0, deadline - time.time()))
+            except queue.Empty:
+                return
+            context.run(run, collected_work)
+            if handed_id == request_id or not request_id:
+                return
+
+    def _drain(self) -> None:
+        """Work handed over before the extension stopped still runs (late rather than never)."""
+        while not self._handed.empty():
+            _, collected_work, context = self._handed.get_nowait()
+            context.run(run, collected_work)
+
+    def _next_event(self) -> dict[str, Any]:
+        # No timeout: between invocations Lambda freezes the container with this request open.
+        status, _, body = _call(
+            self.runtime_api,
+            "GET",
+            f"/{EXTENSIONS_API}/event/next",
+            {EXTENSION_ID_HEADER: self.extension_id},
+            None,
+            timeout=None,
+        )
+        if status != 200:
+            raise RuntimeApiError(f"event/next: HTTP {status} {body[:200]!r}")
+        event: dict[str, Any] = json.loads(body)
+        return event
+
+    def _report_exit(self, error: Exception) -> None:
+        with contextlib.suppress(Exception):
+            _call(
+                self.runtime_api,
+                "POST",
+                f"/{EXTENSIONS_API}/exit/error",
+                {
+                    EXTENSION_ID_HEADER: self.extension_id,
+                    "Lambda-Extension-Function-Error-Type": "Extension.Stopped",
+                },
+                json.dumps({"errorMessage": type(error).__name__, "errorType": "Extension.Stopped"}).encode(),
+                timeout=REGISTER_TIMEOUT_S,
+            )
+
+
+def _call(
+    runtime_api: str, method: str, path: str, headers: dict[str, str], body: bytes | None, *, timeout: float | None
+) -> tuple[int, dict[str, str], bytes]:
+    import http.client  # loaded already (botocore's urllib3 imports it): no cold-start cost
+
+    connection = http.client.HTTPConnection(runtime_api, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+    except OSError as error:
+        raise RuntimeApiError(f"{method} {path}: {type(error).__name__}") from error
+    finally:
+        connection.close()
+
+
+_EXTENSION: PostResponseExtension | None = None
+
+
+def start_extension(environ: dict[str, str] | None = None) -> PostResponseExtension | None:
+    """Register and start the extension when this process runs in Lambda (its Runtime API is set) and has not
+    yet; None (and the work runs before answering) when it cannot. Called while the handler module is imported:
+    Lambda takes an internal extension's registration only during the container's init."""
+    global _EXTENSION
+    runtime_api = (os.environ if environ is None else environ).get("AWS_LAMBDA_RUNTIME_API", "")
+    if _EXTENSION is not None or not runtime_api:
+        return _EXTENSION
+    try:
+        _EXTENSION = PostResponseExtension.register(runtime_api).start()
+    except RuntimeApiError as error:
+        logger.warning(
+            "no post-response extension: answers are stored before the response", extra={"reason": str(error)}
+        )
+    return _EXTENSION
+
+
+def stop_extension() -> None:
+    """Forget the extension (tests): the handlers stop handing work to it."""
+    global _EXTENSION
+    _EXTENSION = None
+
+
+def answered_first(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Outermost decorator of a Lambda handler: the work its invocation hands to `later` is collected and,
+    once the handler has returned (its metrics flushed), given to the extension to run after the response.
+    Without a live extension, or when the local runner collects it itself, the handler runs as it is."""
+    import functools
+
+    @functools.wraps(handler)
+    def wrapped(event: Any, context: Any) -> Any:
+        extension = _EXTENSION
+        if extension is None or not extension.alive or collecting():
+            return handler(event, context)
+        with collected() as collected_work:
+            try:
+                return handler(event, context)
+            finally:
+                extension.hand_over(getattr(context, "aws_request_id", ""), collected_work)
+
+    return wrapped

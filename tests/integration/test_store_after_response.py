@@ -1,0 +1,166 @@
+"""A buffered miss is answered before its answer is stored (after_response.py), through the API function.
+
+The local runner, like Lambda with the post-response extension, returns the handler's response and then runs
+the store; the function's instance stays busy until it has. Each test holds the store back (the cache's own
+PutItem waits for the test) to see the order of things, then lets it land.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway_dev.cloud.apigw import proxy_event, proxy_result
+
+CHAT = "/v1/chat/completions"
+TABLE = "mistral-gateway-CacheTable"
+
+
+@pytest.fixture
+def held_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Every answer store waits until the test sets the event (at most 10 s), then runs as it would have."""
+    from mistral_gateway.policies.cache import ResponseCache
+
+    release = threading.Event()
+    put = ResponseCache.put
+
+    def held(self: ResponseCache, *args: Any, **kwargs: Any) -> bool:
+        release.wait(10)
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(ResponseCache, "put", held)
+    yield release
+    release.set()  # a test that failed early must not leave a store hanging
+
+
+def invoke(gateway: Any, body: dict[str, Any], caller: str) -> tuple[int, str | None, dict[str, Any]]:
+    """One invocation, returning as soon as the handler's response does (no waiting for its store)."""
+    import json
+
+    event = proxy_event("POST", CHAT, resource=CHAT, body=json.dumps(body), api_key_id=caller)
+    status, headers, raw = proxy_result(gateway.function.invoke(event))
+    return status, dict(headers).get("X-Cache"), json.loads(raw)
+
+
+def cached_items() -> list[dict[str, Any]]:
+    """Every item of the cache table (answers and leases), read with a client of the test's own."""
+    import boto3
+
+    client = boto3.session.Session().client("dynamodb")
+    return client.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+
+
+def stored(items: list[dict[str, Any]]) -> int:
+    return sum(1 for item in items if "body" in item)
+
+
+def leased(items: list[dict[str, Any]]) -> int:
+    return sum(1 for item in items if float(item.get("lease_until", {}).get("N", 0)) > time.time())
+
+
+def test_a_miss_is_answered_before_its_store_lands_and_its_repeat_is_the_stored_hit(
+    gateway, emulator, chat_body, held_stores
+):
+    # Given a new question, and stores that wait for the test
+    body = chat_body("answered before it is stored")
+    # When alice asks it
+    status, cache, answer = invoke(gateway, body, "key-alice")
+    # Then she has Mistral's answer while the store has not landed: the lease still stands in the table
+    assert (status, cache) == (200, "MISS") and answer["choices"][0]["message"]["content"]
+    items = cached_items()
+    assert (stored(items), leased(items)) == (0, 1)
+    # When the store lands
+    held_stores.set()
+    gateway.function.settle()
+    # Then the table holds her answer, and her repeat is a hit without a second Mistral call
+    items = cached_items()
+    assert (stored(items), leased(items)) == (1, 0)  # storing it ended the lease
+    assert gateway.chat(body, api_key_id="key-alice").header("X-Cache") == "HIT"
+    assert emulator.calls(CHAT) == 1
+
+
+def test_an_identical_request_during_the_store_waits_for_it_not_for_mistral(gateway, emulator, chat_body, held_stores):
+    # Given alice's miss answered, its store held back
+    body = chat_body("asked again while the first answer is being stored")
+    assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
+    # When she asks again before the store lands (from another thread: the first is still storing)
+    repeat: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: repeat.update(result=invoke(gateway, body, "key-alice")))
+    thread.start()
+    time.sleep(0.2)
+    held_stores.set()
+    thread.join(10)
+    # Then the repeat is her stored answer; Mistral was asked once
+    assert repeat["result"][:2] == (200, "HIT")
+    assert emulator.calls(CHAT) == 1
+
+
+def test_another_callers_identical_request_is_never_served_from_the_pending_store(
+    gateway, emulator, chat_body, held_stores
+):
+    # Given alice's answer still being stored
+    body = chat_body("two callers, one pending store")
+    assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
+    held_stores.set()
+    # When bob asks the same thing
+    status, cache, _ = invoke(gateway, body, "key-bob")
+    gateway.function.settle()
+    # Then his is a miss of his own: the pending store (and its lease) is alice's scope alone
+    assert (status, cache) == (200, "MISS")
+    assert emulator.calls(CHAT) == 2
+    assert stored(cached_items()) == 2
+
+
+def test_a_store_that_fails_after_the_response_gives_the_lease_back(gateway, emulator, chat_body, monkeypatch):
+    # Given a table that refuses the store (a PutItem failing: the cache fails open)
+    from mistral_gateway.policies.cache import ResponseCache
+
+    monkeypatch.setattr(ResponseCache, "put", lambda *_args, **_kwargs: False)
+    body = chat_body("a store that never lands")
+    # When alice's miss is answered and its store fails after the response
+    assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
+    gateway.function.settle()
+    # Then no lease is left for identical requests to wait on: the next one asks Mistral at once
+    assert leased(cached_items()) == 0
+    assert gateway.chat(body, api_key_id="key-alice").header("X-Cache") == "MISS"
+    assert emulator.calls(CHAT) == 2
+
+
+def test_with_store_after_response_off_the_answer_is_stored_before_the_response(
+    gateway, emulator, chat_body, monkeypatch, reconfigure
+):
+    # Given STORE_AFTER_RESPONSE=false
+    monkeypatch.setenv("STORE_AFTER_RESPONSE", "false")
+    reconfigure()
+    body = chat_body("stored before it is answered")
+    # When alice's miss is answered
+    assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
+    # Then the table already holds it, with nothing left to run after the response
+    assert gateway.function.pool.finishing == 0
+    assert stored(cached_items()) == 1
+
+
+def test_a_batchs_items_are_stored_after_the_response(gateway, emulator, chat_body, held_stores):
+    # Given two new questions in one batch, stores held back
+    items = [chat_body("batched first"), chat_body("batched second")]
+    import json
+
+    event = proxy_event(
+        "POST",
+        "/v1/batch/chat/completions",
+        resource="/v1/batch/chat/completions",
+        body=json.dumps({"requests": items}),
+        api_key_id="key-alice",
+    )
+    # When the batch is answered
+    status, _, raw = proxy_result(gateway.function.invoke(event))
+    # Then both answers are in it before either is stored; both land after
+    assert status == 200 and [item["cache"] for item in json.loads(raw)["data"]] == ["MISS", "MISS"]
+    assert (stored(cached_items()), leased(cached_items())) == (0, 2)
+    held_stores.set()
+    gateway.function.settle()
+    assert (stored(cached_items()), leased(cached_items())) == (2, 0)

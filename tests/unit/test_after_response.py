@@ -1,0 +1,242 @@
+"""Work after the response: `later` on its own, and the internal extension against a Runtime API on 127.0.0.1.
+
+The fake Runtime API speaks the Extensions API's wire format (register, event/next, exit/error); the test
+plays the Lambda service and the runtime: it sends each INVOKE event, calls the wrapped handler, and watches
+when the extension asks for its next event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from mistral_gateway.platform import after_response
+
+
+def test_later_runs_work_at_once_when_nothing_collects_it() -> None:
+    ran: list[str] = []
+    after_response.later(lambda: ran.append("now"))
+    assert ran == ["now"]
+
+
+def test_collected_work_waits_for_run_and_one_failure_does_not_stop_the_rest() -> None:
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("a bug in one piece")
+
+    with after_response.collected() as work:
+        after_response.later(lambda: ran.append("first"))
+        after_response.later(broken)
+        after_response.later(lambda: ran.append("third"))
+        assert ran == []
+    after_response.run(work)
+    assert ran == ["first", "third"]
+
+
+def test_work_handed_to_later_while_running_runs_at_once() -> None:
+    ran: list[str] = []
+    with after_response.collected() as work:
+        after_response.later(lambda: after_response.later(lambda: ran.append("nested")))
+    after_response.run(work)
+    assert ran == ["nested"]
+
+
+def test_a_batchs_worker_threads_collect_into_the_requests_work() -> None:
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    with after_response.collected() as work:
+        contexts = [contextvars.copy_context() for _ in range(8)]  # as observability.item_context copies them
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda ctx: ctx.run(after_response.later, lambda: None), contexts))
+    assert len(work) == 8
+
+
+# --- the internal extension against a fake Runtime API -------------------------------------------------------
+
+
+@dataclass
+class RuntimeApi:
+    """The Extensions API's three calls. `invoke()` sends the next INVOKE event; `asked` counts event/next calls."""
+
+    refuse_registration: bool = False
+    registered: list[dict[str, Any]] = field(default_factory=list)
+    events: queue.Queue[dict[str, Any] | None] = field(default_factory=queue.Queue)  # None: answer next with a 500
+    asked: int = 0
+    exit_errors: list[str] = field(default_factory=list)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def invoke(self, request_id: str) -> None:
+        deadline_ms = int((time.time() + 5) * 1000)
+        self.events.put({"eventType": "INVOKE", "requestId": request_id, "deadlineMs": deadline_ms})
+
+    def wait_asked(self, times: int, timeout: float = 5.0) -> bool:
+        with self.lock:
+            return self.lock.wait_for(lambda: self.asked >= times, timeout)
+
+
+def serve(api: RuntimeApi) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path == "/2020-01-01/extension/register":
+                api.registered.append({"name": self.headers["Lambda-Extension-Name"], **body})
+                if api.refuse_registration:
+                    self._answer(403, {"errorType": "Extension.Forbidden"})
+                else:
+                    self._answer(200, {}, {"Lambda-Extension-Identifier": "ext-1"})
+            elif self.path == "/2020-01-01/extension/exit/error":
+                api.exit_errors.append(self.headers["Lambda-Extension-Function-Error-Type"])
+                self._answer(202, {})
+            else:
+                self._answer(404, {})
+
+        def do_GET(self) -> None:
+            assert self.path == "/2020-01-01/extension/event/next"
+            assert self.headers["Lambda-Extension-Identifier"] == "ext-1"
+            with api.lock:
+                api.asked += 1
+                api.lock.notify_all()
+            event = api.events.get()  # blocks, as Lambda's does between invocations
+            if event is None:
+                self._answer(500, {"errorType": "Runtime.Failure"})
+            else:
+                self._answer(200, event)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def runtime_api() -> Iterator[tuple[RuntimeApi, str]]:
+    api = RuntimeApi()
+    server = serve(api)
+    yield api, f"127.0.0.1:{server.server_address[1]}"
+    api.events.put(None)  # the extension's pending event/next fails: its thread stops
+    after_response.stop_extension()
+    server.shutdown()
+
+
+@dataclass
+class Context:
+    aws_request_id: str
+
+
+def answered_with_work_done_first() -> bool:
+    """Whether a wrapped handler that leaves a store for later has it done by the time it returns."""
+    ran: list[str] = []
+
+    @after_response.answered_first
+    def handler(event: Any, context: Any) -> str:
+        after_response.later(lambda: ran.append("stored"))
+        return "the answer"
+
+    return handler({}, Context("request-1")) == "the answer" and ran == ["stored"]
+
+
+def test_the_extension_runs_the_work_after_the_handler_returned_then_asks_for_the_next_event(runtime_api) -> None:
+    # Given the extension registered with the Runtime API, and a handler that leaves a store for later
+    api, address = runtime_api
+    extension = after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address})
+    assert extension is not None
+    assert api.registered == [{"name": after_response.EXTENSION_NAME, "events": ["INVOKE"]}]
+    assert api.wait_asked(1)  # its init is done: it waits for the first event
+    store_may_run, stored = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def store() -> None:
+        store_may_run.wait(5)
+        order.append("stored")
+        stored.set()
+
+    @after_response.answered_first
+    def handler(event: Any, context: Any) -> str:
+        after_response.later(store)
+        return "the answer"
+
+    # When Lambda sends an invocation and the handler returns
+    api.invoke("request-1")
+    assert handler({}, Context("request-1")) == "the answer"
+    order.append("answered")
+    # Then the response is out while the store has not run, and the extension has not asked for more
+    time.sleep(0.1)
+    assert order == ["answered"] and api.asked == 1
+    # When the store runs
+    store_may_run.set()
+    assert stored.wait(5)
+    # Then only after it the extension asks for the next event: the container takes no request before
+    assert api.wait_asked(2)
+    assert order == ["answered", "stored"]
+
+
+def test_each_invocation_hands_over_its_own_work_even_when_the_handler_raises(runtime_api) -> None:
+    api, address = runtime_api
+    after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address})
+    ran: list[str] = []
+
+    @after_response.answered_first
+    def handler(event: Any, context: Any) -> None:
+        after_response.later(lambda: ran.append(context.aws_request_id))
+        if event.get("fail"):
+            raise RuntimeError("the handler failed after collecting work")
+
+    for number, event in enumerate([{}, {"fail": True}, {}], start=1):
+        api.invoke(f"request-{number}")
+        with contextlib.suppress(RuntimeError):
+            handler(event, Context(f"request-{number}"))
+        assert api.wait_asked(number + 1)  # the extension finished this invocation before the next
+    assert ran == ["request-1", "request-2", "request-3"]
+
+
+def test_a_refused_registration_leaves_the_work_to_run_before_the_response(runtime_api) -> None:
+    # Given a Runtime API that refuses the extension
+    api, address = runtime_api
+    api.refuse_registration = True
+    # When the function starts
+    assert after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address}) is None
+    # Then a handler's work runs before it returns, as it did before the extension
+    assert answered_with_work_done_first()
+
+
+def test_outside_lambda_no_extension_is_registered() -> None:
+    assert after_response.start_extension({}) is None
+
+
+def test_when_the_runtime_api_fails_the_extension_stops_and_handlers_run_their_work_themselves(runtime_api) -> None:
+    # Given a running extension
+    api, address = runtime_api
+    extension = after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address})
+    assert extension is not None and api.wait_asked(1)
+    # When its request for the next event fails
+    api.events.put(None)
+    deadline = time.monotonic() + 5
+    while extension.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Then it says so to Lambda (which resets the container), and a handler meanwhile runs its work itself
+    assert not extension.alive and api.exit_errors == ["Extension.Stopped"]
+    assert answered_with_work_done_first()
