@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(max(1, args.times)):
             result = function.invoke(event)
             print(json.dumps(result, indent=2))
+        function.settle()  # the store after the last response lands before moto stops
     finally:
         stack.stop()
     return 0

@@ -128,6 +128,9 @@ class PostResponseExtension:
 
     def hand_over(self, request_id: str, collected_work: list[Work]) -> None:
         """The handler of `request_id` has returned: its work (possibly none) may run."""
+        if not self.alive:  # stopped since the handler began: nobody would run it later
+            run(collected_work)
+            return
         self._handed.put((request_id, collected_work, contextvars.copy_context()))
 
     def _serve(self) -> None:
