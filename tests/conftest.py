@@ -165,10 +165,18 @@ class Gateway:
             query_string=query,
         )
         result = self.function.invoke(event)  # a local: tests call this from several threads at once
-        self.function.settle()  # its store, which runs after the response: what a test reads next may be it
+        self.settle()  # its store, which runs after the response: what a test reads next may be it
         self.last_result = result
         status, header_list, response_body = proxy_result(result)
         return ProxyResponse(status, dict(header_list), response_body)
+
+    def settle(self) -> None:
+        """Wait for the work left for after the responses so far (the buffered function's and, over HTTP, the
+        streaming app's): the stores of their answers."""
+        from mistral_gateway.platform import after_response
+
+        self.function.settle()
+        after_response.settle()
 
     def chat(self, body: dict[str, Any], **kwargs: Any) -> ProxyResponse:
         return self.request("POST", "/v1/chat/completions", body, **kwargs)
@@ -200,7 +208,7 @@ def gateway(
         undelivered_before = len(_spend_dead_letters())
         gateway.aws_calls = aws_permissions.record_calls(monkeypatch)
         yield gateway
-        gateway.function.settle()  # every store after a response (the HTTP tests' too: one pool per function)
+        gateway.settle()  # every store after a response, the HTTP tests' too
         audit_logs(gateway, emulator)
         aws_permissions.audit_permissions(template, gateway.aws_calls)  # each allowed by the functions' role
     finally:

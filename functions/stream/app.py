@@ -37,7 +37,7 @@ from mistral_gateway import container
 from mistral_gateway.edge import cors
 from mistral_gateway.edge.served import request_served
 from mistral_gateway.flow import completions, live_stream, streaming
-from mistral_gateway.platform import observability
+from mistral_gateway.platform import after_response, observability
 from mistral_gateway.platform.errors import GatewayError, MethodNotAllowed, NotFound
 from mistral_gateway.platform.observability import logger, metrics
 from mistral_gateway.policies import key_policy
@@ -49,6 +49,8 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _cold_start = True
 # This Lambda container's state (settings, clients, stores, circuits), built once on this cold start.
 container.start()
+if container.current().settings.store_after_response:
+    after_response.start_extension()  # in Lambda only: a plain answer first, its store after (after_response.py)
 
 
 @dataclass(frozen=True)
@@ -277,9 +279,25 @@ ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
     ("/ready", ready, ["GET"]),
 ]
 
-app = Starlette(
+routed = Starlette(
     routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
     exception_handlers={HTTPException: _http_error},
     # Browsers: the buffered function's CORS policy (mistral_gateway/cors.py), on streams and errors too.
     middleware=[Middleware(CORSMiddleware, **cors.middleware_options())],
 )
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """The app the Web Adapter's uvicorn serves: each request's work for after its response (a plain miss's
+    store, after_response.later) runs once the response is sent, on the post-response extension's thread in
+    Lambda (the Web Adapter has then posted the whole response)."""
+    if scope["type"] != "http" or not after_response.can_wait_for_the_response():
+        await routed(scope, receive, send)  # in Lambda without the extension: stored before the response
+        return
+    with after_response.collected() as work:
+        try:
+            await routed(scope, receive, send)
+        finally:
+            headers = dict(scope.get("headers") or [])
+            context = AdapterContext.from_header(headers.get(b"x-amzn-lambda-context", b"").decode("latin-1"))
+            after_response.after_sent(context.aws_request_id, work)

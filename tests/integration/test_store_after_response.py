@@ -75,7 +75,7 @@ def test_a_miss_is_answered_before_its_store_lands_and_its_repeat_is_the_stored_
     assert (stored(items), leased(items)) == (0, 1)
     # When the store lands
     held_stores.set()
-    gateway.function.settle()
+    gateway.settle()
     # Then the table holds her answer, and her repeat is a hit without a second Mistral call
     items = cached_items()
     assert (stored(items), leased(items)) == (1, 0)  # storing it ended the lease
@@ -108,7 +108,7 @@ def test_another_callers_identical_request_is_never_served_from_the_pending_stor
     held_stores.set()
     # When bob asks the same thing
     status, cache, _ = invoke(gateway, body, "key-bob")
-    gateway.function.settle()
+    gateway.settle()
     # Then his is a miss of his own: the pending store (and its lease) is alice's scope alone
     assert (status, cache) == (200, "MISS")
     assert emulator.calls(CHAT) == 2
@@ -123,7 +123,7 @@ def test_a_store_that_fails_after_the_response_gives_the_lease_back(gateway, emu
     body = chat_body("a store that never lands")
     # When alice's miss is answered and its store fails after the response
     assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
-    gateway.function.settle()
+    gateway.settle()
     # Then no lease is left for identical requests to wait on: the next one asks Mistral at once
     assert leased(cached_items()) == 0
     assert gateway.chat(body, api_key_id="key-alice").header("X-Cache") == "MISS"
@@ -162,5 +162,31 @@ def test_a_batchs_items_are_stored_after_the_response(gateway, emulator, chat_bo
     assert status == 200 and [item["cache"] for item in json.loads(raw)["data"]] == ["MISS", "MISS"]
     assert (stored(cached_items()), leased(cached_items())) == (0, 2)
     held_stores.set()
-    gateway.function.settle()
+    gateway.settle()
     assert (stored(cached_items()), leased(cached_items())) == (2, 0)
+
+
+def test_over_http_the_sdks_get_their_answers_before_the_stores_and_each_caller_its_own_hit(
+    keyed_http_gateway, gateway, emulator, held_stores
+):
+    from mistralai.client import Mistral
+    from openai import OpenAI
+
+    # Given the API served over HTTP with two caller keys, and stores that wait for the test
+    url = keyed_http_gateway({"alice-caller-key-0001": "alice", "bob-caller-key-00002": "bob"})
+    alice = Mistral(api_key="alice-caller-key-0001", server_url=url)
+    bob = OpenAI(api_key="bob-caller-key-00002", base_url=f"{url}/v1", max_retries=0)
+    question = [{"role": "user", "content": "asked over HTTP by two callers"}]
+    # When each asks the same new question
+    alices = alice.chat.complete(model="mistral-small-latest", messages=question)
+    bobs = bob.chat.completions.with_raw_response.create(model="mistral-small-latest", messages=question)
+    # Then both have Mistral's answer while neither store has landed
+    assert alices.choices[0].message.content and bobs.headers["x-cache"] == "MISS"
+    assert (stored(cached_items()), leased(cached_items())) == (0, 2)
+    # When the stores land, each caller's repeat is a hit of its own; Mistral was asked once per caller
+    held_stores.set()
+    gateway.settle()
+    again = bob.chat.completions.with_raw_response.create(model="mistral-small-latest", messages=question)
+    assert again.headers["x-cache"] == "HIT" and again.parse().choices[0].message.content
+    assert alice.chat.complete(model="mistral-small-latest", messages=question).choices[0].message.content
+    assert emulator.calls(CHAT) == 2 and stored(cached_items()) == 2

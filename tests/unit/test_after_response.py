@@ -240,3 +240,44 @@ def test_when_the_runtime_api_fails_the_extension_stops_and_handlers_run_their_w
     # Then it says so to Lambda (which resets the container), and a handler meanwhile runs its work itself
     assert not extension.alive and api.exit_errors == ["Extension.Stopped"]
     assert answered_with_work_done_first()
+
+
+def test_the_streaming_app_hands_every_invocation_over_and_a_readiness_check_none(runtime_api) -> None:
+    # Given the extension, and the streaming app's requests as the Web Adapter sends them
+    api, address = runtime_api
+    after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address})
+    assert api.wait_asked(1)
+    # When the readiness check (no invocation, no request id) is answered
+    after_response.after_sent("", [])
+    # And an invocation with nothing to store (a stream, whose store ran before [DONE]), then one with a store
+    ran: list[str] = []
+    api.invoke("request-1")
+    after_response.after_sent("request-1", [])
+    assert api.wait_asked(2)
+    api.invoke("request-2")
+    after_response.after_sent("request-2", [lambda: ran.append("stored")])
+    # Then each invocation ended once its own work ran; the readiness check was never waited for
+    assert api.wait_asked(3) and ran == ["stored"]
+
+
+def test_outside_lambda_the_streaming_apps_work_runs_on_a_thread_after_the_response() -> None:
+    may_run, ran = threading.Event(), []
+
+    def store() -> None:
+        may_run.wait(5)
+        ran.append("stored")
+
+    after_response.after_sent("request-1", [store])  # returns at once: the event loop is not held
+    assert ran == []
+    may_run.set()
+    after_response.settle()
+    assert ran == ["stored"]
+
+
+def test_work_waits_for_the_response_only_where_something_will_run_it_after(runtime_api) -> None:
+    # Outside Lambda the local runner or the streaming app runs it; in Lambda only a live extension does
+    assert after_response.can_wait_for_the_response({})
+    assert not after_response.can_wait_for_the_response({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"})
+    _, address = runtime_api
+    assert after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address}) is not None
+    assert after_response.can_wait_for_the_response({"AWS_LAMBDA_RUNTIME_API": address})

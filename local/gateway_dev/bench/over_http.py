@@ -3,11 +3,12 @@ same SDK straight at the emulator, alternating."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, CHAT_PATH
+from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, CHAT_PATH, POST_RESPONSE_PAUSE_S
 from gateway_dev.bench.stack import Stack, captured_output, chat_body
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.warm import timed
@@ -46,6 +47,8 @@ def over_http(stack: Stack, iterations: int, warmup: int) -> OverHttp:
                     elapsed, _, _ = timed(call)
                     if i >= 0:
                         samples[name].append(elapsed)
+                    if name == "miss":
+                        time.sleep(POST_RESPONSE_PAUSE_S)  # its store lands before the next timed call
             by_hits = stack.emulator.calls(CHAT_PATH) - upstream_before - 2 * (warmup + iterations)
     finally:
         server.stop()

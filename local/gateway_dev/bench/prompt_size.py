@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.bench.settings import CHAT_PATH
+from gateway_dev.bench.settings import CHAT_PATH, POST_RESPONSE_PAUSE_S
 from gateway_dev.bench.stack import chat_body
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.streaming.client import caller_headers, http_client, read_stream, stream_body
@@ -57,6 +57,7 @@ def prompt_sizes(
             for i in range(-warmup, iterations):
                 text = prompt_of(size, f"prompt size {size} {nonce} {i}")
                 through = posted(client, gateway_url + CHAT_PATH, chat_body(text), gateway_headers, expected="MISS")
+                time.sleep(POST_RESPONSE_PAUSE_S)  # its store lands before the reference request
                 direct = posted(client, emulator.url + CHAT_PATH, chat_body(text), direct_headers, expected=None)
                 streamed = read_stream(client, gateway_url + CHAT_PATH, stream_body(text + "."), gateway_headers)
                 if streamed.status != 200 or streamed.cache != "MISS":

@@ -23,6 +23,7 @@ from gateway_dev.cloud.template import Template
 from gateway_dev.runner.bridge import ApiBridge
 from gateway_dev.runner.caller_keys import authenticate
 from gateway_dev.runner.functions import import_code, invocation_state, own_container
+from gateway_dev.runner.response_sending import sending_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,7 +67,8 @@ class LocalGateway:
         receive = cloud_limits.replaying(body, receive)
         path, route = self.bridge.route_for(scope["method"], scope["path"])
         if route is None or not route.streams:
-            await self.buffered(scope, receive, send)  # the bridge labels its own answers
+            with sending_response():  # the function's store after its response starts once this one is sent
+                await self.buffered(scope, receive, send)  # the bridge labels its own answers
             return
         headers = _Headers(scope["headers"])
         key_id = None

@@ -38,7 +38,7 @@ from typing import Any
 
 from gateway_dev.cloud.locking import serialize_methods
 from gateway_dev.cloud.template import Template
-from gateway_dev.runner import spend_delivery
+from gateway_dev.runner import response_sending, spend_delivery
 
 
 @dataclass
@@ -75,11 +75,11 @@ class HandlerPool:
         self.ready = threading.Condition()
 
     def acquire(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        """An idle instance; when none is, one finishing its invocation's post-response work is waited for
-        (a PutItem: Lambda would send the request to another container, a cold start) rather than a new one
-        imported; a new one when every instance is busy with a request."""
+        """An idle instance, else a new one: an instance still finishing its invocation's post-response work
+        is busy, as Lambda sends no request to a container until its extensions are done (an identical request
+        on another instance waits on the single-flight lease for the stored answer)."""
         with self.ready:
-            while not self.idle and (self.finishing or len(self.handlers) >= MAX_INSTANCES):
+            while not self.idle and len(self.handlers) >= MAX_INSTANCES:
                 self.ready.wait()
             if self.idle:
                 return self.idle.pop()
@@ -92,10 +92,12 @@ class HandlerPool:
             self.idle.append(handler)
             self.ready.notify_all()
 
-    def release_after(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], work: Callable[[], None]) -> None:
-        """Run what the invocation left for after its response (after_response.py) on a thread of its own,
-        then free the instance: the caller has the response meanwhile, and the instance stays busy, as a Lambda
-        container stays busy until its extensions ask for the next event."""
+    def finish_later(
+        self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], work: Callable[[], None]
+    ) -> Callable[[], None]:
+        """What the invocation left for after its response (after_response.py): the instance counts as busy
+        from now, as a Lambda container stays busy until its extensions ask for the next event; the returned
+        start() runs `work` on a thread of its own, then frees the instance."""
         with self.ready:
             self.finishing += 1
 
@@ -108,7 +110,7 @@ class HandlerPool:
                     self.idle.append(handler)
                     self.ready.notify_all()
 
-        threading.Thread(target=finish, name=f"{self.unique_name} after response", daemon=True).start()
+        return threading.Thread(target=finish, name=f"{self.unique_name} after response", daemon=True).start
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until no invocation's post-response work is running (tests, the benchmark)."""
@@ -179,7 +181,12 @@ class LocalFunction:
             finally:
                 if work:
                     after = contextvars.copy_context()  # the invocation's container and log keys
-                    self.pool.release_after(handler, lambda: after.run(after_response.run, work))
+                    start = self.pool.finish_later(handler, lambda: after.run(after_response.run, work))
+                    sending = response_sending.current()
+                    if sending is None:
+                        start()  # the caller has the response now
+                    else:
+                        sending.after_sent(start)
                 else:
                     self.pool.release(handler)
             return response

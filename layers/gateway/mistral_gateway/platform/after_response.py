@@ -1,20 +1,22 @@
-"""Work that may wait until the caller has its response: the store of a buffered miss's answer.
+"""Work that may wait until the caller has its response: the store of a plain (not streamed) miss's answer.
 
-Lambda sends a function's response as soon as its handler returns, but keeps the execution environment (and
-bills it) until every extension has asked for its next event. An *internal extension* (a thread of the
+Lambda sends a function's response as soon as the runtime has posted it, but keeps the execution environment
+(and bills it) until every extension has asked for its next event. An *internal extension* (a thread of the
 function's own process, registered with Lambda's Extensions API) may therefore finish work after the
 response: here, the DynamoDB PutItem that stores the answer and ends its single-flight lease, a few
 milliseconds a caller no longer waits for. A thread of the handler's own would not do: Lambda freezes the
-process when the handler returns, so it would resume only when the next request thaws the container, or
+process when the invocation ends, so it would resume only when the next request thaws the container, or
 never.
 
 - `later(work)` runs `work` after the response when the invocation is collected (`collected()`: by the
-  extension's wrapper, `answered_first`, or by the local runner), else at once, exactly as before;
-- the extension runs an invocation's collected work after the handler returned (metrics flushed), then asks
-  for the next event; until then Lambda sends this container no other request, so the next request here
-  finds the answer stored (in the table and in recent.py's memory);
-- when the extension cannot register (not in Lambda, or Lambda refuses it), nothing is collected: the work
-  runs before the handler returns, as it always did.
+  buffered handler's wrapper, `answered_first`; by the streaming app, which hands it over with `after_sent`;
+  or by the local runner), else at once, exactly as before;
+- the extension runs an invocation's collected work once the response is out, then asks for the next event;
+  until then Lambda sends this container no other request, so the next request here finds the answer stored
+  (in the table and in recent.py's memory);
+- when the extension cannot register (not in Lambda, or Lambda refuses it), nothing is handed to it: in
+  Lambda the work runs before the response, as it always did; outside it, the local runner and the streaming
+  app run it on a thread once the response is sent (`make serve`, the tests).
 
 docs/decisions.md ("The store after the response") says what a store that never lands costs.
 """
@@ -233,6 +235,57 @@ def stop_extension() -> None:
     """Forget the extension (tests): the handlers stop handing work to it."""
     global _EXTENSION
     _EXTENSION = None
+
+
+def can_wait_for_the_response(environ: dict[str, str] | None = None) -> bool:
+    """Whether work may wait until a response is sent (the streaming app asks): yes with a live extension; in
+    Lambda without one, no (the invocation ends with the response and the process is frozen mid-work); outside
+    Lambda, yes (`after_sent` runs it on a thread)."""
+    extension = _EXTENSION
+    if extension is not None and extension.alive:
+        return True
+    return not (os.environ if environ is None else environ).get("AWS_LAMBDA_RUNTIME_API")
+
+
+def after_sent(request_id: str, collected_work: list[Work]) -> None:
+    """An invocation's response has been sent (the streaming function's app, under the Web Adapter): its
+    work runs now, on the extension's thread when one is live (which then asks Lambda for the next event;
+    every invocation hands over, work or none), else on a thread of its own. A request that is no invocation
+    (the Web Adapter's readiness check: no request id) hands nothing over."""
+    extension = _EXTENSION
+    if extension is not None and extension.alive and request_id:
+        extension.hand_over(request_id, collected_work)
+    elif collected_work:
+        _on_a_thread(collected_work)
+
+
+# Work running on threads of its own (outside Lambda: `make serve`, the tests), for `settle`.
+_ON_THREADS = 0
+_ON_THREADS_CHANGED = threading.Condition()
+
+
+def _on_a_thread(collected_work: list[Work]) -> None:
+    global _ON_THREADS
+    context = contextvars.copy_context()  # the request's container and log keys
+    with _ON_THREADS_CHANGED:
+        _ON_THREADS += 1
+
+    def finish() -> None:
+        global _ON_THREADS
+        try:
+            context.run(run, collected_work)
+        finally:
+            with _ON_THREADS_CHANGED:
+                _ON_THREADS -= 1
+                _ON_THREADS_CHANGED.notify_all()
+
+    threading.Thread(target=finish, name="after response", daemon=True).start()
+
+
+def settle(timeout: float = 30.0) -> None:
+    """Wait until no work started by `after_sent` on a thread of its own is running (tests, the benchmark)."""
+    with _ON_THREADS_CHANGED:
+        _ON_THREADS_CHANGED.wait_for(lambda: _ON_THREADS == 0, timeout)
 
 
 def answered_first(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

@@ -108,8 +108,8 @@ class Settings:
     stale_if_error_seconds: int = setting("STALE_IF_ERROR_SECONDS", 86_400, int, minimum=0)
     # Identical concurrent misses wait this long for the first one's answer (0 = off).
     single_flight_wait_ms: int = setting("SINGLE_FLIGHT_WAIT_MS", 8_000, int, minimum=0)
-    # The buffered function answers a miss first and stores the answer after, in Lambda's post-response time
-    # (after_response.py); false stores before answering.
+    # A plain (not streamed) miss is answered first and its answer stored after, in Lambda's post-response time
+    # (after_response.py); false stores it before answering.
     store_after_response: bool = setting("STORE_AFTER_RESPONSE", True, _bool)
     # Recent answers kept in the container in front of the table (recent.py): bytes held, and how long one
     # taken from the table is served from memory at most (0 for either = off).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway_dev.bench.prompt_size import posted
-from gateway_dev.bench.settings import CHAT_PATH
+from gateway_dev.bench.settings import CHAT_PATH, POST_RESPONSE_PAUSE_S
 from gateway_dev.bench.stack import chat_body
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.streaming.client import caller_headers, http_client, read_stream, stream_body
@@ -78,6 +78,7 @@ def compare(gateway: Side, peer: Side, emulator: Any, nonce: str, iterations: in
                 sample("hit", side, hit, counted)
                 text = f"side miss {side.name} {nonce} {i}"
                 through = posted(client, side.url + CHAT_PATH, chat_body(text), headers, expected=None)
+                time.sleep(POST_RESPONSE_PAUSE_S)  # its store or cache write lands before the reference
                 straight = posted(
                     client, direct.url + CHAT_PATH, chat_body(text), caller_headers(direct.key), expected=None
                 )
