@@ -27,7 +27,6 @@ import contextlib
 import contextvars
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -105,6 +104,8 @@ class PostResponseExtension:
     def __init__(self, runtime_api: str, extension_id: str) -> None:
         self.runtime_api = runtime_api
         self.extension_id = extension_id
+        import queue  # only where the extension runs (Lambda): ~1 ms of a cold start elsewhere
+
         self.alive = True
         self._handed: queue.Queue[tuple[str, list[Work], contextvars.Context]] = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name=EXTENSION_NAME, daemon=True)
@@ -150,6 +151,8 @@ class PostResponseExtension:
     def _finish(self, request_id: str, deadline: float) -> None:
         """Run the work the handler of `request_id` hands over, waiting for it at most until the invocation's
         deadline (a handler that never returned has timed out, and Lambda resets the container anyway)."""
+        import queue
+
         while True:
             try:
                 handed_id, collected_work, context = self._handed.get(timeout=max(0.0, deadline - time.time()))
