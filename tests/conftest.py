@@ -31,6 +31,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("MISTRAL_API_KEY", None)
 
 import aws_permissions  # noqa: E402
+from runtime_api import runtime_api  # noqa: E402, F401 (a fixture: a fake Lambda Runtime API)
 
 from gateway_dev.cloud.template import Template  # noqa: E402
 
@@ -175,8 +176,7 @@ class Gateway:
         streaming app's): the stores of their answers."""
         from mistral_gateway.platform import after_response
 
-        self.function.settle()
-        after_response.settle()
+        assert self.function.settle() and after_response.settle(), "a store after a response is still running"
 
     def chat(self, body: dict[str, Any], **kwargs: Any) -> ProxyResponse:
         return self.request("POST", "/v1/chat/completions", body, **kwargs)

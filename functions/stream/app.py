@@ -44,6 +44,7 @@ from mistral_gateway.policies import key_policy
 from mistral_gateway.requests.http import GatewayRequest, caller_id
 
 EVENT_STREAM = "text/event-stream"
+READINESS_PATH = "/ready"  # the Web Adapter's AWS_LWA_READINESS_CHECK_PATH (template.yaml)
 # Headers that keep proxies from buffering or transforming the stream.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _cold_start = True
@@ -276,7 +277,7 @@ ROUTES: list[tuple[str, Callable[[Request], Any], list[str]]] = [
     ("/v1/conversations/{conversation_id}", passthrough, ["POST"]),
     ("/v1/conversations/{conversation_id}/restart", passthrough, ["POST"]),
     ("/v1/responses", create_response, ["POST"]),
-    ("/ready", ready, ["GET"]),
+    (READINESS_PATH, ready, ["GET"]),
 ]
 
 routed = Starlette(
@@ -289,8 +290,9 @@ routed = Starlette(
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     """The app the Web Adapter's uvicorn serves: each request's work for after its response (a plain miss's
-    store, after_response.later) runs once the response is sent, on the post-response extension's thread in
-    Lambda (the Web Adapter has then posted the whole response)."""
+    store, after_response.later) runs once the app has written the whole response, on the post-response
+    extension's thread in Lambda. Every invocation hands over, work or none, so the extension always asks for
+    the next event; the readiness check (no invocation) hands over nothing."""
     if scope["type"] != "http" or not after_response.can_wait_for_the_response():
         await routed(scope, receive, send)  # in Lambda without the extension: stored before the response
         return
@@ -298,6 +300,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
             await routed(scope, receive, send)
         finally:
-            headers = dict(scope.get("headers") or [])
-            context = AdapterContext.from_header(headers.get(b"x-amzn-lambda-context", b"").decode("latin-1"))
-            after_response.after_sent(context.aws_request_id, work)
+            if scope.get("path") == READINESS_PATH:
+                after_response.run(work)  # none: the readiness check stores nothing
+            else:
+                headers = dict(scope.get("headers") or [])
+                lambda_context = headers.get(b"x-amzn-lambda-context", b"").decode("latin-1")
+                after_response.after_sent(AdapterContext.from_header(lambda_context).aws_request_id, work)

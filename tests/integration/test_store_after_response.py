@@ -26,9 +26,11 @@ def held_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     from mistral_gateway.policies.cache import ResponseCache
 
     release = threading.Event()
+    release.threads = []  # type: ignore[attr-defined]  # the name of the thread each store ran on
     put = ResponseCache.put
 
     def held(self: ResponseCache, *args: Any, **kwargs: Any) -> bool:
+        release.threads.append(threading.current_thread().name)  # type: ignore[attr-defined]
         release.wait(10)
         return put(self, *args, **kwargs)
 
@@ -94,8 +96,9 @@ def test_an_identical_request_during_the_store_waits_for_it_not_for_mistral(gate
     time.sleep(0.2)
     held_stores.set()
     thread.join(10)
-    # Then the repeat is her stored answer; Mistral was asked once
+    # Then the repeat waited on the first one's lease and is her stored answer; Mistral was asked once
     assert repeat["result"][:2] == (200, "HIT")
+    assert any(record.get("single_flight") == "waited" for record in gateway.log_records())
     assert emulator.calls(CHAT) == 1
 
 
@@ -105,9 +108,9 @@ def test_another_callers_identical_request_is_never_served_from_the_pending_stor
     # Given alice's answer still being stored
     body = chat_body("two callers, one pending store")
     assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
-    held_stores.set()
-    # When bob asks the same thing
+    # When bob asks the same thing before it lands
     status, cache, _ = invoke(gateway, body, "key-bob")
+    held_stores.set()
     gateway.settle()
     # Then his is a miss of his own: the pending store (and its lease) is alice's scope alone
     assert (status, cache) == (200, "MISS")
@@ -144,26 +147,103 @@ def test_with_store_after_response_off_the_answer_is_stored_before_the_response(
     assert stored(cached_items()) == 1
 
 
-def test_a_batchs_items_are_stored_after_the_response(gateway, emulator, chat_body, held_stores):
-    # Given two new questions in one batch, stores held back
-    items = [chat_body("batched first"), chat_body("batched second")]
+def test_a_batch_with_identical_items_asks_mistral_once_without_waiting_for_its_own_response(
+    gateway, emulator, chat_body
+):
     import json
 
+    # Given a batch whose two items are the same question (one waits on the other's lease)
+    item = chat_body("the same question twice in one batch")
     event = proxy_event(
         "POST",
         "/v1/batch/chat/completions",
         resource="/v1/batch/chat/completions",
-        body=json.dumps({"requests": items}),
+        body=json.dumps({"requests": [item, item]}),
         api_key_id="key-alice",
     )
     # When the batch is answered
     status, _, raw = proxy_result(gateway.function.invoke(event))
-    # Then both answers are in it before either is stored; both land after
-    assert status == 200 and [item["cache"] for item in json.loads(raw)["data"]] == ["MISS", "MISS"]
-    assert (stored(cached_items()), leased(cached_items())) == (0, 2)
+    # Then one item asked Mistral and the other got its stored answer: a batch's items are stored as they
+    # finish, not after the batch answers (which would keep the waiting item waiting out its whole wait)
+    assert status == 200 and sorted(result["cache"] for result in json.loads(raw)["data"]) == ["HIT", "MISS"]
+    assert emulator.calls(CHAT) == 1
+
+
+def test_in_lambda_the_api_handler_hands_its_store_to_the_post_response_extension(
+    gateway, emulator, chat_body, held_stores, runtime_api, template
+):
+    import json
+
+    from gateway_dev.runner.functions import LambdaContext, handler_module
+    from mistral_gateway.platform import after_response
+
+    # Given the API function's own handler in a container whose post-response extension is registered
+    api, address = runtime_api
+    assert after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address}) is not None
+    assert api.wait_asked(1)
+    handler = handler_module(template, "ApiFunction").lambda_handler
+    body = chat_body("stored by the extension")
+    event = proxy_event("POST", CHAT, resource=CHAT, body=json.dumps(body), api_key_id="key-alice")
+    # When Lambda sends an invocation and the handler returns its answer
+    api.invoke("request-1")
+    status, headers, _ = proxy_result(handler(event, LambdaContext("ApiFunction", aws_request_id="request-1")))
+    # Then the answer is out, its store pending on the extension, which has not asked for the next event
+    assert (status, dict(headers)["X-Cache"]) == (200, "MISS")
+    assert (stored(cached_items()), leased(cached_items())) == (0, 1) and api.asked == 1
+    # When the store lands, the extension asks for the next event
     held_stores.set()
-    gateway.settle()
-    assert (stored(cached_items()), leased(cached_items())) == (2, 0)
+    assert api.wait_asked(2) and held_stores.threads == [after_response.EXTENSION_NAME]
+    assert (stored(cached_items()), leased(cached_items())) == (1, 0)
+
+
+def test_in_lambda_the_streaming_app_hands_its_store_to_the_extension_and_a_readiness_check_nothing(
+    http_gateway, gateway, emulator, held_stores, runtime_api
+):
+    import httpx2
+
+    from mistral_gateway.platform import after_response
+
+    # Given the streaming app (which serves chat over HTTP) with the post-response extension registered
+    api, address = runtime_api
+    extension = after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address})
+    assert extension is not None and api.wait_asked(1)
+    # When an invocation arrives (the id the Web Adapter hands the app is the one the extension waits for)
+    api.invoke("")
+    answer = httpx2.post(
+        f"{http_gateway}{CHAT}",
+        json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "streaming app store"}]},
+        timeout=20,
+    )
+    # Then the plain answer is out with its store pending on the extension
+    assert answer.status_code == 200 and answer.headers["x-cache"] == "MISS"
+    assert (stored(cached_items()), leased(cached_items())) == (0, 1) and api.asked == 1
+    held_stores.set()
+    assert api.wait_asked(2) and stored(cached_items()) == 1
+    assert held_stores.threads == [after_response.EXTENSION_NAME]  # not a thread the app started itself
+    # And the app's readiness check hands the extension nothing to wait for
+    import asyncio
+
+    from gateway_dev.runner.asgi import load_asgi_app
+
+    app = load_asgi_app(gateway.template, "StreamFunction")
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/ready",
+        "raw_path": b"/ready",
+        "headers": [],
+        "query_string": b"",
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200 and extension._handed.qsize() == 0
 
 
 def test_over_http_the_sdks_get_their_answers_before_the_stores_and_each_caller_its_own_hit(

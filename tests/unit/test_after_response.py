@@ -1,23 +1,17 @@
 """Work after the response: `later` on its own, and the internal extension against a Runtime API on 127.0.0.1.
 
-The fake Runtime API speaks the Extensions API's wire format (register, event/next, exit/error); the test
-plays the Lambda service and the runtime: it sends each INVOKE event, calls the wrapped handler, and watches
-when the extension asks for its next event.
+The fake Runtime API (tests/runtime_api.py, the `runtime_api` fixture) speaks the Extensions API's wire format;
+the test plays the Lambda service and the runtime: it sends each INVOKE event, calls the wrapped handler, and
+watches when the extension asks for its next event.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import queue
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from mistral_gateway.platform import after_response
 
@@ -63,83 +57,6 @@ def test_a_batchs_worker_threads_collect_into_the_requests_work() -> None:
 
 
 # --- the internal extension against a fake Runtime API -------------------------------------------------------
-
-
-@dataclass
-class RuntimeApi:
-    """The Extensions API's three calls. `invoke()` sends the next INVOKE event; `asked` counts event/next calls."""
-
-    refuse_registration: bool = False
-    registered: list[dict[str, Any]] = field(default_factory=list)
-    events: queue.Queue[dict[str, Any] | None] = field(default_factory=queue.Queue)  # None: answer next with a 500
-    asked: int = 0
-    exit_errors: list[str] = field(default_factory=list)
-    lock: threading.Condition = field(default_factory=threading.Condition)
-
-    def invoke(self, request_id: str) -> None:
-        deadline_ms = int((time.time() + 5) * 1000)
-        self.events.put({"eventType": "INVOKE", "requestId": request_id, "deadlineMs": deadline_ms})
-
-    def wait_asked(self, times: int, timeout: float = 5.0) -> bool:
-        with self.lock:
-            return self.lock.wait_for(lambda: self.asked >= times, timeout)
-
-
-def serve(api: RuntimeApi) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            pass
-
-        def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if self.path == "/2020-01-01/extension/register":
-                api.registered.append({"name": self.headers["Lambda-Extension-Name"], **body})
-                if api.refuse_registration:
-                    self._answer(403, {"errorType": "Extension.Forbidden"})
-                else:
-                    self._answer(200, {}, {"Lambda-Extension-Identifier": "ext-1"})
-            elif self.path == "/2020-01-01/extension/exit/error":
-                api.exit_errors.append(self.headers["Lambda-Extension-Function-Error-Type"])
-                self._answer(202, {})
-            else:
-                self._answer(404, {})
-
-        def do_GET(self) -> None:
-            assert self.path == "/2020-01-01/extension/event/next"
-            assert self.headers["Lambda-Extension-Identifier"] == "ext-1"
-            with api.lock:
-                api.asked += 1
-                api.lock.notify_all()
-            event = api.events.get()  # blocks, as Lambda's does between invocations
-            if event is None:
-                self._answer(500, {"errorType": "Runtime.Failure"})
-            else:
-                self._answer(200, event)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-@pytest.fixture
-def runtime_api() -> Iterator[tuple[RuntimeApi, str]]:
-    api = RuntimeApi()
-    server = serve(api)
-    yield api, f"127.0.0.1:{server.server_address[1]}"
-    api.events.put(None)  # the extension's pending event/next fails: its thread stops
-    after_response.stop_extension()
-    server.shutdown()
 
 
 @dataclass
@@ -242,22 +159,24 @@ def test_when_the_runtime_api_fails_the_extension_stops_and_handlers_run_their_w
     assert answered_with_work_done_first()
 
 
-def test_the_streaming_app_hands_every_invocation_over_and_a_readiness_check_none(runtime_api) -> None:
-    # Given the extension, and the streaming app's requests as the Web Adapter sends them
+def test_the_streaming_app_hands_every_invocation_over_work_or_none(runtime_api) -> None:
+    # Given the extension, and the streaming app's invocations as the Web Adapter sends them
     api, address = runtime_api
     after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address})
     assert api.wait_asked(1)
-    # When the readiness check (no invocation, no request id) is answered
-    after_response.after_sent("", [])
-    # And an invocation with nothing to store (a stream, whose store ran before [DONE]), then one with a store
     ran: list[str] = []
+    # When one has nothing to store (a stream, whose store ran before [DONE]), one a store, and one arrives
+    # without the adapter's request id
     api.invoke("request-1")
     after_response.after_sent("request-1", [])
     assert api.wait_asked(2)
     api.invoke("request-2")
     after_response.after_sent("request-2", [lambda: ran.append("stored")])
-    # Then each invocation ended once its own work ran; the readiness check was never waited for
-    assert api.wait_asked(3) and ran == ["stored"]
+    assert api.wait_asked(3)
+    api.invoke("request-3")
+    after_response.after_sent("", [lambda: ran.append("stored without an id")])
+    # Then each invocation ended once its own work ran, the one without an id too
+    assert api.wait_asked(4) and ran == ["stored", "stored without an id"]
 
 
 def test_outside_lambda_the_streaming_apps_work_runs_on_a_thread_after_the_response() -> None:
@@ -270,8 +189,7 @@ def test_outside_lambda_the_streaming_apps_work_runs_on_a_thread_after_the_respo
     after_response.after_sent("request-1", [store])  # returns at once: the event loop is not held
     assert ran == []
     may_run.set()
-    after_response.settle()
-    assert ran == ["stored"]
+    assert after_response.settle() and ran == ["stored"]
 
 
 def test_work_waits_for_the_response_only_where_something_will_run_it_after(runtime_api) -> None:

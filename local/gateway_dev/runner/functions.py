@@ -112,10 +112,11 @@ class HandlerPool:
 
         return threading.Thread(target=finish, name=f"{self.unique_name} after response", daemon=True).start
 
-    def settle(self, timeout: float = 30.0) -> None:
-        """Wait until no invocation's post-response work is running (tests, the benchmark)."""
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait until no invocation's post-response work is running (tests, the benchmark); False if some
+        still is after `timeout`."""
         with self.ready:
-            self.ready.wait_for(lambda: self.finishing == 0, timeout)
+            return self.ready.wait_for(lambda: self.finishing == 0, timeout)
 
     def _scaled_out(self, number: int) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         """Another instance of the handler: a separate import of its module (its own Powertools app), which
@@ -164,15 +165,16 @@ class LocalFunction:
 
     def _invoke(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         """The handler's response, returned before the work it left for after the response has run (in Lambda,
-        the post-response extension's; here a thread's, see HandlerPool.release_after)."""
+        the post-response extension's; here a thread's, see HandlerPool.finish_later)."""
         from mistral_gateway.platform import after_response
 
         with invocation_state(), own_container(self.state):
             if self.pool is None:
                 with after_response.collected() as work:
-                    response = self.handler(event, context)
-                after_response.run(work)
-                return response
+                    try:
+                        return self.handler(event, context)
+                    finally:
+                        after_response.run(work)  # one call at a time: the work, before the next
             handler = self.pool.acquire()
             work = []
             try:
@@ -191,10 +193,10 @@ class LocalFunction:
                     self.pool.release(handler)
             return response
 
-    def settle(self) -> None:
-        """Wait for the post-response work of every invocation so far (what a test reads next may be its store)."""
-        if self.pool is not None:
-            self.pool.settle()
+    def settle(self) -> bool:
+        """Wait for the post-response work of every invocation so far (what a test reads next may be its store);
+        False if some is still running after 30 s."""
+        return self.pool is None or self.pool.settle()
 
 
 # The Logger's appended keys of the invocation running in this context (None: outside any invocation).

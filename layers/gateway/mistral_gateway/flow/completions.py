@@ -14,7 +14,7 @@ from typing import Any
 from mistral_gateway.container import current, settings
 from mistral_gateway.flow import answers, checks
 from mistral_gateway.flow.answers import Answer, Fetch, Fetched
-from mistral_gateway.platform import observability
+from mistral_gateway.platform import after_response, observability
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.platform.errors import GatewayError, InvalidRequest
 from mistral_gateway.platform.observability import logger
@@ -107,7 +107,9 @@ def batch_chat(
         if (refused := refused_items[index]) is not None:
             return refused
         try:
-            answer = chat_completion(item, caller=caller, control=control, deadline=deadline, fallbacks=fallbacks)
+            # Stored before the batch answers: an identical item waits on this one's lease for its stored answer.
+            with after_response.at_once():
+                answer = chat_completion(item, caller=caller, control=control, deadline=deadline, fallbacks=fallbacks)
             return {"index": index, "status": 200, "cache": answer.cache_status, "body": json.loads(answer.body)}
         except GatewayError as error:
             return {"index": index, "status": error.status, "cache": None, "body": error.body()}

@@ -80,7 +80,21 @@ def run(collected_work: list[Work]) -> None:
     finally:
         _COLLECTED.reset(token)
     if metrics.metric_set:
-        metrics.flush_metrics()
+        try:
+            metrics.flush_metrics()
+        except Exception as error:  # metrics must not stop the extension that runs this
+            observability.log_unexpected("flushing the metrics of the work after the response failed", error)
+
+
+@contextlib.contextmanager
+def at_once() -> Iterator[None]:
+    """Inside the block, `later` runs work at once: a batch's items, one of which may wait on another's lease
+    (identical items), which would otherwise be stored only after the whole batch had answered."""
+    token = _COLLECTED.set(None)
+    try:
+        yield
+    finally:
+        _COLLECTED.reset(token)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,6 +121,7 @@ class PostResponseExtension:
         import queue  # only where the extension runs (Lambda): ~1 ms of a cold start elsewhere
 
         self.alive = True
+        self._alive_lock = threading.Lock()  # a hand-over and the extension stopping never cross
         self._handed: queue.Queue[tuple[str, list[Work], contextvars.Context]] = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name=EXTENSION_NAME, daemon=True)
 
@@ -131,10 +146,11 @@ class PostResponseExtension:
 
     def hand_over(self, request_id: str, collected_work: list[Work]) -> None:
         """The handler of `request_id` has returned: its work (possibly none) may run."""
-        if not self.alive:  # stopped since the handler began: nobody would run it later
-            run(collected_work)
-            return
-        self._handed.put((request_id, collected_work, contextvars.copy_context()))
+        with self._alive_lock:
+            if self.alive:
+                self._handed.put((request_id, collected_work, contextvars.copy_context()))
+                return
+        run(collected_work)  # stopped since the handler began: nobody would run it later
 
     def _serve(self) -> None:
         try:
@@ -142,11 +158,12 @@ class PostResponseExtension:
                 event = self._next_event()
                 if event.get("eventType") == "INVOKE":
                     self._finish(str(event.get("requestId", "")), float(event.get("deadlineMs", 0)) / 1000)
-        except Exception as error:  # the Runtime API failed: hand the work back to the handlers, say so, stop
-            self.alive = False
+        except Exception as error:  # the Runtime API failed: run what was handed over, say so, stop
+            with self._alive_lock:
+                self.alive = False  # from now on handlers run their work themselves
             observability.log_unexpected("the post-response extension stopped; stores run before answering", error)
-            self._report_exit(error)
             self._drain()
+            self._report_exit(error)
 
     def _finish(self, request_id: str, deadline: float) -> None:
         """Run the work the handler of `request_id` hands over, waiting for it at most until the invocation's
@@ -159,8 +176,8 @@ class PostResponseExtension:
             except queue.Empty:
                 return
             context.run(run, collected_work)
-            if handed_id == request_id or not request_id:
-                return
+            if handed_id == request_id or not handed_id or not request_id:
+                return  # this invocation's (an id missing on either side: taken as this one's)
 
     def _drain(self) -> None:
         """Work handed over before the extension stopped still runs (late rather than never)."""
@@ -252,11 +269,11 @@ def can_wait_for_the_response(environ: dict[str, str] | None = None) -> bool:
 
 def after_sent(request_id: str, collected_work: list[Work]) -> None:
     """An invocation's response has been sent (the streaming function's app, under the Web Adapter): its
-    work runs now, on the extension's thread when one is live (which then asks Lambda for the next event;
-    every invocation hands over, work or none), else on a thread of its own. A request that is no invocation
-    (the Web Adapter's readiness check: no request id) hands nothing over."""
+    work runs now, on the extension's thread (which then asks Lambda for the next event; every invocation
+    hands over, work or none; an extension that has stopped runs it at once), or outside Lambda on a thread
+    of its own. The caller hands over nothing for a request that is no invocation (the readiness check)."""
     extension = _EXTENSION
-    if extension is not None and extension.alive and request_id:
+    if extension is not None:
         extension.hand_over(request_id, collected_work)
     elif collected_work:
         _on_a_thread(collected_work)
@@ -285,10 +302,11 @@ def _on_a_thread(collected_work: list[Work]) -> None:
     threading.Thread(target=finish, name="after response", daemon=True).start()
 
 
-def settle(timeout: float = 30.0) -> None:
-    """Wait until no work started by `after_sent` on a thread of its own is running (tests, the benchmark)."""
+def settle(timeout: float = 30.0) -> bool:
+    """Wait until no work started by `after_sent` on a thread of its own is running (tests, the benchmark);
+    False if some still is after `timeout`."""
     with _ON_THREADS_CHANGED:
-        _ON_THREADS_CHANGED.wait_for(lambda: _ON_THREADS == 0, timeout)
+        return _ON_THREADS_CHANGED.wait_for(lambda: _ON_THREADS == 0, timeout)
 
 
 def answered_first(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

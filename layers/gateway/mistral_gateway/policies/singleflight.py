@@ -62,8 +62,12 @@ class Flight:
         lease = self.lease
 
         def settle() -> None:
-            if not store() and lease is not None:
-                self.cache.release(lease)  # nothing stored: waiters stop waiting and ask Mistral themselves
+            stored = False
+            try:
+                stored = store()
+            finally:
+                if not stored and lease is not None:
+                    self.cache.release(lease)  # nothing stored: waiters stop waiting and ask Mistral themselves
 
         return settle
 
