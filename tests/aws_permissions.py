@@ -32,15 +32,17 @@ def implied_parameters(template: Template) -> dict[str, str]:
     <parameter>` (SELF_HOSTED_SECRET_ID is SelfHostedSecretArn) set by a test stands for a stack deployed with
     that parameter, whose policy may grant more (the self-hosted server's secret)."""
     declared = template.document.get("Parameters", {})
-    globals_ = template.document.get("Globals", {}).get("Function", {})
-    sources = [globals_, template.resources["ApiFunction"]["Properties"]]
     parameters = dict(template.overrides)
-    for source in sources:
-        for variable, value in source.get("Environment", {}).get("Variables", {}).items():
-            reference = value.get("Ref") if isinstance(value, dict) else None
-            if reference in declared and variable in os.environ:
-                parameters[reference] = os.environ[variable]
+    for variable, value in template.function_variables("ApiFunction").items():
+        reference = value.get("Ref") if isinstance(value, dict) else None
+        if reference in declared and variable in os.environ:
+            parameters[reference] = os.environ[variable]
     return parameters
+
+
+def deployed_role(template: Template) -> Role:
+    """The functions' role in the stack this test's environment stands for."""
+    return role(template.path, frozenset(implied_parameters(template).items()))
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def record_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, A
 
 
 def audit_permissions(template: Template, calls: list[tuple[str, dict[str, Any]]]) -> None:
-    deployed = role(template.path, frozenset(implied_parameters(template).items()))
+    deployed = deployed_role(template)
     refused = sorted(
         {
             (needed_action, resource)

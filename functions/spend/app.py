@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -25,9 +24,12 @@ container.start()
 
 def dynamodb() -> Any:
     """One client per container, built on first use, with the SDK's default timeouts and retries: this function is
-    off the request path, and a delivery it fails is retried. The endpoint comes from the SDK's own settings."""
+    off the request path, and a delivery it fails is retried. The endpoint comes from the SDK's own settings.
+    botocore's session, as the gateway's container builds its clients: boto3's import would add to each cold start."""
     if "dynamodb" not in _clients:
-        _clients["dynamodb"] = boto3.session.Session().client("dynamodb")
+        import botocore.session
+
+        _clients["dynamodb"] = botocore.session.get_session().create_client("dynamodb")
     return _clients["dynamodb"]
 
 

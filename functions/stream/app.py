@@ -300,9 +300,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
             await routed(scope, receive, send)
         finally:
-            if scope.get("path") == READINESS_PATH:
-                after_response.run(work)  # none: the readiness check stores nothing
-            else:
+            if scope.get("path") != READINESS_PATH:  # no invocation: nothing to hand over, and no work
                 headers = dict(scope.get("headers") or [])
                 lambda_context = headers.get(b"x-amzn-lambda-context", b"").decode("latin-1")
                 after_response.after_sent(AdapterContext.from_header(lambda_context).aws_request_id, work)

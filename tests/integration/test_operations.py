@@ -137,27 +137,19 @@ def test_default_limits_apply_to_every_key_without_its_own(gateway, emulator) ->
 
 
 def test_a_callers_limits_and_the_defaults_are_one_read_of_the_quota_table(gateway, emulator) -> None:
-    # Given the default's limits, a key with models of its own but no budgets, and the quota table's reads watched
-    from mistral_gateway.container import current
-
+    # Given the default's limits, and a key with models of its own but no budgets
     limit("default", requests_per_day=5)
     quota_admin.set_models(boto3.client("dynamodb"), QUOTA_TABLE, "key-id-erin", ["mistral-small-latest"])
-    reads: list[str] = []
-
-    def seen(model: Any, params: Any, **_: Any) -> None:
-        if QUOTA_TABLE in (params.get("TableName"), *params.get("RequestItems", {})) and "Get" in model.name:
-            reads.append(model.name)
-
-    events = current().aws_client("dynamodb").meta.events
-    events.register("before-parameter-build.dynamodb", seen)
-    try:
-        # When that key's first request arrives, and then another key's
-        erin = ask(gateway, "erin's first", caller="key-id-erin")
-        frank = ask(gateway, "frank's first", caller="key-id-frank")
-    finally:
-        events.unregister("before-parameter-build.dynamodb", seen)
-    # Then each key's item and the default's came in one round trip, and both were applied: erin's models with
-    # the default's budget, frank's the default's alone
+    # When that key's first request arrives, and then another key's
+    erin = ask(gateway, "erin's first", caller="key-id-erin")
+    frank = ask(gateway, "frank's first", caller="key-id-frank")
+    # Then each key's item and the default's came in one round trip (the function's AWS calls, as the permissions
+    # audit records them), and both were applied: erin's models with the default's budget, frank's the default's
+    reads = [
+        action.partition(":")[2]
+        for action, params in gateway.aws_calls
+        if "Get" in action and QUOTA_TABLE in (params.get("TableName"), *params.get("RequestItems", {}))
+    ]
     assert reads == ["BatchGetItem", "BatchGetItem"]
     assert (erin.status, frank.status) == (200, 200)
     assert erin.header("RateLimit-Limit") == frank.header("RateLimit-Limit") == "5"
@@ -177,7 +169,7 @@ def test_the_permissions_audit_sees_the_functions_calls_and_refuses_one_the_role
     limit("default", requests_per_day=5)
     assert ask(gateway, "audited", caller="key-id-gina").status == 200
     # Then the audit saw the function's own calls, the batched limits read among them
-    deployed = aws_permissions.role(template.path, frozenset(template.overrides.items()))
+    deployed = aws_permissions.deployed_role(template)
     needed = {pair for action, params in gateway.aws_calls for pair in aws_permissions.needed(deployed, action, params)}
     assert ("dynamodb:BatchGetItem", template.arn("QuotaTable")) in needed
     assert ("dynamodb:PutItem", template.arn("CacheTable")) in needed

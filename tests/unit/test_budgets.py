@@ -33,8 +33,8 @@ class MemoryUsage:
             raise StoreUnavailable("ThrottlingException")
 
     def limits(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        self.limit_reads += 1  # attempts, failed ones too
         self._check()
-        self.limit_reads += 1
         return {key: self.limit_items[key] for key in keys if key in self.limit_items}
 
     def add(self, key: str, counts: dict[str, int], ceilings: dict[str, int], expires_at: int) -> dict[str, int]:
@@ -169,9 +169,13 @@ def test_a_failed_limits_read_is_open_only_until_a_read_a_few_seconds_later(usag
     budgets = budgets_over(usage, clock, quota_limits_max_age_seconds=60)
     usage.failing = True
     assert budgets.limits_for(CALLER) is None  # open: the gateway keeps serving
+    reads = usage.limit_reads
+    # And the failure is kept a moment: requests meanwhile do not each wait on the failing table
+    clock[0] += 1
+    assert budgets.limits_for(CALLER) is None and usage.limit_reads == reads
     # When the table answers again, a few seconds later (long before the limits' max age)
     usage.failing = False
-    clock[0] += FAILED_LIMITS_RETRY_SECONDS + 1
+    clock[0] += FAILED_LIMITS_RETRY_SECONDS
     # Then the budget applies again
     budgets.reserve(CALLER, 0)
     with pytest.raises(QuotaExceeded):

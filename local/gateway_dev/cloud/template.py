@@ -185,14 +185,18 @@ class Template:
         headers = (responses.get(kind, {}).get("ResponseParameters") or {}).get("Headers") or {}
         return {name: str(value).strip("'") for name, value in headers.items()}
 
-    def function_environment(self, logical_id: str) -> dict[str, str]:
-        """Globals' variables overlaid with the function's own, resolved (what Lambda would set)."""
+    def function_variables(self, logical_id: str) -> dict[str, Any]:
+        """Globals' variables overlaid with the function's own, as written (intrinsic functions unresolved)."""
         merged: dict[str, Any] = {}
         globals_env = self.document.get("Globals", {}).get("Function", {}).get("Environment", {})
         merged.update(globals_env.get("Variables", {}))
         props = self.resources[logical_id].get("Properties", {})
         merged.update(props.get("Environment", {}).get("Variables", {}))
-        return {name: _as_env(self.resolve(value)) for name, value in merged.items()}
+        return merged
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The function's variables resolved (what Lambda would set)."""
+        return {name: _as_env(self.resolve(value)) for name, value in self.function_variables(logical_id).items()}
 
     def function_setting(self, logical_id: str, key: str) -> Any:
         props = self.resources[logical_id].get("Properties", {})

@@ -2,6 +2,49 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
+BATCH_GET_KEYS = 100  # the most keys one BatchGetItem may ask for
+UNPROCESSED_BACKOFF_S = 0.05  # the pause before keys DynamoDB left unprocessed are asked again (jittered)
+
+
+class Unprocessed(Exception):
+    """Keys DynamoDB still left unprocessed (throttling) after every attempt."""
+
+
+def batch_get(
+    call: Callable[..., Any],
+    table: str,
+    keys: list[dict[str, Any]],
+    *,
+    attempts: int,
+    sleep: Callable[[float], None] = time.sleep,
+    **read: Any,
+) -> list[dict[str, Any]]:
+    """Every item of `table` among `keys` (unique: a repeated key is a ValidationException), through `call`
+    (a client's batch_get_item, or a store's wrapper of it that turns AWS's errors into its own):
+    BATCH_GET_KEYS keys a call, `read` (ConsistentRead, a projection...) on each. Keys left unprocessed are
+    asked again after a short jittered pause, as DynamoDB asks, `attempts` calls a chunk at most; still
+    unprocessed, `Unprocessed`: a missing item must not read as an absent one."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        wanted = {table: {"Keys": keys[start : start + BATCH_GET_KEYS], **read}}
+        for attempt in range(attempts):
+            if attempt:
+                import random  # only when DynamoDB throttles
+
+                sleep(UNPROCESSED_BACKOFF_S * random.uniform(0.5, 1.0))
+            response = call(RequestItems=wanted)
+            found += response.get("Responses", {}).get(table, [])
+            wanted = response.get("UnprocessedKeys") or {}
+            if not wanted:
+                break
+        else:
+            raise Unprocessed()
+    return found
+
 
 def errors() -> tuple[type[Exception], ...]:
     """What a botocore client's call raises when AWS refuses or cannot be reached (for the fail-open sites). botocore is

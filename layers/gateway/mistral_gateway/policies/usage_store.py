@@ -7,7 +7,6 @@ the budgets fail open (quota.py).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -21,8 +20,6 @@ LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", 
 # grace period ends, a revoked key at once). `mistral-gateway keys` writes them (local/gateway_dev/ops/keys.py).
 MODELS_FIELD = "models"
 KEY_EXPIRES_FIELD = "key_expires_at"  # not the table's TTL attribute: the item must outlive the key's end
-BATCH_GET_KEYS = 100  # the most keys one BatchGetItem may ask for
-UNPROCESSED_BACKOFF_S = 0.05  # the pause before keys DynamoDB left unprocessed are asked again (jittered)
 
 
 class StoreUnavailable(Exception):
@@ -117,29 +114,23 @@ class DynamoUsage:
         return {key: _counts(item) for key, item in self._items(keys).items()}
 
     def _items(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """{key: item} for the items among `keys` that exist: BatchGetItem, BATCH_GET_KEYS keys a call. Keys
-        DynamoDB leaves unprocessed (throttling) are asked once more after a short pause; still unprocessed, the
-        store is unavailable, since a missing item would read as "no limits" (the budgets then fail open,
-        knowingly, and read again soon: quota.FAILED_LIMITS_RETRY_SECONDS)."""
-        unique = list(dict.fromkeys(keys))  # a repeated key is a ValidationException
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(unique), BATCH_GET_KEYS):
-            chunk = unique[start : start + BATCH_GET_KEYS]
-            wanted = {self.table_name: {"Keys": [{"pk": {"S": key}} for key in chunk]}}
-            for attempt in range(2):
-                if attempt:  # throttled: a moment's jittered pause, as DynamoDB asks, before the one retry
-                    self._sleep(UNPROCESSED_BACKOFF_S * random.uniform(0.5, 1.0))
-                try:
-                    response = self._dynamodb().batch_get_item(RequestItems=wanted)
-                except aws.errors() as error:
-                    raise StoreUnavailable(aws.error_code(error)) from None
-                found |= {item["pk"]["S"]: item for item in response["Responses"].get(self.table_name, [])}
-                wanted = response.get("UnprocessedKeys") or {}
-                if not wanted:
-                    break
-            else:
-                raise StoreUnavailable("UnprocessedKeys")
-        return found
+        """{key: item} for the items among `keys` that exist (aws.batch_get: the unprocessed asked once more).
+        Still unprocessed, the store is unavailable, since a missing item would read as "no limits" (the budgets
+        then fail open, knowingly, and read again soon: quota.FAILED_LIMITS_RETRY_SECONDS)."""
+        unique = list(dict.fromkeys(keys))
+        try:
+            items = aws.batch_get(
+                self._dynamodb().batch_get_item,
+                self.table_name,
+                [{"pk": {"S": key}} for key in unique],
+                attempts=2,
+                sleep=self._sleep,
+            )
+        except aws.Unprocessed:
+            raise StoreUnavailable("UnprocessedKeys") from None
+        except aws.errors() as error:
+            raise StoreUnavailable(aws.error_code(error)) from None
+        return {item["pk"]["S"]: item for item in items}
 
 
 def _counts(item: dict[str, Any]) -> dict[str, int]:

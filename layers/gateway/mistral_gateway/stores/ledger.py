@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from mistral_gateway.platform import aws
 from mistral_gateway.platform.errors import ServiceUnavailable
 from mistral_gateway.platform.observability import logger
 
@@ -57,24 +58,23 @@ class Ledger:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        request = {
-            self.table_name: {
-                "Keys": [{"pk": {"S": f"{kind}#{rid}"}} for kind, rid in wanted],
-                "ConsistentRead": True,
-                "ProjectionExpression": "pk, #o",
-                "ExpressionAttributeNames": {"#o": "owner"},
-            }
-        }
+        try:
+            items = aws.batch_get(
+                lambda **request: self._call("batch_get_item", **request),
+                self.table_name,
+                [{"pk": {"S": f"{kind}#{rid}"}} for kind, rid in wanted],
+                attempts=3,  # unprocessed keys (throttling) are asked again, twice at most
+                ConsistentRead=True,
+                ProjectionExpression="pk, #o",
+                ExpressionAttributeNames={"#o": "owner"},
+            )
+        except aws.Unprocessed:
+            raise LedgerUnavailable() from None
         found: dict[tuple[str, str], str] = {}
-        for _ in range(3):  # unprocessed keys (throttling) are asked again, twice at most
-            answer = self._call("batch_get_item", RequestItems=request)
-            for item in answer.get("Responses", {}).get(self.table_name, []):
-                kind, _, rid = item["pk"]["S"].partition("#")
-                found[(kind, rid)] = item["owner"]["S"]
-            request = answer.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-        raise LedgerUnavailable()
+        for item in items:
+            kind, _, rid = item["pk"]["S"].partition("#")
+            found[(kind, rid)] = item["owner"]["S"]
+        return found
 
     def record(self, owner: str, kind: str, rid: str, parent: str | None = None) -> None:
         """Record `rid` as `owner`'s; a repeat for the same owner is a no-op, another owner's id is refused."""
