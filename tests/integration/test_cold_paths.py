@@ -76,3 +76,39 @@ def test_the_pass_through_path_loads_neither_the_sdk_nor_pydantic() -> None:
     assert status == 200 and "mistralai.client" not in loaded and "pydantic" not in loaded
     # The watched names are real modules: the pass-through loads these two (so a hit's [] means something)
     assert {"mistral_gateway.flow.passthrough", "mistral_gateway.flow.relay"} <= set(loaded)
+
+
+COLD_MISS = """
+    request = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "a cold miss"}]}
+    event = proxy_event("POST", "/v1/chat/completions", resource="/v1/chat/completions", body=json.dumps(request))
+    result = function.invoke(event)
+    function.settle()
+    from mistral_gateway.container import current
+    hooks = current().sdk("mistral").sdk_configuration.__dict__["_hooks"]
+    registered = [hooks.before_request_hooks, hooks.after_success_hooks, hooks.after_error_hooks, hooks.sdk_init_hooks]
+    print(json.dumps({
+        "status": result["statusCode"],
+        "hooks": sorted({type(hook).__name__ for kind in registered for hook in kind}),
+        "loaded": [name for name in ("opentelemetry", "mistralai.extra.workflows") if name in sys.modules],
+        "user_agent": emulator.requests[-1].headers.get("user-agent"),
+    }))
+"""
+
+
+def test_a_cold_miss_builds_the_sdk_with_only_the_hooks_the_gateway_keeps() -> None:
+    # Given a fresh process, as Lambda starts one, where nothing imported the SDK before the gateway
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
+    # When a chat miss goes to Mistral through the SDK
+    run = subprocess.run(
+        [sys.executable, "-c", PREAMBLE + COLD_MISS], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    # Then the answer came, the SDK's client has the gateway's hooks only, and neither OpenTelemetry nor the
+    # SDK's workflows were imported; Mistral still sees the SDK's own user agent
+    from mistral_gateway.upstream import sdk
+
+    assert report["status"] == 200
+    assert report["hooks"] == sorted(sdk.KEPT)
+    assert report["loaded"] == []
+    assert report["user_agent"].startswith("mistral-client-python/")

@@ -138,13 +138,12 @@ def upstream_body(body: dict[str, Any], context: list[Any], caller: str | None) 
 def preflight(arguments: dict[str, Any]) -> None:
     """The caller's 422 for a request the SDK's own model of Mistral's Responses API refuses, before anything
     is reserved or sent."""
-    from mistralai.client import models as sdk_models
     from pydantic import ValidationError
 
-    from mistral_gateway.upstream import refusals
+    from mistral_gateway.upstream import refusals, sdk
 
     try:
-        sdk_models.CreateResponseRequest.model_validate(arguments)
+        sdk.models().CreateResponseRequest.model_validate(arguments)
     except ValidationError as error:
         raise refusals.classify(error, None).error from None
 

@@ -39,8 +39,10 @@ def new_sdk(upstream: str, settings: Settings, read_key: Callable[..., str]) -> 
     """An SDK client for one upstream (the container keeps it): its key is read on every request (from the
     Parameters cache), every raw response is remembered for the pass-through of Mistral's bytes."""
     import httpx2
-    from mistralai.client import Mistral
 
+    from mistral_gateway.upstream import sdk
+
+    Mistral = sdk.load().Mistral
     _build_sdk_models_once()
     http = httpx2.Client(event_hooks={"response": [remember]}, follow_redirects=False)
     return Mistral(
@@ -73,6 +75,9 @@ def _build_sdk_models_once() -> None:
     It also reads a request class's type hints (`typing.get_type_hints`, evaluating every annotation) on every
     call to place query, path and form parameters: ~1 ms a call; a class's hints never change, so they are read
     once per class. (docs/decisions.md; the SDK is pinned, and every SDK test exercises this.)"""
+    from mistral_gateway.upstream import sdk
+
+    sdk.load()
     from mistralai.client.utils import forms, queryparams, serializers, url
 
     build = serializers.create_model
@@ -175,11 +180,12 @@ def preflight(operation: str, arguments: dict[str, Any]) -> None:
     """Raise the caller's 422 for a request the SDK would refuse, before the gateway stores or spends anything
     (a budget reservation; the single-flight lease the lookup took is given back). `call` still tells refusals
     from garbage as a backstop."""
-    from mistralai.client import models as sdk_models
     from pydantic import ValidationError
 
+    from mistral_gateway.upstream import sdk
+
     try:
-        getattr(sdk_models, _SDK_REQUESTS[operation]).model_validate(arguments)
+        getattr(sdk.models(), _SDK_REQUESTS[operation]).model_validate(arguments)
     except ValidationError as error:
         raise refusals.classify(error, None).error from None
 
