@@ -296,7 +296,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http" or not after_response.can_wait_for_the_response():
         await routed(scope, receive, send)  # in Lambda without the extension: stored before the response
         return
-    with after_response.collected() as work:
+    with after_response.collected(counted=after_response.on_threads()) as work:
         try:
             await routed(scope, receive, send)
         finally:

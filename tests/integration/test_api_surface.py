@@ -19,17 +19,29 @@ def cache_log() -> list[str]:
     return []
 
 
-@pytest.fixture
-def mistral(http_gateway: str, cache_log: list[str]) -> Mistral:
-    http = httpx2.Client(event_hooks={"response": [lambda r: cache_log.append(r.headers.get("x-cache", "-"))]})
-    return Mistral(api_key="caller-key", server_url=f"{http_gateway}/prod", client=http)
+def stores_landed(gateway: Any) -> Any:
+    """A request hook: send each request once the previous answers' stores (after their responses) have
+    landed. A streamed repeat of a plain answer takes no lease, so one sent on loopback before that store
+    would be a miss (docs/decisions.md, "The store after the response")."""
+    return lambda request: gateway.settle()
 
 
 @pytest.fixture
-def openai_client(http_gateway: str) -> Any:
+def mistral(gateway: Any, http_gateway: str, cache_log: list[str]) -> Mistral:
+    hooks = {
+        "request": [stores_landed(gateway)],
+        "response": [lambda r: cache_log.append(r.headers.get("x-cache", "-"))],
+    }
+    return Mistral(api_key="caller-key", server_url=f"{http_gateway}/prod", client=httpx2.Client(event_hooks=hooks))
+
+
+@pytest.fixture
+def openai_client(gateway: Any, http_gateway: str) -> Any:
+    import httpx
     from openai import OpenAI
 
-    return OpenAI(api_key="caller-key", base_url=f"{http_gateway}/v1", max_retries=0)
+    http = httpx.Client(event_hooks={"request": [stores_landed(gateway)]})
+    return OpenAI(api_key="caller-key", base_url=f"{http_gateway}/v1", max_retries=0, http_client=http)
 
 
 def test_mistral_sdk_stream_is_parsed_and_replayed_from_the_cache(mistral, emulator, cache_log) -> None:

@@ -192,6 +192,20 @@ def test_outside_lambda_the_streaming_apps_work_runs_on_a_thread_after_the_respo
     assert after_response.settle() and ran == ["stored"]
 
 
+def test_outside_lambda_settle_waits_for_work_collected_before_the_response_was_handed_over() -> None:
+    # Given the streaming app outside Lambda, collecting a store while it still writes its response
+    assert after_response.on_threads()
+    ran: list[str] = []
+    with after_response.collected(counted=after_response.on_threads()) as work:
+        after_response.later(lambda: ran.append("stored"))
+        # When a client that already has the response settles before the app hands the work over
+        # Then it is told the store is still to come, not that everything has landed
+        assert after_response.settle(timeout=0.05) is False
+        after_response.after_sent("request-1", work)
+    # And once handed over, the store runs and settle sees it land
+    assert after_response.settle() and ran == ["stored"]
+
+
 def test_work_waits_for_the_response_only_where_something_will_run_it_after(runtime_api) -> None:
     # Outside Lambda the local runner or the streaming app runs it; in Lambda only a live extension does
     assert after_response.can_wait_for_the_response({})

@@ -56,10 +56,11 @@ def collecting() -> bool:
 
 
 @contextlib.contextmanager
-def collected() -> Iterator[list[Work]]:
+def collected(*, counted: bool = False) -> Iterator[list[Work]]:
     """Inside the block, `later` collects work into the list it yields, for the caller to run after the
-    response (`run`)."""
-    collected_work: list[Work] = []
+    response (`run`). `counted`: the work will run on a thread of its own (`after_sent` outside Lambda), and
+    `settle` waits for each piece from the moment it is collected, before the response is written."""
+    collected_work: list[Work] = _Counted() if counted else []
     token = _COLLECTED.set(collected_work)
     try:
         yield collected_work
@@ -267,6 +268,11 @@ def can_wait_for_the_response(environ: dict[str, str] | None = None) -> bool:
     return not (os.environ if environ is None else environ).get("AWS_LAMBDA_RUNTIME_API")
 
 
+def on_threads() -> bool:
+    """Whether `after_sent` will run work on a thread of its own (no extension: outside Lambda)."""
+    return _EXTENSION is None
+
+
 def after_sent(request_id: str, collected_work: list[Work]) -> None:
     """An invocation's response has been sent (the streaming function's app, under the Web Adapter): its
     work runs now, on the extension's thread (which then asks Lambda for the next event; every invocation
@@ -279,32 +285,47 @@ def after_sent(request_id: str, collected_work: list[Work]) -> None:
         _on_a_thread(collected_work)
 
 
-# Work running on threads of its own (outside Lambda: `make serve`, the tests), for `settle`.
+# Pieces of work to run, or running, on threads of their own (outside Lambda: `make serve`, the tests), for
+# `settle`.
 _ON_THREADS = 0
 _ON_THREADS_CHANGED = threading.Condition()
 
 
-def _on_a_thread(collected_work: list[Work]) -> None:
+def _count(pieces: int) -> None:
     global _ON_THREADS
-    context = contextvars.copy_context()  # the request's container and log keys
     with _ON_THREADS_CHANGED:
-        _ON_THREADS += 1
+        _ON_THREADS += pieces
+        _ON_THREADS_CHANGED.notify_all()
+
+
+class _Counted(list[Work]):
+    """Collected work that `settle` waits for from the moment each piece is collected: the streaming app
+    writes its response before it hands the work over, and a client that has the response must not settle
+    before the store that response started."""
+
+    def append(self, work: Work) -> None:
+        _count(1)  # under a lock: a batch's worker threads append at once
+        super().append(work)
+
+
+def _on_a_thread(collected_work: list[Work]) -> None:
+    context = contextvars.copy_context()  # the request's container and log keys
+    pieces = len(collected_work)
+    if not isinstance(collected_work, _Counted):
+        _count(pieces)
 
     def finish() -> None:
-        global _ON_THREADS
         try:
             context.run(run, collected_work)
         finally:
-            with _ON_THREADS_CHANGED:
-                _ON_THREADS -= 1
-                _ON_THREADS_CHANGED.notify_all()
+            _count(-pieces)
 
     threading.Thread(target=finish, name="after response", daemon=True).start()
 
 
 def settle(timeout: float = 30.0) -> bool:
-    """Wait until no work started by `after_sent` on a thread of its own is running (tests, the benchmark);
-    False if some still is after `timeout`."""
+    """Wait until no work collected for, or started by, `after_sent` on a thread of its own is left (tests, the
+    benchmark); False if some still is after `timeout`."""
     with _ON_THREADS_CHANGED:
         return _ON_THREADS_CHANGED.wait_for(lambda: _ON_THREADS == 0, timeout)
 
