@@ -67,13 +67,14 @@ class AdapterContext:
     @classmethod
     def from_header(cls, header: str | None) -> AdapterContext:
         data = _json_object(header)
-        env = data.get("env_config") or {}
-        deadline = data.get("deadline")
+        env = data.get("env_config")
+        env = env if isinstance(env, dict) else {}  # the adapter's, but never trusted to be well formed
+        memory, deadline = env.get("memory"), data.get("deadline")
         return cls(
             function_name=str(env.get("function_name") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")),
             aws_request_id=str(data.get("request_id") or ""),
             invoked_function_arn=str(data.get("invoked_function_arn") or ""),
-            memory_limit_in_mb=int(env.get("memory") or 0),
+            memory_limit_in_mb=memory if isinstance(memory, int) and not isinstance(memory, bool) else 0,
             deadline_epoch_ms=float(deadline) if isinstance(deadline, int | float) else None,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -19,7 +20,7 @@ def cache_log() -> list[str]:
     return []
 
 
-def stores_landed(gateway: Any) -> Any:
+def stores_landed(gateway: Any) -> Callable[[Any], None]:
     """A request hook: send each request once the previous answers' stores (after their responses) have
     landed. A streamed repeat of a plain answer takes no lease, so one sent on loopback before that store
     would be a miss (docs/decisions.md, "The store after the response")."""

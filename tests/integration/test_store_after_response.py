@@ -246,6 +246,75 @@ def test_in_lambda_the_streaming_app_hands_its_store_to_the_extension_and_a_read
     assert sent[0]["status"] == 200 and extension._handed.qsize() == 0
 
 
+def test_outside_lambda_a_caller_with_its_answer_cannot_settle_before_the_streaming_apps_store(
+    http_gateway, gateway, emulator, monkeypatch
+):
+    import httpx2
+
+    from mistral_gateway.platform import after_response
+
+    # Given the streaming app (which serves chat over HTTP) holding back the hand-over of its work, as if the
+    # server's thread had not yet reached it after writing the response
+    may_hand_over = threading.Event()
+    after_sent = after_response.after_sent
+
+    def held(request_id: str, work: list[Any]) -> None:
+        may_hand_over.wait(10)
+        after_sent(request_id, work)
+
+    monkeypatch.setattr(after_response, "after_sent", held)
+    try:
+        # When a plain miss is answered
+        answer = httpx2.post(
+            f"{http_gateway}{CHAT}",
+            json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "counted at once"}]},
+            timeout=20,
+        )
+        assert answer.status_code == 200 and answer.headers["x-cache"] == "MISS"
+        # Then settling says its store is still to come
+        assert after_response.settle(timeout=0.2) is False
+    finally:
+        may_hand_over.set()
+    # And once handed over it lands, and the repeat is a hit
+    assert after_response.settle() and (stored(cached_items()), leased(cached_items())) == (1, 0)
+
+
+def test_a_malformed_lambda_context_header_neither_fails_the_request_nor_holds_settle(gateway, emulator):
+    import asyncio
+    import json
+
+    from gateway_dev.runner.asgi import adapter_headers, load_asgi_app
+    from mistral_gateway.platform import after_response
+
+    # Given the streaming app handed a Lambda context whose fields are not what the Web Adapter writes
+    app = load_asgi_app(gateway.template, "StreamFunction")
+    headers = {**adapter_headers("POST", CHAT, None), "x-amzn-lambda-context": '{"env_config": 1, "deadline": "x"}'}
+    body = json.dumps({"model": "mistral-small-latest", "messages": [{"role": "user", "content": "odd context"}]})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body.encode(), "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "headers": [
+            (name.encode(), value.encode()) for name, value in [*headers.items(), ("content-type", "application/json")]
+        ],
+        "query_string": b"",
+    }
+    # When a plain miss arrives with it
+    asyncio.run(app(scope, receive, send))
+    # Then it is answered, and its store lands
+    assert sent[0]["status"] == 200
+    assert after_response.settle() and stored(cached_items()) == 1
+
+
 def test_over_http_the_sdks_get_their_answers_before_the_stores_and_each_caller_its_own_hit(
     keyed_http_gateway, gateway, emulator, held_stores
 ):

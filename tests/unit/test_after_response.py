@@ -194,16 +194,33 @@ def test_outside_lambda_the_streaming_apps_work_runs_on_a_thread_after_the_respo
 
 def test_outside_lambda_settle_waits_for_work_collected_before_the_response_was_handed_over() -> None:
     # Given the streaming app outside Lambda, collecting a store while it still writes its response
-    assert after_response.on_threads()
+    assert after_response.on_threads() and after_response.settle()
     ran: list[str] = []
     with after_response.collected(counted=after_response.on_threads()) as work:
-        after_response.later(lambda: ran.append("stored"))
-        # When a client that already has the response settles before the app hands the work over
-        # Then it is told the store is still to come, not that everything has landed
-        assert after_response.settle(timeout=0.05) is False
-        after_response.after_sent("request-1", work)
+        try:
+            after_response.later(lambda: ran.append("stored"))
+            # When a client that already has the response settles before the app hands the work over
+            # Then it is told the store is still to come, not that everything has landed
+            assert after_response._ON_THREADS == 1
+            assert after_response.settle(timeout=0.05) is False
+        finally:
+            after_response.after_sent("request-1", work)
     # And once handed over, the store runs and settle sees it land
     assert after_response.settle() and ran == ["stored"]
+
+
+def test_counted_work_that_is_never_handed_to_a_thread_does_not_hold_settle() -> None:
+    # Given work collected to run on a thread, when the collection ends without handing it over (the app
+    # failed before its hand-over, or an extension took the work)
+    ran: list[str] = []
+    try:
+        with after_response.collected(counted=True):
+            after_response.later(lambda: ran.append("stored"))
+            raise RuntimeError("the hand-over never came")
+    except RuntimeError:
+        pass
+    # Then settle does not wait for it, and it did not run
+    assert after_response.settle(timeout=0.05) and ran == []
 
 
 def test_work_waits_for_the_response_only_where_something_will_run_it_after(runtime_api) -> None:

@@ -48,7 +48,7 @@ def later(work: Work) -> None:
     if collected_work is None:
         work()
     else:
-        collected_work.append(work)  # list.append is atomic: a batch's worker threads append at once
+        collected_work.append(work)
 
 
 def collecting() -> bool:
@@ -66,6 +66,8 @@ def collected(*, counted: bool = False) -> Iterator[list[Work]]:
         yield collected_work
     finally:
         _COLLECTED.reset(token)
+        if isinstance(collected_work, _Counted):
+            collected_work.release()  # not handed to a thread (an error, an extension): settle() must not wait
 
 
 def run(collected_work: list[Work]) -> None:
@@ -269,7 +271,8 @@ def can_wait_for_the_response(environ: dict[str, str] | None = None) -> bool:
 
 
 def on_threads() -> bool:
-    """Whether `after_sent` will run work on a thread of its own (no extension: outside Lambda)."""
+    """Whether `after_sent` will run work on a thread of its own: no live extension was started (outside
+    Lambda; in Lambda without one, the streaming app collects nothing: `can_wait_for_the_response`)."""
     return _EXTENSION is None
 
 
@@ -299,19 +302,40 @@ def _count(pieces: int) -> None:
 
 
 class _Counted(list[Work]):
-    """Collected work that `settle` waits for from the moment each piece is collected: the streaming app
-    writes its response before it hands the work over, and a client that has the response must not settle
-    before the store that response started."""
+    """Collected work that `settle` waits for from the moment each piece is collected (`later` appends): the
+    streaming app writes its response before it hands the work over, and a client that has the response must
+    not settle before the store that response started. The count is handed on with the work (`take`), or
+    given back when the collection ends without it (`release`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._counted = 0
+        self._lock = threading.Lock()
 
     def append(self, work: Work) -> None:
-        _count(1)  # under a lock: a batch's worker threads append at once
+        with self._lock:
+            self._counted += 1
+            _count(1)
         super().append(work)
+
+    def take(self) -> int:
+        """The pieces counted so far, now the taker's to give back (`_count(-pieces)`)."""
+        with self._lock:
+            pieces, self._counted = self._counted, 0
+        return pieces
+
+    def release(self) -> None:
+        pieces = self.take()
+        if pieces:
+            _count(-pieces)
 
 
 def _on_a_thread(collected_work: list[Work]) -> None:
     context = contextvars.copy_context()  # the request's container and log keys
-    pieces = len(collected_work)
-    if not isinstance(collected_work, _Counted):
+    if isinstance(collected_work, _Counted):
+        pieces = collected_work.take()
+    else:
+        pieces = len(collected_work)
         _count(pieces)
 
     def finish() -> None:

@@ -42,10 +42,10 @@ def new_sdk(upstream: str, settings: Settings, read_key: Callable[..., str]) -> 
 
     from mistral_gateway.upstream import sdk
 
-    Mistral = sdk.load().Mistral
+    mistralai_client = sdk.load()
     _build_sdk_models_once()
     http = httpx2.Client(event_hooks={"response": [remember]}, follow_redirects=False)
-    return Mistral(
+    return mistralai_client.Mistral(
         api_key=read_key,
         server_url=settings.server_url if upstream == MISTRAL else settings.self_hosted_url,
         client=http,

@@ -1,12 +1,13 @@
 """The mistralai SDK, imported with only the request hooks the gateway's calls use.
 
-The SDK registers eight hooks on every client, from a module it imports with itself
-(`mistralai.client._hooks.registration`, which its generator leaves "free to be modified"). Six serve what the
+The SDK registers seven hook classes on every client, from a module it imports with itself
+(`mistralai.client._hooks.registration`, which its generator leaves "free to be modified"). Five serve what the
 gateway never does through the SDK: workflows (payload encoding, stream errors, trace propagation into an
-execution), OpenTelemetry spans, and a Kubernetes service-account token in place of the API key. Importing them
-loads OpenTelemetry and `mistralai.extra`, about two fifths of the SDK's import and so of every cold miss
-(docs/decisions.md, "The SDK's hooks"). So every gateway import of the SDK goes through `load()`, which puts
-the gateway's registration in their place first: the SDK's own user-agent and deprecation-warning hooks.
+execution), OpenTelemetry spans (and the SDK's opt-in telemetry), and a Kubernetes service-account token in
+place of the API key. Importing them loads OpenTelemetry and `mistralai.extra.workflows`, about two fifths of
+the SDK's import and so of every cold miss (docs/decisions.md, "The SDK's hooks"). So every gateway import of
+the SDK goes through `load()`, which puts the gateway's registration in their place first: the SDK's own
+user-agent and deprecation-warning hooks.
 
 When something else imported the SDK first (a test's client, say), `load()` leaves its registration alone: the
 calls are the same, with the SDK's other hooks doing nothing for them.
@@ -46,14 +47,18 @@ def models() -> ModuleType:
 
 
 def _registration() -> ModuleType:
+    from importlib.machinery import ModuleSpec
+
     registration = ModuleType(REGISTRATION, "The gateway's hooks for the mistralai SDK (mistral_gateway.upstream.sdk).")
+    registration.__spec__ = ModuleSpec(REGISTRATION, None)  # so importlib.util.find_spec can read it
     registration.init_hooks = init_hooks  # type: ignore[attr-defined]
     registration.__all__ = []  # type: ignore[attr-defined]  # the SDK's `from .registration import *` takes nothing
     return registration
 
 
 def init_hooks(hooks: Any) -> None:
-    """What the SDK calls on every client it builds: register the hooks the gateway keeps."""
+    """What the SDK calls on every client it builds (`hooks`: its `SDKHooks`): register the hooks the gateway
+    keeps, each as the same kind of hook the SDK's own registration makes it."""
     from mistralai.client._hooks.custom_user_agent import CustomUserAgentHook
     from mistralai.client._hooks.deprecation_warning import DeprecationWarningHook
 
