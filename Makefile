@@ -32,7 +32,7 @@ help:
 # Two install stamps: what `make serve` needs (requirements-serve.txt), then the test and lint toolchain on top
 # (requirements-dev.txt, which includes the serve file). Editing a requirements file reinstalls what it feeds.
 # local/install.sh creates the venv and installs with uv (pinned here, fetched from PyPI), or pip without it.
-$(SERVE_STAMP): requirements-serve.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt local/install.sh
+$(SERVE_STAMP): requirements-serve.txt pyproject.toml layers/gateway/pyproject.toml layers/gateway/requirements.txt layers/gateway/constraints.txt local/install.sh
 	@bash local/install.sh $(PYTHON) $(VENV) $(UV_VERSION) requirements-serve.txt "what make serve needs"
 	@touch $@
 

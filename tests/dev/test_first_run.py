@@ -221,6 +221,8 @@ def _served_distributions() -> set[str]:
         if line.startswith("-e "):
             project = tomllib.loads((ROOT / line[3:].strip() / "pyproject.toml").read_text())
             wanted.append((project["project"]["name"], frozenset()))
+        elif line.startswith("-c "):
+            continue  # constraints choose versions; they install nothing
         else:
             requirement = Requirement(line)
             wanted.append((requirement.name, frozenset(requirement.extras)))

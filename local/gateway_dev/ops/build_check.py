@@ -84,17 +84,19 @@ def python313() -> str | None:
 def twin_site(python: str, build_dir: Path) -> Path:
     """The layer's pins (plus boto3, as the runtime has) built for this machine, cached by requirements."""
     requirements = ROOT / "layers" / "gateway" / "requirements.txt"
+    constraints = ROOT / "layers" / "gateway" / "constraints.txt"
+    pins = requirements.read_text() + constraints.read_text()
     twin = build_dir.parent / "check-twin"
     stamp = twin / ".requirements"
-    if stamp.exists() and stamp.read_text() == requirements.read_text():
+    if stamp.exists() and stamp.read_text() == pins:
         return twin
     shutil.rmtree(twin, ignore_errors=True)
     subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(twin),
-         "-r", str(requirements), "boto3"],
+         "-r", str(requirements), "-c", str(constraints), "boto3"],
         check=True,
     )  # fmt: skip
-    stamp.write_text(requirements.read_text())
+    stamp.write_text(pins)
     return twin
 
 
