@@ -13,7 +13,8 @@ from gateway_dev.runner.serve import LOCAL_ENVIRONMENT
 class Sizes:
     """How many of each measurement a run takes. `SMOKE` runs every code path once or twice, in seconds."""
 
-    cold_runs: int = 7  # fresh processes per kind (floor, hit, miss), after one uncounted round
+    cold_runs: int = 15  # fresh processes per kind (floor, hit, miss), after one uncounted round: a median of 7
+    # moved by up to a third between runs of the same code on a shared two-core machine
     warm_iterations: int = 200
     warmup_iterations: int = 10
     mixed_requests: int = 1000
