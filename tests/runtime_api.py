@@ -21,6 +21,7 @@ class RuntimeApi:
     """The Extensions API's three calls. `invoke()` sends the next INVOKE event; `asked` counts event/next calls."""
 
     refuse_registration: bool = False
+    garble_registration: bool = False  # answer the registration with bytes that are not HTTP
     registered: list[dict[str, Any]] = field(default_factory=list)
     events: queue.Queue[dict[str, Any] | None] = field(default_factory=queue.Queue)  # None: answer next with a 500
     asked: int = 0
@@ -28,10 +29,10 @@ class RuntimeApi:
     lock: threading.Condition = field(default_factory=threading.Condition)
 
     def invoke(self, request_id: str) -> None:
-        deadline_ms = int((time.time() + 5) * 1000)
+        deadline_ms = int((time.time() + 60) * 1000)  # a slow first request (imports) must not outlive it
         self.events.put({"eventType": "INVOKE", "requestId": request_id, "deadlineMs": deadline_ms})
 
-    def wait_asked(self, times: int, timeout: float = 5.0) -> bool:
+    def wait_asked(self, times: int, timeout: float = 30.0) -> bool:
         with self.lock:
             return self.lock.wait_for(lambda: self.asked >= times, timeout)
 
@@ -55,7 +56,10 @@ def serve(api: RuntimeApi) -> ThreadingHTTPServer:
             body = json.loads(self.rfile.read(length) or b"{}")
             if self.path == "/2020-01-01/extension/register":
                 api.registered.append({"name": self.headers["Lambda-Extension-Name"], **body})
-                if api.refuse_registration:
+                if api.garble_registration:
+                    self.wfile.write(b"not an HTTP answer\r\n\r\n")
+                    self.close_connection = True
+                elif api.refuse_registration:
                     self._answer(403, {"errorType": "Extension.Forbidden"})
                 else:
                     self._answer(200, {}, {"Lambda-Extension-Identifier": "ext-1"})

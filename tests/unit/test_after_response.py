@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +100,7 @@ def test_the_extension_runs_the_work_after_the_handler_returned_then_asks_for_th
     assert handler({}, Context("request-1")) == "the answer"
     order.append("answered")
     # Then the response is out while the store has not run, and the extension has not asked for more
-    time.sleep(0.1)
+    assert not api.wait_asked(2, timeout=0.2)
     assert order == ["answered"] and api.asked == 1
     # When the store runs
     store_may_run.set()
@@ -140,6 +139,16 @@ def test_a_refused_registration_leaves_the_work_to_run_before_the_response(runti
     assert answered_with_work_done_first()
 
 
+def test_a_registration_answered_with_garbage_leaves_the_function_starting_without_the_extension(runtime_api) -> None:
+    # Given a Runtime API whose answer to the registration is not HTTP
+    api, address = runtime_api
+    api.garble_registration = True
+    # When the function starts (this runs at import: an exception here would fail the container's init)
+    # Then it starts without the extension, and work runs before the response
+    assert after_response.start_extension({"AWS_LAMBDA_RUNTIME_API": address}) is None
+    assert api.registered and answered_with_work_done_first()
+
+
 def test_outside_lambda_no_extension_is_registered() -> None:
     assert after_response.start_extension({}) is None
 
@@ -151,9 +160,7 @@ def test_when_the_runtime_api_fails_the_extension_stops_and_handlers_run_their_w
     assert extension is not None and api.wait_asked(1)
     # When its request for the next event fails
     api.events.put(None)
-    deadline = time.monotonic() + 5
-    while extension.alive and time.monotonic() < deadline:
-        time.sleep(0.01)
+    extension._thread.join(30)  # it ends only after reporting exit/error
     # Then it says so to Lambda (which resets the container), and a handler meanwhile runs its work itself
     assert not extension.alive and api.exit_errors == ["Extension.Stopped"]
     assert answered_with_work_done_first()
