@@ -71,13 +71,12 @@ class HandlerPool:
         first = import_code(code_dir, module_name, unique_name)
         self.handlers: list[Callable[[dict[str, Any], Any], dict[str, Any]]] = [getattr(first, function_name)]
         self.idle = list(self.handlers)
-        self.finishing = 0  # instances running their invocation's post-response work
         self.ready = threading.Condition()
 
     def acquire(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        """An idle instance, else a new one: an instance still finishing its invocation's post-response work
-        is busy, as Lambda sends no request to a container until its extensions are done (an identical request
-        on another instance waits on the single-flight lease for the stored answer)."""
+        """An idle instance, else a new one: an instance still running its invocation's post-response work
+        is released only after it, as Lambda sends no request to a container until its extensions are done (an
+        identical request on another instance waits on the single-flight lease for the stored answer)."""
         with self.ready:
             while not self.idle and len(self.handlers) >= MAX_INSTANCES:
                 self.ready.wait()
@@ -90,33 +89,7 @@ class HandlerPool:
     def release(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
         with self.ready:
             self.idle.append(handler)
-            self.ready.notify_all()
-
-    def finish_later(
-        self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], work: Callable[[], None]
-    ) -> Callable[[], None]:
-        """What the invocation left for after its response (after_response.py): the instance counts as busy
-        from now, as a Lambda container stays busy until its extensions ask for the next event; the returned
-        start() runs `work` on a thread of its own, then frees the instance."""
-        with self.ready:
-            self.finishing += 1
-
-        def finish() -> None:
-            try:
-                work()
-            finally:
-                with self.ready:
-                    self.finishing -= 1
-                    self.idle.append(handler)
-                    self.ready.notify_all()
-
-        return threading.Thread(target=finish, name=f"{self.unique_name} after response", daemon=True).start
-
-    def settle(self, timeout: float = 30.0) -> bool:
-        """Wait until no invocation's post-response work is running (tests, the benchmark); False if some
-        still is after `timeout`."""
-        with self.ready:
-            return self.ready.wait_for(lambda: self.finishing == 0, timeout)
+            self.ready.notify()
 
     def _scaled_out(self, number: int) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         """Another instance of the handler: a separate import of its module (its own Powertools app), which
@@ -165,7 +138,8 @@ class LocalFunction:
 
     def _invoke(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         """The handler's response, returned before the work it left for after the response has run (in Lambda,
-        the post-response extension's; here a thread's, see HandlerPool.finish_later)."""
+        the post-response extension's; here a thread's, started once the response is sent, which then releases
+        the instance)."""
         from mistral_gateway.platform import after_response
 
         with invocation_state(), own_container(self.state):
@@ -175,28 +149,24 @@ class LocalFunction:
                         return self.handler(event, context)
                     finally:
                         after_response.run(work)  # one call at a time: the work, before the next
-            handler = self.pool.acquire()
-            work = []
-            try:
-                with after_response.collected() as work:
-                    response = handler(event, context)
-            finally:
-                if work:
-                    after = contextvars.copy_context()  # the invocation's container and log keys
-                    start = self.pool.finish_later(handler, lambda: after.run(after_response.run, work))
-                    sending = response_sending.current()
-                    if sending is None:
-                        start()  # the caller has the response now
+            pool, handler = self.pool, self.pool.acquire()
+            with after_response.collected(counted=True) as work:
+                try:
+                    return handler(event, context)
+                finally:
+                    if work:
+                        response_sending.after_sent(
+                            after_response.on_a_thread(work, then=lambda: pool.release(handler))
+                        )
                     else:
-                        sending.after_sent(start)
-                else:
-                    self.pool.release(handler)
-            return response
+                        pool.release(handler)
 
     def settle(self) -> bool:
         """Wait for the post-response work of every invocation so far (what a test reads next may be its store);
         False if some is still running after 30 s."""
-        return self.pool is None or self.pool.settle()
+        from mistral_gateway.platform import after_response
+
+        return after_response.settle()
 
 
 # The Logger's appended keys of the invocation running in this context (None: outside any invocation).

@@ -41,8 +41,13 @@ class ResponseSending:
 _SENDING: contextvars.ContextVar[ResponseSending | None] = contextvars.ContextVar("local_sending", default=None)
 
 
-def current() -> ResponseSending | None:
-    return _SENDING.get()
+def after_sent(start: Callable[[], None]) -> None:
+    """Call `start` once the response being served in this context is sent (at once when none is)."""
+    sending = _SENDING.get()
+    if sending is None:
+        start()  # `invoke`'s caller has the response now
+    else:
+        sending.after_sent(start)
 
 
 @contextlib.contextmanager

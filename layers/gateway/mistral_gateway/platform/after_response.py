@@ -282,7 +282,7 @@ def after_sent(request_id: str, collected_work: list[Work]) -> None:
     if extension is not None:
         extension.hand_over(request_id, collected_work)
     elif collected_work:
-        _on_a_thread(collected_work)
+        on_a_thread(collected_work)()
 
 
 # Pieces of work to run, or running, on threads of their own (outside Lambda: `make serve`, the tests), for
@@ -327,8 +327,11 @@ class _Counted(list[Work]):
             _count(-pieces)
 
 
-def _on_a_thread(collected_work: list[Work]) -> None:
-    context = contextvars.copy_context()  # the request's container and log keys
+def on_a_thread(collected_work: list[Work], *, then: Callable[[], None] | None = None) -> Callable[[], None]:
+    """Outside Lambda: a start() that runs the work on a thread of its own (in the context of this call: the
+    invocation's container and log keys), then `then`. `settle` waits for it from now on, or from the moment
+    each piece was collected (`collected(counted=True)`), until both have run."""
+    context = contextvars.copy_context()
     if isinstance(collected_work, _Counted):
         pieces = collected_work.take()
     else:
@@ -339,9 +342,11 @@ def _on_a_thread(collected_work: list[Work]) -> None:
         try:
             context.run(run, collected_work)
         finally:
+            if then is not None:
+                then()
             _count(-pieces)
 
-    threading.Thread(target=finish, name="after response", daemon=True).start()
+    return threading.Thread(target=finish, name="after response", daemon=True).start
 
 
 def settle(timeout: float = 30.0) -> bool:
