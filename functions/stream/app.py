@@ -116,7 +116,7 @@ async def _completion(request: Request, route: str) -> Response:
     except ClientDisconnect:  # the caller hung up while sending: nobody to answer, nothing went upstream
         return Response(status_code=400)
     event = {"requestContext": _json_object(request.headers.get("x-amzn-request-context"))}
-    context = AdapterContext.from_header(request.headers.get("x-amzn-lambda-context"))
+    context: AdapterContext = request.state.lambda_context  # read once, by `app`
     _begin(request, event, context)
     served: dict[str, Any] = {
         "method": observability.bounded(request.method),
@@ -293,8 +293,15 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     """The app the Web Adapter's uvicorn serves: each request's work for after its response (a plain miss's
     store, after_response.later) runs once the app has written the whole response, on the post-response
     extension's thread in Lambda. Every invocation hands over, work or none, so the extension always asks for
-    the next event; the readiness check (no invocation) hands over nothing."""
-    if scope["type"] != "http" or not after_response.can_wait_for_the_response():
+    the next event; the readiness check (no invocation) hands over nothing. The Lambda context the Web Adapter
+    passes is read here, once, for the routes and the hand-over."""
+    if scope["type"] != "http":
+        await routed(scope, receive, send)
+        return
+    lambda_context = dict(scope.get("headers") or []).get(b"x-amzn-lambda-context", b"").decode("latin-1")
+    context = AdapterContext.from_header(lambda_context)
+    scope.setdefault("state", {})["lambda_context"] = context  # the routes' `request.state.lambda_context`
+    if not after_response.can_wait_for_the_response():
         await routed(scope, receive, send)  # in Lambda without the extension: stored before the response
         return
     with after_response.collected(counted=after_response.on_threads()) as work:
@@ -302,6 +309,4 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             await routed(scope, receive, send)
         finally:
             if scope.get("path") != READINESS_PATH:  # no invocation: nothing to hand over, and no work
-                headers = dict(scope.get("headers") or [])
-                lambda_context = headers.get(b"x-amzn-lambda-context", b"").decode("latin-1")
-                after_response.after_sent(AdapterContext.from_header(lambda_context).aws_request_id, work)
+                after_response.after_sent(context.aws_request_id, work)
