@@ -25,6 +25,7 @@ class Throttled:
         request = RequestItems[TABLE]
         self.requests.append(request)
         keys = [key["pk"]["S"] for key in request["Keys"]]
+        assert len(set(keys)) == len(keys)  # DynamoDB refuses a repeated key (ValidationException)
         served, left = (keys[:-1], keys[-1:]) if self.unprocessed else (keys, [])
         self.unprocessed = max(0, self.unprocessed - 1)
         found = [{"pk": {"S": key}, "owner": {"S": self.owners[key]}} for key in served if key in self.owners]
@@ -33,15 +34,19 @@ class Throttled:
 
 
 def test_unprocessed_keys_are_asked_again_with_the_same_consistent_projected_read() -> None:
-    client = Throttled({"file#f1": "alice", "batch#b1": "bob"}, unprocessed=2)
-    owners = Ledger(TABLE, client).owners([("file", "f1"), ("batch", "b1"), ("file", "f1"), ("file", "nobody")])
+    # Given a table that leaves the last key unprocessed twice, that key being owned
+    client, pauses = Throttled({"file#f1": "alice", "batch#b1": "bob"}, unprocessed=2), []
+    ledger = Ledger(TABLE, client, sleep=pauses.append)
+    # When owners are read (a key asked twice, one nobody owns)
+    owners = ledger.owners([("file", "nobody"), ("file", "f1"), ("file", "nobody"), ("batch", "b1")])
+    # Then the throttled key's owner is found on the third call, after two short pauses, each read consistent
     assert owners == {("file", "f1"): "alice", ("batch", "b1"): "bob"}
-    assert len(client.requests) == 3  # two throttled calls, then the last key
+    assert len(client.requests) == 3 and len(pauses) == 2 and all(0 < pause <= 0.05 for pause in pauses)
     assert all(r["ConsistentRead"] and r["ProjectionExpression"] == "pk, #o" for r in client.requests)
 
 
 def test_keys_still_unprocessed_after_three_calls_make_the_ledger_unavailable() -> None:
     client = Throttled({"file#f1": "alice"}, unprocessed=3)
     with pytest.raises(LedgerUnavailable):
-        Ledger(TABLE, client).owners([("file", "f1")])
+        Ledger(TABLE, client, sleep=lambda _: None).owners([("file", "f1")])
     assert len(client.requests) == 3  # it fails closed rather than read a throttled key as unowned

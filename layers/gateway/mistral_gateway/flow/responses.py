@@ -68,7 +68,9 @@ def create(
     turn = responses_stored.input_items(body["input"])
     context = [*responses_stored.expanded_history(caller, previous_id), *turn] if previous_id else turn
     arguments = upstream_body(body, context, caller)
-    preflight(arguments)
+    from mistral_gateway.upstream import mistral as upstream  # pydantic and the SDK's models: only from here on
+
+    upstream.preflight("responses", arguments)  # the caller's 422 for what the SDK's Responses model refuses
     plan = responses_stored.Plan(
         caller, body.get("store") is not False, previous_id, context, len(turn), str(body["model"])
     )
@@ -133,19 +135,6 @@ def upstream_body(body: dict[str, Any], context: list[Any], caller: str | None) 
         arguments.pop("stream", None)
     limits.check(arguments)  # the expanded input is still within the gateway's JSON limits
     return prompt_cache.namespaced(arguments, caller)
-
-
-def preflight(arguments: dict[str, Any]) -> None:
-    """The caller's 422 for a request the SDK's own model of Mistral's Responses API refuses, before anything
-    is reserved or sent."""
-    from pydantic import ValidationError
-
-    from mistral_gateway.upstream import refusals, sdk
-
-    try:
-        sdk.models().CreateResponseRequest.model_validate(arguments)
-    except ValidationError as error:
-        raise refusals.classify(error, None).error from None
 
 
 def charged_form(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 BATCH_GET_KEYS = 100  # the most keys one BatchGetItem may ask for
@@ -17,27 +18,26 @@ class Unprocessed(Exception):
 def batch_get(
     call: Callable[..., Any],
     table: str,
-    keys: list[dict[str, Any]],
+    pks: Iterable[str],
     *,
     attempts: int,
     sleep: Callable[[float], None] = time.sleep,
     **read: Any,
-) -> list[dict[str, Any]]:
-    """Every item of `table` among `keys` (unique: a repeated key is a ValidationException), through `call`
-    (a client's batch_get_item, or a store's wrapper of it that turns AWS's errors into its own):
-    BATCH_GET_KEYS keys a call, `read` (ConsistentRead, a projection...) on each. Keys left unprocessed are
-    asked again after a short jittered pause, as DynamoDB asks, `attempts` calls a chunk at most; still
-    unprocessed, `Unprocessed`: a missing item must not read as an absent one."""
-    found: list[dict[str, Any]] = []
+) -> dict[str, dict[str, Any]]:
+    """{pk: item} for every item of `table` (keyed on `pk`) among `pks` (repeats asked once), through `call` (a
+    client's batch_get_item, or a store's wrapper of it that turns AWS's errors into its own): BATCH_GET_KEYS
+    keys a call, `read` (ConsistentRead, a projection...) on each. Keys left unprocessed are asked again after a
+    short jittered pause, as DynamoDB asks, `attempts` calls a chunk at most; still unprocessed, `Unprocessed`:
+    a missing item must not read as an absent one."""
+    keys = [{"pk": {"S": pk}} for pk in dict.fromkeys(pks)]  # a repeated key is a ValidationException
+    found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(keys), BATCH_GET_KEYS):
         wanted = {table: {"Keys": keys[start : start + BATCH_GET_KEYS], **read}}
         for attempt in range(attempts):
             if attempt:
-                import random  # only when DynamoDB throttles
-
                 sleep(UNPROCESSED_BACKOFF_S * random.uniform(0.5, 1.0))
             response = call(RequestItems=wanted)
-            found += response.get("Responses", {}).get(table, [])
+            found |= {item["pk"]["S"]: item for item in response.get("Responses", {}).get(table, [])}
             wanted = response.get("UnprocessedKeys") or {}
             if not wanted:
                 break

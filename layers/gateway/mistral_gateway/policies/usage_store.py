@@ -117,20 +117,12 @@ class DynamoUsage:
         """{key: item} for the items among `keys` that exist (aws.batch_get: the unprocessed asked once more).
         Still unprocessed, the store is unavailable, since a missing item would read as "no limits" (the budgets
         then fail open, knowingly, and read again soon: quota.FAILED_LIMITS_RETRY_SECONDS)."""
-        unique = list(dict.fromkeys(keys))
         try:
-            items = aws.batch_get(
-                self._dynamodb().batch_get_item,
-                self.table_name,
-                [{"pk": {"S": key}} for key in unique],
-                attempts=2,
-                sleep=self._sleep,
-            )
+            return aws.batch_get(self._dynamodb().batch_get_item, self.table_name, keys, attempts=2, sleep=self._sleep)
         except aws.Unprocessed:
             raise StoreUnavailable("UnprocessedKeys") from None
         except aws.errors() as error:
             raise StoreUnavailable(aws.error_code(error)) from None
-        return {item["pk"]["S"]: item for item in items}
 
 
 def _counts(item: dict[str, Any]) -> dict[str, int]:

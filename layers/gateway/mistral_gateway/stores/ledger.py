@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mistral_gateway.platform import aws
@@ -48,31 +48,38 @@ def scope(owner: str, kind: str, parent: str | None = None) -> str:
 
 
 class Ledger:
-    def __init__(self, table_name: str, client: Any, clock: Any = time.time) -> None:
+    def __init__(
+        self, table_name: str, client: Any, clock: Any = time.time, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.table_name = table_name
         self.client = client
         self.clock = clock
+        self._sleep = sleep  # the pause before keys DynamoDB left unprocessed are asked again
 
     def owners(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """{(kind, id): owner} for the keys the ledger knows (one BatchGetItem, consistent reads)."""
-        wanted = list(dict.fromkeys(keys))
-        if not wanted:
+        pks = [f"{kind}#{rid}" for kind, rid in keys]
+        if not pks:
             return {}
         try:
             items = aws.batch_get(
                 lambda **request: self._call("batch_get_item", **request),
                 self.table_name,
-                [{"pk": {"S": f"{kind}#{rid}"}} for kind, rid in wanted],
+                pks,
                 attempts=3,  # unprocessed keys (throttling) are asked again, twice at most
+                sleep=self._sleep,
                 ConsistentRead=True,
                 ProjectionExpression="pk, #o",
                 ExpressionAttributeNames={"#o": "owner"},
             )
         except aws.Unprocessed:
+            logger.warning(
+                "ownership ledger unavailable", extra={"operation": "batch_get_item", "error_code": "UnprocessedKeys"}
+            )
             raise LedgerUnavailable() from None
         found: dict[tuple[str, str], str] = {}
-        for item in items:
-            kind, _, rid = item["pk"]["S"].partition("#")
+        for pk, item in items.items():
+            kind, _, rid = pk.partition("#")
             found[(kind, rid)] = item["owner"]["S"]
         return found
 

@@ -173,7 +173,12 @@ def stream_failed(via: Upstream, kind: str, model: str | None = None) -> None:
 
 
 # The SDK's own request models: what it refuses client-side, before sending.
-_SDK_REQUESTS = {"chat": "ChatCompletionRequest", "fim": "FIMCompletionRequest", "embeddings": "EmbeddingRequest"}
+_SDK_REQUESTS = {
+    "chat": "ChatCompletionRequest",
+    "fim": "FIMCompletionRequest",
+    "embeddings": "EmbeddingRequest",
+    "responses": "CreateResponseRequest",  # sent by the relay (flow/responses.py), checked by the SDK's model first
+}
 
 
 def preflight(operation: str, arguments: dict[str, Any]) -> None:
