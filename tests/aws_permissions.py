@@ -42,7 +42,8 @@ def implied_parameters(template: Template) -> dict[str, str]:
 
 def deployed_role(template: Template) -> Role:
     """The functions' role in the stack this test's environment stands for."""
-    return role(template.path, frozenset(implied_parameters(template).items()))
+    parameters = frozenset(implied_parameters(template).items())
+    return role(template.path, parameters, template.region, template.account, template.stack_name)
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,10 @@ class Role:
 
 
 @functools.cache
-def role(path: Path, parameters: frozenset[tuple[str, str]]) -> Role:
-    """The role of the stack deployed from `path` with `parameters`: read once per set of parameters (reading
-    the template takes longer than most tests)."""
-    template = Template(path, dict(parameters))
+def role(path: Path, parameters: frozenset[tuple[str, str]], region: str, account: str, stack_name: str) -> Role:
+    """The role of the stack deployed from `path` with `parameters` (in that region, account and stack name):
+    read once per stack (reading the template takes longer than most tests)."""
+    template = Template(path, dict(parameters), region=region, account=account, stack_name=stack_name)
     statements = template.resolve(template.properties(POLICY)["PolicyDocument"]["Statement"])
     allowed: list[tuple[set[str], set[str]]] = []
     for statement in statements:

@@ -3,8 +3,7 @@ package the layer installs, and the venv `make test` runs in holds exactly those
 
 from __future__ import annotations
 
-import importlib.metadata
-
+from distributions import closure, installed, requirement_lines
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -25,9 +24,8 @@ LAMBDA = {
 }
 
 
-def requirements(path: str) -> list[Requirement]:
-    lines = (line.split("#")[0].strip() for line in (LAYER / path).read_text().splitlines())
-    return [Requirement(line) for line in lines if line and not line.startswith("-")]
+def requirements(name: str) -> list[Requirement]:
+    return [Requirement(line) for line in requirement_lines(LAYER / name) if not line.startswith("-")]
 
 
 def pinned() -> dict[str, str]:
@@ -40,32 +38,10 @@ def pinned() -> dict[str, str]:
     return pins
 
 
-def installed(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def layer_packages() -> set[str]:
     """The packages installing requirements.txt on Lambda's platform pulls in, read from the venv's metadata."""
-    seen: set[str] = set()
-    pending = [(requirement, frozenset(requirement.extras)) for requirement in requirements("requirements.txt")]
-    while pending:
-        requirement, extras = pending.pop()
-        name = canonicalize_name(requirement.name)
-        if name in seen:
-            continue
-        seen.add(name)
-        dependencies = (importlib.metadata.requires(name) or []) if installed(name) else []
-        for text in dependencies:
-            needed = Requirement(text)
-            wanted = needed.marker is None or any(
-                needed.marker.evaluate({**LAMBDA, "extra": extra}) for extra in (extras or {""})
-            )
-            if wanted:
-                pending.append((needed, frozenset(needed.extras)))
-    return seen
+    roots = [(requirement.name, frozenset(requirement.extras)) for requirement in requirements("requirements.txt")]
+    return closure(roots, LAMBDA)
 
 
 def test_the_venv_holds_every_version_the_layer_pins() -> None:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from distributions import closure, requirement_lines
 from test_serve import CALLER_KEY, ROOT, make_serve
 
 from gateway_dev.cloud.template import Template
@@ -207,37 +208,21 @@ NOT_SERVED = ("local/gateway_dev/bench/",)
 TEST_ONLY = {"local/gateway_dev/cloud/template.py: samtranslator"}
 
 
-def _requirement_lines(path: Path) -> list[str]:
-    return [line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()]
-
-
 def _served_distributions() -> set[str]:
     """The distributions requirements-serve.txt installs, with everything they pull in (as installed here)."""
     from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
 
-    wanted: list[tuple[str, frozenset[str]]] = []
-    for line in _requirement_lines(SERVE_REQUIREMENTS):
+    roots: list[tuple[str, frozenset[str]]] = []
+    for line in requirement_lines(SERVE_REQUIREMENTS):
         if line.startswith("-e "):
             project = tomllib.loads((ROOT / line[3:].strip() / "pyproject.toml").read_text())
-            wanted.append((project["project"]["name"], frozenset()))
+            roots.append((project["project"]["name"], frozenset()))
         elif line.startswith("-c "):
             continue  # constraints choose versions; they install nothing
         else:
             requirement = Requirement(line)
-            wanted.append((requirement.name, frozenset(requirement.extras)))
-    seen: set[tuple[str, frozenset[str]]] = set()
-    while wanted:
-        name, extras = wanted.pop()
-        if (canonicalize_name(name), extras) in seen:
-            continue
-        seen.add((canonicalize_name(name), extras))
-        for text in importlib.metadata.requires(name) or []:
-            requirement = Requirement(text)
-            environments = [{"extra": extra} for extra in extras or {""}]
-            if requirement.marker is None or any(requirement.marker.evaluate(env) for env in environments):
-                wanted.append((requirement.name, frozenset(requirement.extras)))
-    return {name for name, _ in seen}
+            roots.append((requirement.name, frozenset(requirement.extras)))
+    return closure(roots)
 
 
 def _third_party_imports(path: Path) -> dict[str, bool]:
@@ -286,7 +271,7 @@ def test_make_serves_install_holds_every_package_the_serving_code_imports() -> N
 
 
 def test_the_dev_requirements_are_the_serve_requirements_plus_the_toolchain_each_pinned_once() -> None:
-    serve, dev = _requirement_lines(SERVE_REQUIREMENTS), _requirement_lines(DEV_REQUIREMENTS)
+    serve, dev = requirement_lines(SERVE_REQUIREMENTS), requirement_lines(DEV_REQUIREMENTS)
     assert dev[0] == "-r requirements-serve.txt"
 
     def names(lines: list[str]) -> list[str]:
