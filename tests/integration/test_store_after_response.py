@@ -85,17 +85,30 @@ def test_a_miss_is_answered_before_its_store_lands_and_its_repeat_is_the_stored_
     assert emulator.calls(CHAT) == 1
 
 
-def test_an_identical_request_during_the_store_waits_for_it_not_for_mistral(gateway, emulator, chat_body, held_stores):
+def test_an_identical_request_during_the_store_waits_for_it_not_for_mistral(
+    gateway, emulator, chat_body, held_stores, monkeypatch
+):
+    from mistral_gateway.policies.singleflight import Flight
+
     # Given alice's miss answered, its store held back
     body = chat_body("asked again while the first answer is being stored")
     assert invoke(gateway, body, "key-alice")[:2] == (200, "MISS")
+    waiting = threading.Event()
+    wait_for_leader = Flight._wait_for_leader
+
+    def waits(self: Flight) -> Any:
+        waiting.set()
+        return wait_for_leader(self)
+
+    monkeypatch.setattr(Flight, "_wait_for_leader", waits)
     # When she asks again before the store lands (from another thread: the first is still storing)
     repeat: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: repeat.update(result=invoke(gateway, body, "key-alice")))
     thread.start()
-    time.sleep(0.2)
+    assert waiting.wait(30)  # the repeat found the lease and waits on it
     held_stores.set()
-    thread.join(10)
+    thread.join(30)
+    assert not thread.is_alive()
     # Then the repeat waited on the first one's lease and is her stored answer; Mistral was asked once
     assert repeat["result"][:2] == (200, "HIT")
     assert any(record.get("single_flight") == "waited" for record in gateway.log_records())
@@ -112,10 +125,11 @@ def test_another_callers_identical_request_is_never_served_from_the_pending_stor
     status, cache, _ = invoke(gateway, body, "key-bob")
     held_stores.set()
     gateway.settle()
-    # Then his is a miss of his own: the pending store (and its lease) is alice's scope alone
+    # Then his is a miss of his own: the pending store (and its lease) is alice's scope alone, not waited on
     assert (status, cache) == (200, "MISS")
     assert emulator.calls(CHAT) == 2
     assert stored(cached_items()) == 2
+    assert not any(record.get("single_flight") for record in gateway.log_records())
 
 
 def test_a_store_that_fails_after_the_response_gives_the_lease_back(gateway, emulator, chat_body, monkeypatch):
@@ -171,7 +185,7 @@ def test_a_batch_with_identical_items_asks_mistral_once_without_waiting_for_its_
 
 
 def test_in_lambda_the_api_handler_hands_its_store_to_the_post_response_extension(
-    gateway, emulator, chat_body, held_stores, runtime_api, template
+    gateway, emulator, chat_body, runtime_api, held_stores, template
 ):
     import json
 
@@ -198,7 +212,7 @@ def test_in_lambda_the_api_handler_hands_its_store_to_the_post_response_extensio
 
 
 def test_in_lambda_the_streaming_app_hands_its_store_to_the_extension_and_a_readiness_check_nothing(
-    http_gateway, gateway, emulator, held_stores, runtime_api
+    http_gateway, gateway, emulator, runtime_api, held_stores
 ):
     import httpx2
 
@@ -278,6 +292,12 @@ def test_outside_lambda_a_caller_with_its_answer_cannot_settle_before_the_stream
         may_hand_over.set()
     # And once handed over it lands, and the repeat is a hit
     assert after_response.settle() and (stored(cached_items()), leased(cached_items())) == (1, 0)
+    repeat = httpx2.post(
+        f"{http_gateway}{CHAT}",
+        json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "counted at once"}]},
+        timeout=20,
+    )
+    assert repeat.headers["x-cache"] == "HIT" and emulator.calls(CHAT) == 1
 
 
 def test_a_malformed_lambda_context_header_neither_fails_the_request_nor_holds_settle(gateway, emulator):

@@ -146,7 +146,7 @@ def test_one_entry_serves_plain_and_streamed_requests_both_ways(client, emulator
     from mistral_gateway.platform import after_response
 
     answer = client.post(CHAT, json=body("plain first")).json()
-    after_response.settle()
+    assert after_response.settle()
     hit, replay = read_all(client, "plain first")
     assert hit.headers["x-cache"] == "HIT" and data_events(replay)[-1] == "[DONE]"
     replayed = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in data_events(replay)[:-1])

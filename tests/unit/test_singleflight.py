@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 from mistral_gateway.platform.deadline import Deadline
 from mistral_gateway.policies.cache import CachedAnswer, Claim, Entry, Lease
 from mistral_gateway.policies.singleflight import Flight
@@ -51,12 +53,21 @@ def test_the_first_miss_leads_and_gives_the_lease_back_when_nothing_was_stored()
 
 
 def test_a_leader_leaves_its_lease_to_the_store_which_may_run_after_the_block() -> None:
+    cache, stores = FakeCache(), []
+    with flight(cache) as lead:
+        settle = lead.settled_by(lambda: stores.append("stored") or True)
+    assert cache.released == [] and stores == []  # the lease is the store's: waiters keep waiting for the answer
+    settle()  # the store landed (a PutItem ends the lease)
+    assert cache.released == [] and stores == ["stored"]
+
+
+def test_a_store_that_raises_still_gives_the_lease_back() -> None:
     cache = FakeCache()
     with flight(cache) as lead:
-        settle = lead.settled_by(lambda: True)
-    assert cache.released == []  # the lease is the store's to end: waiters keep waiting for the answer
-    settle()  # the store landed (a PutItem ends the lease)
-    assert cache.released == []
+        settle = lead.settled_by(lambda: 1 / 0 == 0)
+    with pytest.raises(ZeroDivisionError):
+        settle()
+    assert cache.released == [Lease("k", "me")]
 
 
 def test_a_store_that_does_not_land_gives_the_lease_back() -> None:
