@@ -3,12 +3,11 @@ same SDK straight at the emulator, alternating."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, CHAT_PATH, POST_RESPONSE_PAUSE_S
+from gateway_dev.bench.settings import CALLER_ID, CALLER_KEY, CHAT_PATH
 from gateway_dev.bench.stack import Stack, captured_output, chat_body
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.warm import timed
@@ -27,6 +26,7 @@ def over_http(stack: Stack, iterations: int, warmup: int) -> OverHttp:
 
     from gateway_dev.runner.asgi import BackgroundServer, LocalGateway
     from gateway_dev.runner.bridge import ApiBridge
+    from mistral_gateway.platform import after_response
 
     server = BackgroundServer(LocalGateway(ApiBridge(stack.template, api_keys={CALLER_KEY: CALLER_ID})))
     gateway = Mistral(api_key=CALLER_KEY, server_url=server.url)
@@ -48,7 +48,7 @@ def over_http(stack: Stack, iterations: int, warmup: int) -> OverHttp:
                     if i >= 0:
                         samples[name].append(elapsed)
                     if name == "miss":
-                        time.sleep(POST_RESPONSE_PAUSE_S)  # its store lands before the next timed call
+                        after_response.settle()  # its store (in this process) lands before the next timed call
             by_hits = stack.emulator.calls(CHAT_PATH) - upstream_before - 2 * (warmup + iterations)
     finally:
         server.stop()

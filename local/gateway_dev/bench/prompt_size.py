@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dev.bench.settings import CHAT_PATH, POST_RESPONSE_PAUSE_S
+from gateway_dev.bench.settings import CHAT_PATH
 from gateway_dev.bench.stack import chat_body
 from gateway_dev.bench.stats import Stats, stats
 from gateway_dev.bench.streaming.client import caller_headers, http_client, read_stream, stream_body
@@ -45,8 +45,10 @@ def prompt_sizes(
     warmup: int,
     sizes: tuple[int, ...] = PROMPT_BYTES,
 ) -> list[SizedOverhead]:
-    """For each size, `iterations` plain misses and streamed misses through the gateway, each followed by the same
-    request straight to the emulator, after `warmup` uncounted rounds."""
+    """For each size, `iterations` plain misses and streamed misses through the gateway (served in this process),
+    each followed by the same request straight to the emulator, after `warmup` uncounted rounds."""
+    from mistral_gateway.platform import after_response
+
     client = http_client(keep_alive=True)
     gateway_headers, direct_headers = caller_headers(caller_key), caller_headers(emulator.api_key)
     results = []
@@ -57,7 +59,7 @@ def prompt_sizes(
             for i in range(-warmup, iterations):
                 text = prompt_of(size, f"prompt size {size} {nonce} {i}")
                 through = posted(client, gateway_url + CHAT_PATH, chat_body(text), gateway_headers, expected="MISS")
-                time.sleep(POST_RESPONSE_PAUSE_S)  # its store lands before the reference request
+                after_response.settle()  # its store (the gateway runs in this process) lands before the reference
                 direct = posted(client, emulator.url + CHAT_PATH, chat_body(text), direct_headers, expected=None)
                 streamed = read_stream(client, gateway_url + CHAT_PATH, stream_body(text + "."), gateway_headers)
                 if streamed.status != 200 or streamed.cache != "MISS":

@@ -108,9 +108,11 @@ CHAT_PATH = "/v1/chat/completions"
 CALLER_KEY = "bench-caller-key"
 CALLER_ID = "bench-caller"
 READY_POLL_S = 0.005  # how often /ready is asked, as the Web Adapter's readiness check does
-# After a proxy's answer to a new question, before the next timed request (the same question straight to the
-# emulator, or the other proxy's): the proxy's work after its response (the gateway's store, LiteLLM's cache
-# write and callbacks) finishes first, as it would in its own container, instead of slowing the reference.
+# The side by side, after a proxy's answer to a new question, before the next timed request (the same question
+# straight to the emulator, or the other proxy's): the proxy's work after its response (the gateway's store,
+# LiteLLM's cache write and callbacks) finishes first, as it would in its own container, instead of slowing the
+# reference. Both proxies run in processes of their own there; where the gateway runs in the benchmark's process
+# (figures 8 and 13), the benchmark waits for exactly its store instead (after_response.settle).
 POST_RESPONSE_PAUSE_S = 0.03
 # Modules that must stay off the cache-hit path (lazy imports), and the AWS SDK for comparison.
 WATCHED_MODULES = ("mistralai", "pydantic", "pydantic_core", "httpx2", "aws_xray_sdk", "boto3", "botocore")
