@@ -64,6 +64,34 @@ def leased(items: list[dict[str, Any]]) -> int:
     return sum(1 for item in items if float(item.get("lease_until", {}).get("N", 0)) > time.time())
 
 
+def call_app(gateway: Any, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> int:
+    """One request straight to the streaming function's ASGI app, as the Web Adapter's uvicorn passes it: the
+    status answered."""
+    import asyncio
+
+    from gateway_dev.runner.asgi import load_asgi_app
+
+    app = load_asgi_app(gateway.template, "StreamFunction")
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "headers": raw_headers}
+    asyncio.run(app({**scope, "query_string": b""}, receive, send))
+    return int(sent[0]["status"])
+
+
+def chat_request(text: str) -> bytes:
+    import json
+
+    return json.dumps({"model": "mistral-small-latest", "messages": [{"role": "user", "content": text}]}).encode()
+
+
 def test_a_miss_is_answered_before_its_store_lands_and_its_repeat_is_the_stored_hit(
     gateway, emulator, chat_body, held_stores
 ):
@@ -236,29 +264,7 @@ def test_in_lambda_the_streaming_app_hands_its_store_to_the_extension_and_a_read
     assert api.wait_asked(2) and stored(cached_items()) == 1
     assert held_stores.threads == [after_response.EXTENSION_NAME]  # not a thread the app started itself
     # And the app's readiness check hands the extension nothing to wait for
-    import asyncio
-
-    from gateway_dev.runner.asgi import load_asgi_app
-
-    app = load_asgi_app(gateway.template, "StreamFunction")
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/ready",
-        "raw_path": b"/ready",
-        "headers": [],
-        "query_string": b"",
-    }
-    asyncio.run(app(scope, receive, send))
-    assert sent[0]["status"] == 200 and extension._handed.qsize() == 0
+    assert call_app(gateway, "GET", "/ready", {}) == 200 and extension._handed.qsize() == 0
 
 
 def test_outside_lambda_a_caller_with_its_answer_cannot_settle_before_the_streaming_apps_store(
@@ -301,38 +307,40 @@ def test_outside_lambda_a_caller_with_its_answer_cannot_settle_before_the_stream
 
 
 def test_a_malformed_lambda_context_header_neither_fails_the_request_nor_holds_settle(gateway, emulator):
-    import asyncio
-    import json
-
-    from gateway_dev.runner.asgi import adapter_headers, load_asgi_app
+    from gateway_dev.runner.asgi import adapter_headers
     from mistral_gateway.platform import after_response
 
     # Given the streaming app handed a Lambda context whose fields are not what the Web Adapter writes
-    app = load_asgi_app(gateway.template, "StreamFunction")
     headers = {**adapter_headers("POST", CHAT, None), "x-amzn-lambda-context": '{"env_config": 1, "deadline": "x"}'}
-    body = json.dumps({"model": "mistral-small-latest", "messages": [{"role": "user", "content": "odd context"}]})
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body.encode(), "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": CHAT,
-        "raw_path": CHAT.encode(),
-        "headers": [
-            (name.encode(), value.encode()) for name, value in [*headers.items(), ("content-type", "application/json")]
-        ],
-        "query_string": b"",
-    }
     # When a plain miss arrives with it
-    asyncio.run(app(scope, receive, send))
+    status = call_app(gateway, "POST", CHAT, {**headers, "content-type": "application/json"}, chat_request("odd"))
     # Then it is answered, and its store lands
-    assert sent[0]["status"] == 200
+    assert status == 200
+    assert after_response.settle() and stored(cached_items()) == 1
+
+
+def test_the_streaming_app_hands_its_work_over_under_the_web_adapters_request_id(gateway, emulator, monkeypatch):
+    import json
+
+    from gateway_dev.runner.asgi import adapter_headers
+    from mistral_gateway.platform import after_response
+
+    # Given the Web Adapter's Lambda context naming the invocation "request-7"
+    handed: list[str] = []
+    after_sent = after_response.after_sent
+
+    def recorded(request_id: str, work: list[Any]) -> None:
+        handed.append(request_id)
+        after_sent(request_id, work)
+
+    monkeypatch.setattr(after_response, "after_sent", recorded)
+    headers = adapter_headers("POST", CHAT, None)
+    context = {**json.loads(headers["x-amzn-lambda-context"]), "request_id": "request-7"}
+    headers = {**headers, "x-amzn-lambda-context": json.dumps(context), "content-type": "application/json"}
+    # When a plain miss arrives
+    assert call_app(gateway, "POST", CHAT, headers, chat_request("which invocation")) == 200
+    # Then its work is handed over under that id: the one the extension waits for
+    assert handed == ["request-7"]
     assert after_response.settle() and stored(cached_items()) == 1
 
 
